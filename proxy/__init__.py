@@ -1,0 +1,1 @@
+"""shadowdiff: shadow-traffic comparison proxy."""

@@ -1,0 +1,1 @@
+"""v2_app package."""
