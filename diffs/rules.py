@@ -1,0 +1,62 @@
+"""Comparison rules as configured per service and per endpoint (validated at start-up)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_COMPARED_HEADERS = ("content-type",)
+
+
+class NumericTolerance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = "**"
+    """Path pattern the tolerance applies to ("**" = every number)."""
+    absolute: float = Field(default=0.0, ge=0)
+    relative: float = Field(default=0.0, ge=0)
+    """Fraction of the primary's value, e.g. 0.01 for 1%."""
+
+
+class TextSimilarity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    threshold: float = Field(default=0.8, ge=0, le=1)
+    """Strings at this path match when their similarity ratio is at least this."""
+
+
+class CompareRules(BaseModel):
+    """What counts as a difference. Path patterns: "root.items[*].price", "**.created_at", "items[*].updated_at"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ignore: tuple[str, ...] = ()
+    numeric_tolerance: tuple[NumericTolerance, ...] = ()
+    unordered: tuple[str, ...] = ()
+    """List paths compared as multisets; "**" makes every list order-insensitive."""
+    text_similarity: tuple[TextSimilarity, ...] = ()
+    schema_only: tuple[str, ...] = ()
+    """Paths compared by shape and type only; "root" or "**" compares the whole body so."""
+    headers: tuple[str, ...] = DEFAULT_COMPARED_HEADERS
+    """Response headers compared (lower-case). Volatile ones (date, server, x-request-id, ...) only if named here."""
+    compare_status: bool = True
+
+
+class EndpointRules(CompareRules):
+    """Rules for one endpoint template, e.g. "POST /api/ai/generate", merged over its service's rules."""
+
+    endpoint: str
+
+
+def merge_rules(base: CompareRules, override: CompareRules) -> CompareRules:
+    """Endpoint rules add to the service's lists; `headers` and `compare_status` are replaced when set explicitly."""
+    explicit = override.model_fields_set
+    return CompareRules(
+        ignore=base.ignore + override.ignore,
+        numeric_tolerance=base.numeric_tolerance + override.numeric_tolerance,
+        unordered=base.unordered + override.unordered,
+        text_similarity=base.text_similarity + override.text_similarity,
+        schema_only=base.schema_only + override.schema_only,
+        headers=override.headers if "headers" in explicit else base.headers,
+        compare_status=override.compare_status if "compare_status" in explicit else base.compare_status,
+    )
