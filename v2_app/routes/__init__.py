@@ -1,0 +1,1 @@
+"""HTTP routes: thin endpoints that parse input, call one service method and render JSON."""
