@@ -1,0 +1,120 @@
+"""The data plane's Prometheus metrics, on a registry of its own or the default one.
+
+Labels are bounded: service names from configuration and fixed enums, never raw paths.
+
+The latency delta (shadow − primary) is one histogram whose buckets span negative values, so
+`histogram_quantile` answers "how much slower is the shadow" directly, sign included. Its `_sum` can fall,
+so use `_bucket` and `_count`, not `rate(_sum)`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_DELTA_STEPS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DELTA_BUCKETS = tuple(-step for step in reversed(_DELTA_STEPS)) + (0.0,) + _DELTA_STEPS
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+_STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+
+
+def status_class(status: int) -> str:
+    return _STATUS_CLASSES.get(status // 100, "other")
+
+
+class ProxyMetrics:
+    """Counters, histograms and the in-flight gauge; children are cached so the hot path skips `labels()`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else REGISTRY
+        r = self.registry
+        self.requests = Counter(
+            "shadowdiff_requests",
+            "Client requests answered by the proxy.",
+            ("service", "method", "status_class"),
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "shadowdiff_upstream_latency_seconds",
+            "From sending to an upstream to its last body byte (or failure).",
+            ("service", "role", "app"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.latency_delta = Histogram(
+            "shadowdiff_latency_delta_seconds",
+            "Shadow latency minus primary latency, per exchange where both answered; negative: shadow faster.",
+            ("service",),
+            buckets=DELTA_BUCKETS,
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "shadowdiff_shadow_errors",
+            "Mirrored requests (shadow or secondary) that got no usable response, by error kind.",
+            ("service", "kind"),
+            registry=r,
+        )
+        self.primary_errors = Counter(
+            "shadowdiff_primary_errors",
+            "Primary requests that got no usable response (the client got 502/504), by error kind.",
+            ("service", "kind"),
+            registry=r,
+        )
+        self.dropped = Counter(
+            "shadowdiff_dropped",
+            "Work dropped at a bound: inflight_cap (mirror not sent), queue_full (exchange not compared).",
+            ("reason",),
+            registry=r,
+        )
+        self.skipped = Counter(
+            "shadowdiff_skipped",
+            "Requests not mirrored, by reason (sampled_out, request_too_large, mirror_off, method, loop_guard).",
+            ("service", "reason"),
+            registry=r,
+        )
+        self.truncated = Counter(
+            "shadowdiff_response_too_large",
+            "Responses above max_response_body: streamed to the client, not compared.",
+            ("service", "role"),
+            registry=r,
+        )
+        self.shadow_inflight = Gauge(
+            "shadowdiff_shadow_inflight",
+            "Mirrored requests in flight now (bounded by max_inflight_shadow).",
+            registry=r,
+        )
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._latency_children: dict[tuple[str, str, str], Histogram] = {}
+
+    def request(self, service: str, method: str, status: int) -> None:
+        # Normalise first: the cache key must stay as bounded as the labels (clients send any method).
+        key = (service, method if method in KNOWN_METHODS else "OTHER", status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(key[0], key[1], status_class(status))
+        child.inc()
+
+    def upstream(self, service: str, role: str, app: str, seconds: float) -> None:
+        key = (service, role, app)
+        child = self._latency_children.get(key)
+        if child is None:
+            child = self._latency_children[key] = self.upstream_latency.labels(service, role, app)
+        child.observe(seconds)
+
+    def delta(self, service: str, seconds: float) -> None:
+        self.latency_delta.labels(service).observe(seconds)
+
+    def shadow_error(self, service: str, kind: str) -> None:
+        self.shadow_errors.labels(service, kind).inc()
+
+    def primary_error(self, service: str, kind: str) -> None:
+        self.primary_errors.labels(service, kind).inc()
+
+    def drop(self, reason: str) -> None:
+        self.dropped.labels(reason).inc()
+
+    def skip(self, service: str, reason: str) -> None:
+        self.skipped.labels(service, reason).inc()
+
+    def too_large(self, service: str, role: str) -> None:
+        self.truncated.labels(service, role).inc()
