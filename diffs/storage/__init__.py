@@ -1,0 +1,24 @@
+"""Persistence for exchanges, field diffs, noise marks, id correlations and promotions (the only SQLAlchemy user)."""
+
+from diffs.storage.records import (
+    Cursor,
+    ExchangeSummary,
+    NoiseMark,
+    Page,
+    PromotionRecord,
+    StoredExchange,
+    StoredSide,
+)
+from diffs.storage.store import Store, StoreUnavailable
+
+__all__ = [
+    "Cursor",
+    "ExchangeSummary",
+    "NoiseMark",
+    "Page",
+    "PromotionRecord",
+    "Store",
+    "StoreUnavailable",
+    "StoredExchange",
+    "StoredSide",
+]

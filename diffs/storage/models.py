@@ -1,0 +1,181 @@
+"""ORM tables. Rows never leave the storage package; `store.py` converts them to dataclasses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite keeps them as naive UTC text, which still sorts by time."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ExchangeRow(Base):
+    """One exchange's summary: what report pages list and filter. Kept for every exchange until pruned."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    service: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    query: Mapped[str] = mapped_column(Text, default="")
+    endpoint: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(16))
+    skip_reason: Mapped[str | None] = mapped_column(String(64))
+    primary_app: Mapped[str] = mapped_column(String(8))
+    primary_status: Mapped[int | None] = mapped_column(Integer)
+    primary_latency_ms: Mapped[float] = mapped_column(Float)
+    primary_error: Mapped[str] = mapped_column(String(16))
+    shadow_app: Mapped[str | None] = mapped_column(String(8))
+    shadow_status: Mapped[int | None] = mapped_column(Integer)
+    shadow_latency_ms: Mapped[float | None] = mapped_column(Float)
+    shadow_error: Mapped[str | None] = mapped_column(String(16))
+    secondary_app: Mapped[str | None] = mapped_column(String(8))
+    secondary_status: Mapped[int | None] = mapped_column(Integer)
+    secondary_latency_ms: Mapped[float | None] = mapped_column(Float)
+    secondary_error: Mapped[str | None] = mapped_column(String(16))
+    diff_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Field diffs that are not noise."""
+    noise_count: Mapped[int] = mapped_column(Integer, default=0)
+    bodies_kept: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        # Keyset pagination: every listing orders by (started_at, id) after an optional equality filter.
+        Index("ix_exchanges_started", "started_at", "id"),
+        Index("ix_exchanges_service_started", "service", "started_at", "id"),
+        Index("ix_exchanges_endpoint_started", "endpoint", "started_at", "id"),
+        Index("ix_exchanges_outcome_started", "outcome", "started_at", "id"),
+    )
+
+
+class PayloadRow(Base):
+    """Headers (redacted) of every exchange; bodies only when the retention policy keeps them."""
+
+    __tablename__ = "exchange_payloads"
+
+    exchange_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("exchanges.id", ondelete="CASCADE"), primary_key=True
+    )
+    request_headers: Mapped[str] = mapped_column(Text)
+    """JSON list of [name, value] pairs, as are the other *_headers columns."""
+    request_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    request_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    primary_headers: Mapped[str] = mapped_column(Text)
+    primary_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    primary_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    shadow_headers: Mapped[str | None] = mapped_column(Text)
+    shadow_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    shadow_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    secondary_headers: Mapped[str | None] = mapped_column(Text)
+    secondary_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    secondary_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class FieldDiffRow(Base):
+    __tablename__ = "field_diffs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[str] = mapped_column(String(128), ForeignKey("exchanges.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    """Copied from the exchange so per-field reports over a time window need no join."""
+    endpoint: Mapped[str] = mapped_column(String(512))
+    path: Mapped[str] = mapped_column(String(1024))
+    kind: Mapped[str] = mapped_column(String(16))
+    primary_value: Mapped[str | None] = mapped_column(Text)
+    """JSON text; NULL when the field is absent on that side."""
+    shadow_value: Mapped[str | None] = mapped_column(Text)
+    noise: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_field_diffs_exchange", "exchange_id"),
+        Index("ix_field_diffs_endpoint_path", "endpoint", "path", "started_at"),
+        Index("ix_field_diffs_started", "started_at"),
+    )
+
+
+class ExampleRow(Base):
+    """Which exchanges keep their bodies as an example, and for what: a field path, "<match>" or "<shadow_error:…>"."""
+
+    __tablename__ = "body_examples"
+
+    endpoint: Mapped[str] = mapped_column(String(512), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    exchange_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("exchanges.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_body_examples_exchange", "exchange_id"),)
+
+
+class NoiseMarkRow(Base):
+    """A reviewer's decision that differences at (endpoint, path pattern) are noise."""
+
+    __tablename__ = "noise_marks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(512))
+    path: Mapped[str] = mapped_column(String(1024))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ux_noise_marks_endpoint_path", "endpoint", "path", unique=True),)
+
+
+class CorrelationRow(Base):
+    """An id the primary generated and the id the shadow generated for the same request."""
+
+    __tablename__ = "id_correlations"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    primary_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    shadow_id: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_id_correlations_service_created", "service", "created_at"),)
+
+
+class PromotionRow(Base):
+    """One change of a service's primary; the newest row per service is its current state."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(64))
+    from_side: Mapped[str] = mapped_column(String(8))
+    to_side: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_promotions_service_id", "service", "id"),)
