@@ -5,13 +5,14 @@ Bad values fail at start-up with a message naming the key and the value (`Config
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from diffs.rules import CompareRules, EndpointRules
@@ -104,12 +105,69 @@ class Settings(BaseSettings):
     examples_per_field: int = Field(default=20, ge=1)
     retention_max_exchanges: int = Field(default=1_000_000, ge=1000)
 
+    @field_validator("services", mode="before")
+    @classmethod
+    def _over_defaults(cls, services: Any) -> Any:
+        # Config text (TOML, SHADOWDIFF_SERVICES__*) adjusts the built-in services rather than replacing them:
+        # `[services.orders] primary = "v2"` keeps orders' prefixes, and products, ai and default stay routed.
+        if not isinstance(services, Mapping) or not all(isinstance(v, Mapping) for v in services.values()):
+            return services
+        defaults = default_services()
+        merged: dict[str, Any] = {}
+        for name in [*defaults, *(n for n in services if n not in defaults)]:
+            service = services.get(name)
+            if service is None:
+                merged[name] = defaults[name]
+            elif name in defaults and "prefixes" not in service:
+                merged[name] = {"prefixes": defaults[name].prefixes, **service}
+            else:
+                merged[name] = service
+        return merged
+
     @field_validator("services")
     @classmethod
     def _needs_default(cls, services: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
         if "default" not in services:
             services = {**services, "default": ServiceConfig(prefixes=("/",))}
         return services
+
+    @field_validator("v1_url", "v2_url", "secondary_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("Not an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        # `--admin-token ${SHADOWDIFF_ADMIN_TOKEN}` with the variable unset must not mean "the empty token".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        if self.port != 0 and self.port == self.admin_port:
+            raise ValueError(f"port and admin_port are both {self.port}; the proxy and the admin plane need their own")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost": addresses no other machine can reach."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_admin_exposure(settings: Settings) -> None:
+    """Refuse an admin plane reachable from other machines without a token: anyone could promote or roll back."""
+    if settings.admin_token is None and not is_loopback(settings.admin_host):
+        raise ConfigError(
+            f"Config 'admin_host' has value {settings.admin_host!r}, which is not loopback, and 'admin_token' is "
+            "not set. Set SHADOWDIFF_ADMIN_TOKEN (or --admin-token) or keep the admin plane on 127.0.0.1."
+        )
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool | None:
@@ -124,23 +182,41 @@ def _flag(environ: Mapping[str, str], name: str) -> bool | None:
     raise ConfigError(f"Environment variable {name} has value {raw!r}. Not a valid boolean (true/false).")
 
 
+def guide_flag(name: str, environ: Mapping[str, str]) -> tuple[str, bool] | None:
+    """The USE_V2_* variable that decides service `name` and its value; the per-service flag wins over the global."""
+    specific = GUIDE_FLAGS.get(name, f"USE_V2_{name.upper()}_SERVICE")
+    for variable in (specific, "USE_V2_SERVICES"):
+        value = _flag(environ, variable)
+        if value is not None:
+            return variable, value
+    return None
+
+
 def apply_guide_flags(services: dict[str, ServiceConfig], environ: Mapping[str, str]) -> dict[str, ServiceConfig]:
-    """USE_V2_SERVICES promotes every service; USE_V2_<NAME>_SERVICE (or USE_V2_<NAME>) one, and wins over it."""
-    everything = _flag(environ, "USE_V2_SERVICES")
+    """USE_V2_SERVICES promotes every service; USE_V2_<NAME>_SERVICE one, and wins over it."""
     result = {}
     for name, service in services.items():
-        specific = _flag(environ, GUIDE_FLAGS.get(name, f"USE_V2_{name.upper()}_SERVICE"))
-        chosen = specific if specific is not None else everything
-        result[name] = service if chosen is None else service.model_copy(update={"primary": "v2" if chosen else "v1"})
+        decided = guide_flag(name, environ)
+        result[name] = (
+            service if decided is None else service.model_copy(update={"primary": "v2" if decided[1] else "v1"})
+        )
     return result
+
+
+def configured_primary(service: ServiceConfig) -> Side | None:
+    """The primary that config set explicitly (file, SHADOWDIFF_SERVICES__*, or a USE_V2_* flag); None if defaulted."""
+    return service.primary if "primary" in service.model_fields_set else None
 
 
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "settings"
-        value = item.get("input")
-        parts.append(f"Config '{key}' has value {value!r}. {item['msg']}.")
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a rule across several keys names them itself
+            parts.append(f"Config error: {message}.")
+            continue
+        key = ".".join(str(p) for p in item["loc"])
+        parts.append(f"Config '{key}' has value {item.get('input')!r}. {message}.")
     return " ".join(parts)
 
 
