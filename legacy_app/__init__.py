@@ -1,1 +1,1 @@
-"""legacy_app package."""
+"""V1, the legacy order/product/AI service: synchronous SQLAlchemy on SQLite, `{"detail": ...}` errors, no cache."""

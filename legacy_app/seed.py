@@ -1,0 +1,50 @@
+"""Load the demo catalogue into the legacy database: customers 1..5 and products 1..N, once."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from legacy_app.database import Database
+from legacy_app.models import Customer, Product, utcnow
+from legacy_app.pricing import compute_price, to_cents, to_tenths
+from proxy.demo import DemoCatalogue
+
+logger = logging.getLogger("legacy_app")
+
+
+def seed_database(database_url: str, catalogue: DemoCatalogue) -> int:
+    """Create tables if needed and load the catalogue; 0 when products already exist, else the products loaded."""
+    db = Database(database_url)
+    try:
+        db.create_tables()
+        with db.write() as session:
+            if session.scalar(select(Product.id).limit(1)) is not None:
+                logger.info("Seed skipped: products already exist")
+                return 0
+            if session.scalar(select(Customer.id).limit(1)) is None:
+                for customer_id, customer in enumerate(catalogue.customers, start=1):
+                    session.add(Customer(id=customer_id, name=customer.name, email=customer.email, tier=customer.tier))
+            now = utcnow()
+            for product_id, item in enumerate(catalogue.products, start=1):
+                cost_price, margin_rate = to_cents(item.cost_price), to_tenths(item.margin_rate)
+                session.add(
+                    Product(
+                        id=product_id,
+                        sku=item.sku,
+                        name=item.name,
+                        description=None,
+                        cost_price=cost_price,
+                        margin_rate=margin_rate,
+                        price=compute_price(cost_price, margin_rate),
+                        status=item.status,
+                        stock=item.stock,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        logger.info(f"Seeded {len(catalogue.products)} products and {len(catalogue.customers)} customers")
+        return len(catalogue.products)
+    finally:
+        db.close()
