@@ -1,0 +1,79 @@
+"""`python -m bench`: run the scenarios, print the tables, write JSON and bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+from bench import report
+from bench.load import wrk_path
+from bench.runner import REPO, SCENARIOS, Options, run
+
+RESULTS = REPO / "bench" / "RESULTS.md"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="3 s per measurement, 1 s warm-up (default 8 s, 2 s)")
+    parser.add_argument("--seconds", type=float, help="seconds per measurement (overrides --quick)")
+    parser.add_argument("--only", choices=SCENARIOS, help="run one scenario")
+    parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto", help="load generator")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--results", type=Path, help=f"Markdown to update (default {RESULTS.relative_to(REPO)})")
+    parser.add_argument("--no-results", action="store_true", help="do not touch any RESULTS.md")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with every process's log")
+    return parser
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so every started process is stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run, report."""
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    tool = args.tool if args.tool != "auto" else ("wrk" if wrk_path() else "python")
+    if tool == "wrk" and not wrk_path():
+        print("wrk is not installed; use --tool python (weaker) or apt-get install -y wrk", file=sys.stderr)
+        return 2
+    if tool == "python":
+        print("load generator: Python/aiohttp, not wrk: it saturates well below wrk; ratios still hold within a run")
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
+    workdir = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
+    opts = Options(seconds=seconds, warmup=1.0 if args.quick else 2.0, tool=tool, only=args.only, workdir=workdir)
+    command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
+    meta = report.machine(command, tool)
+    keep = True  # unless the run ends cleanly, the logs are what explains it
+    try:
+        outcome = run(opts)
+        keep = args.keep_logs or bool(outcome.skipped)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; every started process was stopped. Logs: {workdir}", file=sys.stderr)
+        return 130
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    failed = bool(outcome.skipped) and not (outcome.rows or outcome.stall or outcome.sections)
+    report.print_console(outcome)
+    if args.json:
+        args.json.write_text(json.dumps(report.as_json(outcome, meta), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    target = args.results or (None if args.only else RESULTS)
+    if target is not None and not args.no_results:
+        report.write_results(target, outcome, meta)
+        print(f"wrote {target}")
+    if keep:
+        print(f"logs: {workdir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Smoke test of the benchmark's parts: the stand-in upstream, the Python load generator, percentiles, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.load import LoadResult, percentile, run_python
+from bench.nginx import render_config
+from bench.procs import free_port
+from bench.report import BEGIN, END, markdown_table, write_results
+from bench.runner import Outcome, Row
+from bench.upstream import BODY, serve
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    """One HTTP/1.1 response framed by Content-Length: status line, lower-cased headers, body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *lines = head.decode().split("\r\n")[:-2]
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    return status.encode(), headers, body
+
+
+def get(path: str, *extra: str) -> bytes:
+    return "\r\n".join([f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *extra, "", ""]).encode()
+
+
+async def test_upstream_answers_many_requests_on_one_keep_alive_connection() -> None:
+    async with serve() as upstream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        try:
+            for _ in range(3):  # one at a time, as wrk and connection pools do
+                writer.write(get("/api/orders/42"))
+                status, headers, body = await read_response(reader)
+                assert status == b"HTTP/1.1 200 OK"
+                assert headers["content-type"] == "application/json"
+                assert headers["connection"] == "keep-alive"
+                assert body == BODY
+            writer.write(get("/a") + get("/b"))  # pipelined: answered in order, both counted
+            assert (await read_response(reader))[2] == BODY
+            assert (await read_response(reader))[2] == BODY
+            body = b'{"name": "x"}'
+            writer.write(b"POST /c HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body) + get("/d"))
+            assert (await read_response(reader))[2] == BODY
+            assert (await read_response(reader))[2] == BODY  # the POST body was consumed, not parsed as a request
+            writer.write(get("/__stats"))
+            assert json.loads((await read_response(reader))[2]) == {"requests": 7}
+            writer.write(get("/e", "Connection: close"))
+            status, headers, _ = await read_response(reader)
+            assert headers["connection"] == "close"
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # the server closed it
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    assert 900 <= len(BODY) <= 1200
+    assert json.loads(BODY)["id"] == 42
+
+
+async def test_stalled_upstream_counts_but_never_answers() -> None:
+    async with serve(stall=True) as upstream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        try:
+            writer.write(get("/x"))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(1), 0.3)
+            assert upstream.state.requests == 1
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_python_load_generator_counts_every_request() -> None:
+    async with serve() as upstream:
+        result = await run_python(f"{upstream.url}/x", concurrency=4, seconds=10, max_requests=300)
+        assert result.requests == 300 == upstream.state.requests
+        assert result.errors == 0
+        assert result.tool == "python"
+        assert result.concurrency == 4
+        assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+        assert result.rps == pytest.approx(300 / result.seconds)
+
+
+async def test_python_load_generator_counts_refused_connections_as_errors() -> None:
+    result = await run_python(f"http://127.0.0.1:{free_port()}/x", concurrency=2, seconds=5, max_requests=10)
+    assert result.requests == result.errors == 10
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        (list(range(1, 101)), 50, 50),
+        (list(range(1, 101)), 99, 99),
+        (list(range(1, 101)), 100, 100),
+        (list(range(1, 1001)), 99, 990),
+        ([1.0, 2.0], 50, 1.0),
+        ([1.0, 2.0], 51, 2.0),
+        ([7.0], 99, 7.0),
+        ([], 50, 0.0),
+    ],
+)
+def test_percentile_is_nearest_rank(values: list[float], pct: float, expected: float) -> None:
+    assert percentile([float(v) for v in values], pct) == expected
+
+
+def test_nginx_config_mirrors_every_request_to_the_shadow(tmp_path: Path) -> None:
+    conf = render_config(tmp_path, port=9000, primary_port=9001, shadow_port=9002)
+    assert "worker_processes 2;" in conf
+    assert "access_log off;" in conf
+    assert "mirror /mirror;" in conf
+    assert "proxy_pass http://shadow$request_uri;" in conf
+    assert "server 127.0.0.1:9001; keepalive" in conf
+    plain = render_config(tmp_path, port=9000, primary_port=9001, shadow_port=9002, mirror=False)
+    assert "mirror /mirror;" not in plain
+
+
+def _row(key: str, rps: float) -> Row:
+    result = LoadResult("wrk", 16, 1.0, int(rps), 0, 1.0, 2.0, 3.0)
+    return Row(key=key, label=key, concurrency=16, result=result)
+
+
+def test_results_file_keeps_hand_written_text_around_the_measured_block(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    path.write_text(f"# Results\n\nintro\n\n{BEGIN}\nold numbers\n{END}\n\n## Reading\n\nkept\n")
+    outcome = Outcome(rows=[_row("nginx-mirror", 1000), _row("shadowdiff-2w", 450)])
+    meta = {
+        "date": "d",
+        "command": "c",
+        "commit": "x",
+        "cpu": "cpu",
+        "memory_mib": 1,
+        "kernel": "k",
+        "python": "3.11",
+        "nginx": "nginx/1",
+        "wrk": "wrk",
+        "load_tool": "wrk",
+        "loadavg_at_start": ["0", "0", "0"],
+    }
+    write_results(path, outcome, meta)
+    text = path.read_text()
+    assert text.startswith("# Results\n\nintro\n")
+    assert text.endswith("## Reading\n\nkept\n")
+    assert "old numbers" not in text
+    assert "| shadowdiff-2w | 16 | 450 |" in text
+    assert "0.45×" in text  # the ratio against nginx from the same run
+    assert "| throughput c=16 | mirroring on, 2 workers ≥ 0.4× nginx mirror | 0.45× | met |" in text
+
+
+def test_markdown_table_right_aligns_numbers() -> None:
+    table = markdown_table(["name", "req/s"], [["a", "1,234"], ["b", "—"]])
+    assert table.splitlines()[1] == "|---|---:|"
