@@ -9,6 +9,7 @@ from diffs.storage.records import (
     StoredExchange,
     StoredSide,
 )
+from diffs.storage.retention import RetentionPolicy
 from diffs.storage.store import Store, StoreUnavailable
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NoiseMark",
     "Page",
     "PromotionRecord",
+    "RetentionPolicy",
     "Store",
     "StoreUnavailable",
     "StoredExchange",

@@ -1,42 +1,83 @@
-"""The `Store`: the one door to the database for the proxy, the writer and the reports."""
+"""The `Store`: the one door to the database for the proxy, the batch writer and the reports."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from diffs.exchange import Comparison, Outcome
+from diffs.redaction import DEFAULT_FIELDS, Redactor
 from diffs.storage import engine as engines
+from diffs.storage import pruning, rows
 from diffs.storage.engine import StoreUnavailable
-from diffs.storage.models import PromotionRow
-from diffs.storage.records import PromotionRecord
+from diffs.storage.models import (
+    CorrelationRow,
+    ExampleRow,
+    ExchangeRow,
+    FieldDiffRow,
+    NoiseMarkRow,
+    PayloadRow,
+    PromotionRow,
+)
+from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, StoredExchange
+from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
 from diffs.storage.urls import async_url
 
 __all__ = ["Store", "StoreUnavailable"]
 
 SIDES = frozenset({"v1", "v2"})
+MAX_ID = 100
+"""Request ids are client-controlled; longer ones are cut so the row still fits."""
 
 
 class Store:
-    """Async persistence over SQLite (default, one machine) or PostgreSQL (several replicas)."""
+    """Async persistence over SQLite (default, one machine) or PostgreSQL (several replicas).
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Everything written passes through the `Redactor` first. Errors are `StoreError`, or `StoreUnavailable` when the
+    database is locked, read-only or unreachable and a retry may succeed.
+    """
+
+    def __init__(self, engine: AsyncEngine, redactor: Redactor, quota: ExampleQuota) -> None:
         """Use `Store.open`; this takes an engine whose schema is already current."""
         self._engine = engine
+        self.redactor = redactor
+        self.retention = quota.policy
+        self._quota = quota
+        self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, database_url: str, *, schema: str | None = None) -> Store:
-        """Connect and bring the schema to the newest revision. `schema`: PostgreSQL schema to live in."""
-        engine = engines.make_engine(async_url(database_url), schema=schema)
+    async def open(
+        cls,
+        database_url: str,
+        *,
+        schema: str | None = None,
+        redact_fields: Iterable[str] = DEFAULT_FIELDS,
+        retention: RetentionPolicy | None = None,
+        busy_timeout: float = 5.0,
+    ) -> Store:
+        """Connect, bring the schema to the newest revision and load the example counts.
+
+        `database_url`: sqlite[+aiosqlite]:///file.db or postgresql[+asyncpg]://...; `schema`: the PostgreSQL schema
+        to live in (search_path); `busy_timeout`: seconds a SQLite writer waits for another process's lock.
+        """
+        url = async_url(database_url)
+        engine = engines.make_engine(url, schema=schema, busy_timeout_ms=round(busy_timeout * 1000))
         try:
             async with engines.writing(engine) as conn:
                 await conn.run_sync(upgrade)
+            quota = ExampleQuota(retention or RetentionPolicy(), await _example_counts(engine))
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, Redactor(tuple(redact_fields)), quota)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -46,6 +87,168 @@ class Store:
         """ "sqlite" or "postgresql"."""
         return self._engine.dialect.name
 
+    # -- exchanges ----------------------------------------------------------------------------------------------------
+
+    async def write_batch(self, comparisons: Sequence[Comparison]) -> None:
+        """Redact and store comparisons (exchange, headers, kept bodies, field diffs) in one transaction.
+
+        A request id already stored (clients may reuse theirs) is stored under `<id>#<8 hex>` rather than lost.
+        """
+        if not comparisons:
+            return
+        redacted = [self.redactor.redact_comparison(c) for c in comparisons]
+        async with self._write_lock:
+            chosen = self._quota.plan(redacted)
+            async with engines.writing(self._engine) as conn:
+                ids = await _unique_ids(conn, [c.exchange.id for c in redacted])
+                exchange_rows: list[dict[str, Any]] = []
+                payload_rows: list[dict[str, Any]] = []
+                diff_rows: list[dict[str, Any]] = []
+                example_rows: list[dict[str, Any]] = []
+                for comparison, exchange_id, keys in zip(redacted, ids, chosen, strict=True):
+                    kept = bool(keys)
+                    exchange_rows.append(rows.exchange_values(comparison, exchange_id, kept))
+                    payload_rows.append(rows.payload_values(comparison, exchange_id, kept))
+                    diff_rows.extend(rows.diff_values(comparison, exchange_id))
+                    example_rows.extend(_example_values(keys, exchange_id))
+                await conn.execute(insert(ExchangeRow), exchange_rows)
+                await conn.execute(insert(PayloadRow), payload_rows)
+                if diff_rows:
+                    await conn.execute(insert(FieldDiffRow), diff_rows)
+                if example_rows:
+                    await conn.execute(insert(ExampleRow), example_rows)
+            self._quota.commit(chosen)
+
+    async def get_exchange(self, exchange_id: str) -> StoredExchange | None:
+        """One exchange with its headers, kept bodies and field diffs."""
+        exchanges, payloads, diffs = ExchangeRow.__table__, PayloadRow.__table__, FieldDiffRow.__table__
+        async with engines.reading(self._engine) as conn:
+            row = (await conn.execute(select(exchanges).where(exchanges.c.id == exchange_id))).first()
+            if row is None:
+                return None
+            payload = (await conn.execute(select(payloads).where(payloads.c.exchange_id == exchange_id))).first()
+            diff_query = select(diffs).where(diffs.c.exchange_id == exchange_id).order_by(diffs.c.id)
+            diff_rows = (await conn.execute(diff_query)).all()
+        primary = rows.stored_side(row, payload, "primary")
+        assert primary is not None  # every exchange has a primary
+        return StoredExchange(
+            summary=rows.summary(row),
+            query=row.query,
+            request_headers=rows.decode_headers(payload.request_headers if payload else None),
+            request_body=payload.request_body if payload else None,
+            primary=primary,
+            shadow=rows.stored_side(row, payload, "shadow"),
+            secondary=rows.stored_side(row, payload, "secondary"),
+            diffs=rows.field_diffs(diff_rows),
+        )
+
+    async def list_exchanges(
+        self,
+        service: str | None = None,
+        endpoint: str | None = None,
+        outcome: Outcome | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before: Cursor | None = None,
+    ) -> Page:
+        """Exchanges newest first, filtered; keyset-paginated by (started_at, id): pass `page.next_cursor` on."""
+        table = ExchangeRow.__table__
+        started_at, ident = table.c.started_at, table.c.id
+        query = select(table).order_by(started_at.desc(), ident.desc()).limit(limit + 1)
+        if service is not None:
+            query = query.where(table.c.service == service)
+        if endpoint is not None:
+            query = query.where(table.c.endpoint == endpoint)
+        if outcome is not None:
+            query = query.where(table.c.outcome == Outcome(outcome).value)
+        if since is not None:
+            query = query.where(started_at >= since)
+        if until is not None:
+            query = query.where(started_at < until)
+        if before is not None:
+            # The leading range lets the index seek straight to the cursor; the OR only sorts out equal times.
+            at = before.started_at
+            query = query.where(started_at <= at, or_(started_at < at, and_(started_at == at, ident < before.id)))
+        async with engines.reading(self._engine) as conn:
+            fetched = (await conn.execute(query)).all()
+        items = tuple(rows.summary(r) for r in fetched[:limit])
+        more = len(fetched) > limit
+        return Page(items, Cursor(items[-1].started_at, items[-1].id) if more and items else None)
+
+    async def count_exchanges(self) -> int:
+        async with engines.reading(self._engine) as conn:
+            return int((await conn.execute(select(func.count()).select_from(ExchangeRow))).scalar_one())
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """Delete the oldest exchanges beyond the retention policy; returns how many went."""
+        deleted = await pruning.prune(self._engine, self.retention, now or datetime.now(UTC))
+        if deleted:
+            # Pruned examples free their slots, so later exchanges keep bodies again.
+            async with self._write_lock:
+                self._quota.reset(await _example_counts(self._engine))
+        return deleted
+
+    # -- noise marks --------------------------------------------------------------------------------------------------
+
+    async def add_noise_mark(self, endpoint: str, path: str, note: str = "") -> NoiseMark:
+        """Mark differences at (endpoint, path pattern) as noise; marking the same pair again updates its note."""
+        created_at = datetime.now(UTC)
+        statement = _upsert(self.dialect, NoiseMarkRow).values(
+            endpoint=endpoint, path=path, note=note, created_at=created_at
+        )
+        statement = statement.on_conflict_do_update(index_elements=["endpoint", "path"], set_={"note": note})
+        async with engines.writing(self._engine) as conn:
+            await conn.execute(statement)
+            query = select(NoiseMarkRow.__table__).where(NoiseMarkRow.endpoint == endpoint, NoiseMarkRow.path == path)
+            row = (await conn.execute(query)).one()
+        return NoiseMark(row.id, row.endpoint, row.path, row.note, row.created_at)
+
+    async def list_noise_marks(self) -> list[NoiseMark]:
+        table = NoiseMarkRow.__table__
+        async with engines.reading(self._engine) as conn:
+            fetched = (await conn.execute(select(table).order_by(table.c.endpoint, table.c.path))).all()
+        return [NoiseMark(r.id, r.endpoint, r.path, r.note, r.created_at) for r in fetched]
+
+    async def delete_noise_mark(self, mark_id: int) -> bool:
+        """Remove a noise mark; False when there was none with this id."""
+        async with engines.writing(self._engine) as conn:
+            result = await conn.execute(delete(NoiseMarkRow).where(NoiseMarkRow.id == mark_id))
+        return bool(result.rowcount)
+
+    # -- id correlations ----------------------------------------------------------------------------------------------
+
+    async def save_correlations(self, service: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """Remember (primary id, shadow id) pairs; a primary id seen again takes its newest shadow id."""
+        if not pairs:
+            return
+        created_at = datetime.now(UTC)
+        latest = dict(pairs)  # one row per primary id even if the batch repeats one
+        values = [
+            {"service": service, "primary_id": p, "shadow_id": s, "created_at": created_at} for p, s in latest.items()
+        ]
+        statement = _upsert(self.dialect, CorrelationRow)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["service", "primary_id"],
+            set_={"shadow_id": excluded.shadow_id, "created_at": excluded.created_at},
+        )
+        async with engines.writing(self._engine) as conn:
+            await conn.execute(statement, values)
+
+    async def load_correlations(self, service: str, limit: int = 100_000) -> list[tuple[str, str]]:
+        """The newest `limit` pairs of `service`, oldest first (so loading them into an LRU keeps the newest)."""
+        table = CorrelationRow.__table__
+        query = (
+            select(table.c.primary_id, table.c.shadow_id)
+            .where(table.c.service == service)
+            .order_by(table.c.created_at.desc(), table.c.primary_id.desc())
+            .limit(limit)
+        )
+        async with engines.reading(self._engine) as conn:
+            fetched = (await conn.execute(query)).all()
+        return [(p, s) for p, s in reversed(fetched)]
+
     # -- promotions ---------------------------------------------------------------------------------------------------
 
     async def get_primaries(self) -> dict[str, str]:
@@ -53,8 +256,8 @@ class Store:
         newest = select(func.max(PromotionRow.id)).group_by(PromotionRow.service)
         query = select(PromotionRow.service, PromotionRow.to_side).where(PromotionRow.id.in_(newest))
         async with engines.reading(self._engine) as conn:
-            rows = (await conn.execute(query)).all()
-        return {service: side for service, side in rows}
+            fetched = (await conn.execute(query)).all()
+        return {service: side for service, side in fetched}
 
     async def record_promotion(
         self, service: str, from_side: str, to_side: str, reason: str, actor: str
@@ -72,20 +275,40 @@ class Store:
 
     async def list_promotions(self, service: str | None = None, limit: int = 100) -> list[PromotionRecord]:
         """The audit trail, newest first."""
-        query = select(PromotionRow).order_by(PromotionRow.id.desc()).limit(limit)
+        table = PromotionRow.__table__
+        query = select(table).order_by(table.c.id.desc()).limit(limit)
         if service is not None:
-            query = query.where(PromotionRow.service == service)
+            query = query.where(table.c.service == service)
         async with engines.reading(self._engine) as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            PromotionRecord(
-                id=row.id,
-                service=row.service,
-                from_side=row.from_side,
-                to_side=row.to_side,
-                reason=row.reason,
-                actor=row.actor,
-                at=row.at,
-            )
-            for row in rows
-        ]
+            fetched = (await conn.execute(query)).all()
+        return [PromotionRecord(r.id, r.service, r.from_side, r.to_side, r.reason, r.actor, r.at) for r in fetched]
+
+
+def _upsert(dialect: str, model: type[NoiseMarkRow] | type[CorrelationRow]) -> Any:
+    """INSERT ... ON CONFLICT for the engine's dialect (both spell it the same way)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+async def _unique_ids(conn: AsyncConnection, wanted: Sequence[str]) -> list[str]:
+    clipped = [rows.clip(i, MAX_ID) for i in wanted]
+    query = select(ExchangeRow.id).where(ExchangeRow.id.in_(set(clipped)))
+    taken = set((await conn.execute(query)).scalars())
+    result = []
+    for exchange_id in clipped:
+        if exchange_id in taken:
+            exchange_id = f"{exchange_id}#{uuid.uuid4().hex[:8]}"
+        taken.add(exchange_id)
+        result.append(exchange_id)
+    return result
+
+
+def _example_values(keys: Iterable[ExampleKey], exchange_id: str) -> list[dict[str, Any]]:
+    clipped = dict.fromkeys((rows.clip(endpoint, 512), rows.clip(path, 1024)) for endpoint, path in keys)
+    return [{"endpoint": e, "path": p, "exchange_id": exchange_id} for e, p in clipped]
+
+
+async def _example_counts(engine: AsyncEngine) -> dict[ExampleKey, int]:
+    table = ExampleRow.__table__
+    query = select(table.c.endpoint, table.c.path, func.count()).group_by(table.c.endpoint, table.c.path)
+    async with engines.reading(engine) as conn:
+        return {(e, p): int(n) for e, p, n in (await conn.execute(query)).all()}

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from diffs.exchange import (
+    Comparison,
+    DiffKind,
+    ErrorKind,
+    Exchange,
+    FieldDiff,
+    Headers,
+    Outcome,
+    RecordedRequest,
+    Role,
+    SideResponse,
+)
 from diffs.storage import Store
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+_ids = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +37,57 @@ class Database:
 
     async def open(self, **options: Any) -> Store:
         return await Store.open(self.url, schema=self.schema, **options)
+
+    def engine(self) -> AsyncEngine:
+        """A separate engine on the same database, for looking at rows behind the store's back."""
+        if self.schema is None:
+            return create_async_engine(self.url)
+        return create_async_engine(self.url, connect_args={"server_settings": {"search_path": self.schema}})
+
+
+def side(
+    role: Role = Role.PRIMARY,
+    *,
+    app: str = "v1",
+    status: int | None = 200,
+    body: bytes = b'{"id": 1, "total": "10.00"}',
+    headers: Headers = (("content-type", "application/json"),),
+    latency_ms: float = 12.5,
+    error: ErrorKind = ErrorKind.NONE,
+) -> SideResponse:
+    return SideResponse(role, app, status, headers, body, latency_ms, error)
+
+
+def comparison(
+    *,
+    outcome: Outcome = Outcome.MATCH,
+    diffs: Iterable[tuple[str, Any, Any]] = (),
+    endpoint: str = "GET /api/orders/{id}",
+    service: str = "orders",
+    started_at: datetime | None = None,
+    exchange_id: str | None = None,
+    request_headers: Headers = (("accept", "application/json"),),
+    request_body: bytes = b"",
+    query: str = "",
+    primary: SideResponse | None = None,
+    shadow: SideResponse | None | bool = True,
+    noise: bool = False,
+    skip_reason: str | None = None,
+) -> Comparison:
+    """A comparison with sensible defaults; `diffs` as (path, primary value, shadow value)."""
+    number = next(_ids)
+    exchange_id = exchange_id or f"req-{number:06d}"
+    method, _, template = endpoint.partition(" ")
+    exchange = Exchange(
+        id=exchange_id,
+        started_at=started_at or T0 + timedelta(milliseconds=number),
+        service=service,
+        request=RecordedRequest(method, template.replace("{id}", "1"), query, request_headers, request_body),
+        primary=primary or side(),
+        shadow=side(Role.SHADOW, app="v2") if shadow is True else (shadow or None),
+        skip_reason=skip_reason,
+    )
+    field_diffs = tuple(FieldDiff(exchange_id, endpoint, path, DiffKind.CHANGED, p, s, noise) for path, p, s in diffs)
+    if field_diffs and outcome is Outcome.MATCH:
+        outcome = Outcome.DIFF
+    return Comparison(exchange, endpoint, outcome, field_diffs)

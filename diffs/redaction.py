@@ -1,0 +1,187 @@
+"""Take secrets out of exchanges and field diffs before anything is stored: pure functions, no I/O.
+
+What is redacted:
+- header values of `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`, and of any header
+  whose name matches a configured field (`x-auth-token` matches `token`);
+- in JSON bodies, the value of every object key that matches a configured field, at any depth;
+- query-string parameters whose name matches a configured field;
+- in field diffs whose path ends in such a field or header, both values become `sha256:<12 hex>`, so a difference is
+  still reported without the secret; other diff values are redacted like bodies.
+
+A key matches a field when its words end with the field's words, ignoring case and `_`/`-`/camelCase boundaries:
+`password` matches `Password`, `user_password` and `newPassword`; `card_number` matches `cardNumber`; `token`
+matches `access_token` but not `max_tokens` or `token_count`.
+
+Not redacted: bodies that are not JSON (form posts, text, compressed bytes) are stored as they came, with only their
+headers redacted. The hash of a short secret can be brute-forced; it identifies a value, it does not hide a weak one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+
+from diffs.exchange import Comparison, Exchange, FieldDiff, Headers, SideResponse
+
+REDACTED = "[REDACTED]"
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+DEFAULT_FIELDS = ("password", "card_number", "token", "secret", "api_key")
+
+_CAMEL_ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_WORD = re.compile(r"[a-z0-9]+")
+_INDEX_SUFFIX = re.compile(r"(\[(\*|\d+)\])+$")
+# The last key of a path template when quoted: `["a.b"]` (diffs.paths), or deepdiff's `['a.b']`.
+_QUOTED_LAST = re.compile(r"""\[("(?:[^"\\]|\\.)*"|'[^']*')\]$""")
+
+
+@lru_cache(maxsize=8192)
+def words(name: str) -> tuple[str, ...]:
+    """`newPassword` -> ("new", "password"); `X-API-Key` -> ("x", "api", "key")."""
+    spaced = _CAMEL.sub(r"\1_\2", _CAMEL_ACRONYM.sub(r"\1_\2", name))
+    return tuple(_WORD.findall(spaced.lower()))
+
+
+def _hash(value: Any) -> str:
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        data = repr(value).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Redactor:
+    """Redacts one configured set of field names (and the secret headers) everywhere an exchange carries them."""
+
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    """Body and query field names, e.g. the settings' `redact_fields`."""
+    headers: frozenset[str] = SECRET_HEADERS
+    _field_words: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+    _needles: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        split = tuple(dict.fromkeys(w for w in (words(f) for f in self.fields) if w))
+        # A key that can match contains its words joined one of these ways; bodies holding none stay unparsed.
+        # "\\u": a JSON escape could spell a key without its plain bytes, so such bodies are always parsed.
+        needles = {sep.join(w).encode() for w in split for sep in ("_", "-", "")} | {b"\\u"}
+        object.__setattr__(self, "_field_words", split)
+        object.__setattr__(self, "_needles", tuple(sorted(needles)))
+        object.__setattr__(self, "headers", frozenset(h.lower() for h in self.headers))
+
+    def is_secret_key(self, key: str) -> bool:
+        """Whether a JSON key or query parameter named `key` holds a secret."""
+        key_words = words(key)
+        joined = "".join(key_words)
+        return any(key_words[-len(f) :] == f or joined == "".join(f) for f in self._field_words)
+
+    def is_secret_header(self, name: str) -> bool:
+        return name.lower() in self.headers or self.is_secret_key(name)
+
+    def redact_headers(self, headers: Headers) -> Headers:
+        """Secret header values become "[REDACTED]"; names and order stay."""
+        if not any(self.is_secret_header(name) for name, _ in headers):
+            return headers
+        return tuple((name, REDACTED if self.is_secret_header(name) else value) for name, value in headers)
+
+    def redact_value(self, value: Any) -> Any:
+        """A JSON value with every secret key's value replaced, at any depth."""
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if isinstance(k, str) and self.is_secret_key(k) else self.redact_value(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.redact_value(v) for v in value]
+        return value
+
+    def redact_body(self, body: bytes) -> bytes:
+        """A JSON body re-serialized with secrets redacted; other bodies unchanged (documented above)."""
+        if not body or not self._might_hold_secret(body):
+            return body
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            try:
+                # orjson refuses some valid JSON (integers beyond 64 bits); the standard library does not.
+                parsed = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                return body
+        redacted = self.redact_value(parsed)
+        return body if redacted == parsed else orjson.dumps(redacted, default=str)
+
+    def redact_query(self, query: str) -> str:
+        """`a=1&password=x` -> `a=1&password=[REDACTED]`; other parameters byte for byte."""
+        if not query:
+            return query
+        parts = query.split("&")
+        changed = False
+        for i, part in enumerate(parts):
+            name, sep, _ = part.partition("=")
+            if sep and self.is_secret_key(unquote_plus(name)):
+                parts[i] = f"{name}={REDACTED}"
+                changed = True
+        return "&".join(parts) if changed else query
+
+    def is_secret_path(self, path: str) -> bool:
+        """Whether a diff path ("root.user.password", "header.cookie") ends in a secret field or header."""
+        last = _INDEX_SUFFIX.sub("", path.strip())
+        quoted = _QUOTED_LAST.search(last)
+        if quoted:
+            token = quoted.group(1)
+            name = json.loads(token) if token.startswith('"') else token[1:-1]
+        else:
+            name = last.rsplit(".", 1)[-1]
+        if path.startswith("header.") or path.startswith("headers."):
+            return self.is_secret_header(name)
+        return bool(name) and self.is_secret_key(name)
+
+    def redact_diff(self, diff: FieldDiff) -> FieldDiff:
+        """Hash both values of a secret path; redact secrets nested in any other diff's values."""
+        if self.is_secret_path(diff.path):
+            primary = None if diff.primary_value is None else _hash(diff.primary_value)
+            shadow = None if diff.shadow_value is None else _hash(diff.shadow_value)
+        else:
+            primary = self.redact_value(diff.primary_value)
+            shadow = self.redact_value(diff.shadow_value)
+        if primary is diff.primary_value and shadow is diff.shadow_value:
+            return diff
+        return replace(diff, primary_value=primary, shadow_value=shadow)
+
+    def redact_side(self, side: SideResponse) -> SideResponse:
+        return replace(side, headers=self.redact_headers(side.headers), body=self.redact_body(side.body))
+
+    def redact_exchange(self, exchange: Exchange) -> Exchange:
+        request = exchange.request
+        request = replace(
+            request,
+            headers=self.redact_headers(request.headers),
+            body=self.redact_body(request.body),
+            query=self.redact_query(request.query),
+        )
+        return replace(
+            exchange,
+            request=request,
+            primary=self.redact_side(exchange.primary),
+            shadow=None if exchange.shadow is None else self.redact_side(exchange.shadow),
+            secondary=None if exchange.secondary is None else self.redact_side(exchange.secondary),
+        )
+
+    def redact_comparison(self, comparison: Comparison) -> Comparison:
+        """The comparison with its exchange and field diffs redacted."""
+        return replace(
+            comparison,
+            exchange=self.redact_exchange(comparison.exchange),
+            diffs=tuple(self.redact_diff(d) for d in comparison.diffs),
+        )
+
+    def _might_hold_secret(self, body: bytes) -> bool:
+        lowered = body.lower()
+        return any(needle in lowered for needle in self._needles)

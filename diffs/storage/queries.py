@@ -1,0 +1,252 @@
+"""The SQL behind reports: outcome counts, field counts, latency histograms, finding counts, filtered exchange pages.
+
+Every query is one grouped pass over an indexed range (time window, service or endpoint), so it stays bounded by
+the rows in the window; percentiles come from log-bucketed histograms (1% wide) computed in SQL, not from sorting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Integer, and_, case, cast, distinct, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from diffs.exchange import Outcome
+from diffs.reporting import (
+    LATENCY_BUCKETS_PER_E,
+    MIN_LATENCY_MS,
+    Criteria,
+    EndpointCounts,
+    FieldCounts,
+    HistogramBucket,
+    LatencyHistogram,
+    NoiseThresholds,
+    Report,
+    Window,
+    build_report,
+    classify_fields,
+    finding_fields,
+)
+from diffs.storage import engine as engines
+from diffs.storage import rows
+from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow
+from diffs.storage.records import Cursor, Page
+from diffs.storage.store import Store
+
+MAX_PAGE = 500
+COMPARED = (Outcome.MATCH.value, Outcome.DIFF.value)
+"""Both sides answered: latency percentiles use only these, so primary and shadow cover the same requests."""
+
+
+def _engine(store: Store) -> AsyncEngine:
+    # Same package: the store keeps its engine private to everyone outside storage.
+    return store._engine
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeFilter:
+    """What an exchange listing is narrowed to; None means any."""
+
+    service: str | None = None
+    endpoint: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    path: str | None = None
+    """A field path: only exchanges with a diff at it (needs `endpoint`)."""
+
+
+def _window(column: Any, window: Window) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if window.since is not None:
+        clauses.append(column >= window.since)
+    if window.until is not None:
+        clauses.append(column < window.until)
+    return clauses
+
+
+# ---------------------------------------------------------------- aggregates
+
+
+async def endpoint_counts(store: Store, window: Window, service: str | None = None) -> list[EndpointCounts]:
+    """Exchanges per (service, endpoint) and outcome in the window."""
+    e = ExchangeRow
+    query = select(e.service, e.endpoint, e.outcome, func.count()).where(*_window(e.started_at, window))
+    if service is not None:
+        query = query.where(e.service == service)
+    query = query.group_by(e.service, e.endpoint, e.outcome)
+    async with engines.reading(_engine(store)) as conn:
+        rows = (await conn.execute(query)).all()
+    grouped: dict[tuple[str, str], dict[str, int]] = {}
+    for svc, endpoint, outcome, count in rows:
+        grouped.setdefault((svc, endpoint), {})[outcome] = int(count)
+    return [EndpointCounts(svc, endpoint, outcomes) for (svc, endpoint), outcomes in grouped.items()]
+
+
+async def field_counts(store: Store, window: Window, endpoints: Iterable[str] | None = None) -> list[FieldCounts]:
+    """Diffs per (endpoint, path) in the window, how many of them noise, and their kinds."""
+    f = FieldDiffRow
+    noise = func.sum(case((f.noise.is_(True), 1), else_=0))
+    query = select(f.endpoint, f.path, f.kind, func.count(), noise).where(*_window(f.started_at, window))
+    if endpoints is not None:
+        wanted = sorted(set(endpoints))
+        if not wanted:
+            return []
+        query = query.where(f.endpoint.in_(wanted))
+    query = query.group_by(f.endpoint, f.path, f.kind)
+    async with engines.reading(_engine(store)) as conn:
+        rows = (await conn.execute(query)).all()
+    merged: dict[tuple[str, str], tuple[int, int, list[str]]] = {}
+    for endpoint, path, kind, raw, noisy in rows:
+        total, noise_total, kinds = merged.get((endpoint, path), (0, 0, []))
+        merged[(endpoint, path)] = (total + int(raw), noise_total + int(noisy or 0), [*kinds, kind])
+    return [
+        FieldCounts(endpoint, path, raw, noisy, tuple(sorted(kinds)))
+        for (endpoint, path), (raw, noisy, kinds) in merged.items()
+    ]
+
+
+def _bucket(column: Any) -> ColumnElement[int]:
+    clamped = case((column < MIN_LATENCY_MS, MIN_LATENCY_MS), else_=column)
+    return cast(func.floor(func.ln(clamped) * LATENCY_BUCKETS_PER_E), Integer)
+
+
+async def latency_histograms(store: Store, window: Window, service: str | None = None) -> list[LatencyHistogram]:
+    """Log-bucketed primary and shadow latencies per (service, endpoint), over exchanges where both answered."""
+    e = ExchangeRow
+    result: list[LatencyHistogram] = []
+    async with engines.reading(_engine(store)) as conn:
+        for role, column in (("primary", e.primary_latency_ms), ("shadow", e.shadow_latency_ms)):
+            bucket = _bucket(column).label("bucket")
+            query = (
+                select(e.service, e.endpoint, bucket, func.count(), func.avg(column))
+                .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e.started_at, window))
+                .group_by(e.service, e.endpoint, bucket)
+            )
+            if service is not None:
+                query = query.where(e.service == service)
+            grouped: dict[tuple[str, str], list[HistogramBucket]] = {}
+            for svc, endpoint, b, count, mean in (await conn.execute(query)).all():
+                grouped.setdefault((svc, endpoint), []).append(HistogramBucket(int(b), int(count), float(mean)))
+            result += [LatencyHistogram(s, ep, role, tuple(bs)) for (s, ep), bs in grouped.items()]
+    return result
+
+
+async def finding_exchanges(store: Store, window: Window, fields: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Per endpoint, exchanges with at least one non-noise diff in one of `fields` ((endpoint, path) pairs)."""
+    by_endpoint: dict[str, list[str]] = {}
+    for endpoint, path in fields:
+        by_endpoint.setdefault(endpoint, []).append(path)
+    f = FieldDiffRow
+    counts: dict[str, int] = {}
+    async with engines.reading(_engine(store)) as conn:
+        # One query per endpoint keeps each on the (endpoint, path, started_at) index and the IN lists short.
+        for endpoint, paths in by_endpoint.items():
+            query = select(func.count(distinct(f.exchange_id))).where(
+                f.endpoint == endpoint, f.path.in_(paths), f.noise.is_(False), *_window(f.started_at, window)
+            )
+            counts[endpoint] = int((await conn.execute(query)).scalar_one())
+    return counts
+
+
+async def noise_mark_pairs(store: Store) -> list[tuple[str, str]]:
+    """Every noise mark as (endpoint, path pattern)."""
+    async with engines.reading(_engine(store)) as conn:
+        rows = (await conn.execute(select(NoiseMarkRow.endpoint, NoiseMarkRow.path))).all()
+    return [(endpoint, path) for endpoint, path in rows]
+
+
+async def load_report(
+    store: Store,
+    *,
+    window: Window,
+    criteria: Criteria,
+    thresholds: NoiseThresholds,
+    primaries: Mapping[str, str],
+    service: str | None = None,
+    services: Iterable[str] = (),
+    now: datetime | None = None,
+) -> Report:
+    """The whole report: the queries above, fields classified, findings counted, readiness assessed."""
+    endpoints = await endpoint_counts(store, window, service)
+    fields = await field_counts(store, window, {e.endpoint for e in endpoints} if service is not None else None)
+    marks = await noise_mark_pairs(store)
+    samples: dict[str, int] = {}
+    for e in endpoints:
+        samples[e.endpoint] = samples.get(e.endpoint, 0) + sum(
+            e.outcomes.get(o, 0) for o in (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR)
+        )
+    classified = classify_fields(fields, samples, thresholds, marks)
+    findings = await finding_exchanges(store, window, finding_fields(classified))
+    endpoints = [EndpointCounts(e.service, e.endpoint, e.outcomes, findings.get(e.endpoint, 0)) for e in endpoints]
+    histograms = await latency_histograms(store, window, service)
+    shown = [s for s in services if service is None or s == service]
+    return build_report(
+        generated_at=now or datetime.now(UTC),
+        window=window,
+        criteria=criteria,
+        endpoints=endpoints,
+        fields=classified,
+        histograms=histograms,
+        primaries=primaries,
+        services=shown,
+    )
+
+
+# ---------------------------------------------------------------- listings
+
+
+async def list_exchanges(store: Store, flt: ExchangeFilter, *, before: Cursor | None = None, limit: int = 50) -> Page:
+    """Newest first, `limit` at a time; pass the page's `next_cursor` as `before` for the next (older) page.
+
+    Keyset pagination on (started_at, id): each page is a range scan on one of the store's
+    (service|endpoint|outcome, started_at, id) indexes, however deep the page.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    if flt.path is None:
+        return await store.list_exchanges(
+            service=flt.service,
+            endpoint=flt.endpoint,
+            outcome=flt.outcome,
+            since=flt.since,
+            until=flt.until,
+            limit=limit,
+            before=before,
+        )
+    e, f = ExchangeRow.__table__, FieldDiffRow.__table__
+    with_path = select(f.c.exchange_id).where(f.c.endpoint == flt.endpoint, f.c.path == flt.path)
+    query = select(e).where(e.c.id.in_(with_path), *_window(e.c.started_at, Window(flt.since, flt.until)))
+    for column, value in ((e.c.service, flt.service), (e.c.endpoint, flt.endpoint), (e.c.outcome, flt.outcome)):
+        if value is not None:
+            query = query.where(column == value)
+    if before is not None:
+        at = before.started_at
+        query = query.where(
+            e.c.started_at <= at, or_(e.c.started_at < at, and_(e.c.started_at == at, e.c.id < before.id))
+        )
+    query = query.order_by(e.c.started_at.desc(), e.c.id.desc()).limit(limit + 1)
+    async with engines.reading(_engine(store)) as conn:
+        fetched = (await conn.execute(query)).all()
+    items = tuple(rows.summary(r) for r in fetched[:limit])
+    more = len(fetched) > limit
+    return Page(items, Cursor(items[-1].started_at, items[-1].id) if more and items else None)
+
+
+async def field_examples(store: Store, endpoint: str) -> dict[str, str]:
+    """For each field of `endpoint`, one exchange kept (with bodies) as an example of its difference."""
+    x = ExampleRow.__table__
+    query = select(x.c.path, func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint).group_by(x.c.path)
+    async with engines.reading(_engine(store)) as conn:
+        return {path: exchange_id for path, exchange_id in (await conn.execute(query)).all()}
+
+
+async def service_of(store: Store, endpoint: str) -> str | None:
+    """The service an endpoint template belongs to (its newest exchange's)."""
+    e = ExchangeRow
+    query = select(e.service).where(e.endpoint == endpoint).order_by(e.started_at.desc()).limit(1)
+    async with engines.reading(_engine(store)) as conn:
+        return (await conn.execute(query)).scalar_one_or_none()

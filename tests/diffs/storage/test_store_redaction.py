@@ -1,0 +1,81 @@
+"""Nothing secret reaches the database: every stored cell (and, on SQLite, every byte of the files) is searched."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+from store_fixtures import Database, comparison, side
+
+from diffs.exchange import Comparison, DiffKind, FieldDiff, Role
+from diffs.storage import Store
+
+SECRET = "hunter2-S3CRET-value"
+
+
+def _with_secrets() -> list[Comparison]:
+    login = comparison(
+        endpoint="POST /api/login",
+        request_headers=(("authorization", f"Bearer {SECRET}"), ("cookie", f"sid={SECRET}"), ("x-api-key", SECRET)),
+        request_body=f'{{"user": "ann", "password": "{SECRET}", "card": {{"cardNumber": "{SECRET}"}}}}'.encode(),
+        query=f"token={SECRET}&page=2",
+        primary=side(body=f'{{"token": "{SECRET}", "profile": {{"api_key": "{SECRET}"}}}}'.encode()),
+        shadow=side(
+            Role.SHADOW,
+            app="v2",
+            headers=(("set-cookie", f"sid={SECRET}; HttpOnly"), ("proxy-authorization", SECRET)),
+            body=f'[{{"secret": "{SECRET}"}}]'.encode(),
+        ),
+        diffs=[("root.token", SECRET, SECRET + "x"), ("root.profile", {"api_key": SECRET}, None)],
+    )
+    header_diff = FieldDiff(login.exchange.id, login.endpoint, "header.set-cookie", DiffKind.HEADER, None, SECRET)
+    return [replace(login, diffs=(*login.diffs, header_diff))]
+
+
+async def _every_cell(database: Database) -> list[object]:
+    engine = database.engine()
+    cells: list[object] = []
+    try:
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+            assert {"exchanges", "exchange_payloads", "field_diffs"} <= set(tables)
+            for table in tables:
+                for row in (await conn.execute(text(f'SELECT * FROM "{table}"'))).all():
+                    cells.extend(row)
+    finally:
+        await engine.dispose()
+    return cells
+
+
+async def test_no_stored_cell_holds_a_secret(store: Store, database: Database) -> None:
+    await store.write_batch(_with_secrets())
+    cells = await _every_cell(database)
+    texts = [c.decode("utf-8", "replace") if isinstance(c, bytes | memoryview) else str(c) for c in cells]
+    assert any("hunter2" in t for t in texts) is False, [t for t in texts if "hunter2" in t]
+    assert any(t.startswith('"sha256:') for t in texts)  # the token diff is still there, as a hash
+    assert any("[REDACTED]" in t for t in texts)
+
+
+async def test_no_byte_of_the_sqlite_files_holds_a_secret(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'secrets.db'}")
+    try:
+        await store.write_batch(_with_secrets())
+    finally:
+        await store.close()
+    files = list(tmp_path.glob("secrets.db*"))
+    assert files
+    assert all(SECRET.encode() not in f.read_bytes() for f in files)
+
+
+async def test_diff_on_a_secret_still_shows_that_values_differ(store: Store) -> None:
+    batch = _with_secrets()
+    await store.write_batch(batch)
+    stored = await store.get_exchange(batch[0].exchange.id)
+    assert stored is not None
+    token = next(d for d in stored.diffs if d.path == "root.token")
+    assert token.primary_value.startswith("sha256:") and token.primary_value != token.shadow_value
+    profile = next(d for d in stored.diffs if d.path == "root.profile")
+    assert profile.primary_value == {"api_key": "[REDACTED]"}
+    assert stored.request_headers[0] == ("authorization", "[REDACTED]")
+    assert stored.query == "token=[REDACTED]&page=2"
