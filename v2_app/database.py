@@ -12,7 +12,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from v2_app.models import V2_ONLY_COLUMNS, Base
+from v2_app.models import NULLABLE_ADDITIONS, Base
 
 QueryObserver = Callable[[str, float], None]
 """Called with (operation, seconds) after every SQL statement."""
@@ -71,11 +71,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _create_and_extend(conn: Connection) -> None:
     Base.metadata.create_all(conn)
     inspector = inspect(conn)
-    for table, columns in V2_ONLY_COLUMNS.items():
+    for table, columns in NULLABLE_ADDITIONS.items():
         present = {column["name"] for column in inspector.get_columns(table)}
-        for column in columns:
-            if column not in present:
-                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} JSON NULL")
+        for name in columns:
+            if name not in present:
+                column_type = Base.metadata.tables[table].c[name].type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {column_type} NULL")
 
 
 def _time_queries(engine: AsyncEngine, observe: QueryObserver) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from v2_app.models import Customer, Order, OrderItem, Product
@@ -12,7 +12,7 @@ JSONObject = dict[str, Any]
 
 
 def timestamp(value: datetime) -> str:
-    return value.isoformat()
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def product_json(product: Product) -> JSONObject:

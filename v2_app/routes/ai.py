@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from v2_app.ai_service import AIService
 from v2_app.constants import Limits
 from v2_app.product_service import ProductService
+from v2_app.routes import resource
 from v2_app.schemas import GenerateRequest, parse_body
 
 
@@ -37,6 +38,6 @@ def ai_routes(ai: AIService, products: ProductService) -> list[BaseRoute]:
         )
 
     return [
-        Route("/api/ai/generate", generate, methods=["POST"]),
-        Route("/api/ai/products/{id:int}/description", describe_product, methods=["POST"]),
+        resource("/api/ai/generate", POST=generate),
+        resource("/api/ai/products/{id:int}/description", POST=describe_product),
     ]

@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 from v2_app.constants import OrderAction
 from v2_app.customer_service import CustomerService
 from v2_app.order_service import OrderService
+from v2_app.routes import resource
 from v2_app.schemas import OrderCreate, OrderQuery, parse_body, parse_query
 
 
@@ -26,15 +27,14 @@ def order_routes(orders: OrderService, customers: CustomerService) -> list[BaseR
         async def endpoint(request: Request) -> Response:
             return JSONResponse(await orders.transition(request.path_params["id"], action))
 
-        return Route(f"/api/orders/{{id:int}}/{action.value}", endpoint, methods=["POST"], name=f"{action.value}_order")
+        return resource(f"/api/orders/{{id:int}}/{action.value}", POST=endpoint)
 
     async def get_customer(request: Request) -> Response:
         return JSONResponse(await customers.get(request.path_params["id"]))
 
     return [
-        Route("/api/orders", list_orders, methods=["GET"]),
-        Route("/api/orders", create_order, methods=["POST"]),
-        Route("/api/orders/{id:int}", get_order, methods=["GET"]),
+        resource("/api/orders", GET=list_orders, POST=create_order),
+        resource("/api/orders/{id:int}", GET=get_order),
         *(transition(action) for action in OrderAction),
-        Route("/api/customers/{id:int}", get_customer, methods=["GET"]),
+        resource("/api/customers/{id:int}", GET=get_customer),
     ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from v2_app.product_service import ProductService
+from v2_app.routes import resource
 from v2_app.schemas import ProductCreate, ProductPatch, ProductQuery, parse_body, parse_query
 
 
@@ -32,10 +33,7 @@ def product_routes(service: ProductService) -> list[BaseRoute]:
         return Response(status_code=204)
 
     return [
-        Route("/api/products", list_products, methods=["GET"]),
-        Route("/api/products", create_product, methods=["POST"]),
-        Route("/api/products/sku/{sku}", get_by_sku, methods=["GET"]),
-        Route("/api/products/{id:int}", get_product, methods=["GET"]),
-        Route("/api/products/{id:int}", patch_product, methods=["PATCH"]),
-        Route("/api/products/{id:int}", delete_product, methods=["DELETE"]),
+        resource("/api/products", GET=list_products, POST=create_product),
+        resource("/api/products/sku/{sku}", GET=get_by_sku),
+        resource("/api/products/{id:int}", GET=get_product, PATCH=patch_product, DELETE=delete_product),
     ]

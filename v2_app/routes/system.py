@@ -5,10 +5,11 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from v2_app import __version__
 from v2_app.metrics import Metrics
+from v2_app.routes import resource
 
 
 def system_routes(metrics: Metrics) -> list[BaseRoute]:
@@ -18,4 +19,4 @@ def system_routes(metrics: Metrics) -> list[BaseRoute]:
     async def prometheus(_request: Request) -> Response:
         return Response(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    return [Route("/health", health, methods=["GET"]), Route("/metrics", prometheus, methods=["GET"])]
+    return [resource("/health", GET=health), resource("/metrics", GET=prometheus)]
