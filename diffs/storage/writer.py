@@ -144,10 +144,8 @@ class BatchWriter:
             count = min(self.max_batch, len(self._pending))
             batch = [self._pending.popleft() for _ in range(count)]
             self._inflight = count
-            try:
-                await self._deliver(batch)
-            finally:
-                self._inflight = 0
+            await self._deliver(batch)  # never raises but CancelledError, after which `_abandon` counts the batch
+            self._inflight = 0
 
     async def _deliver(self, batch: list[tuple[float, Comparison]]) -> None:
         deadline = batch[0][0] + self.retry_for

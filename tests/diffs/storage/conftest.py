@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from store_fixtures import Database
+from store_fixtures import Database, postgres_schema
 
 from diffs.storage import Store
 
@@ -19,17 +16,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
         return
-    url: str = request.getfixturevalue("postgres_url")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield Database(url, schema)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
+    async with postgres_schema(request.getfixturevalue("postgres_url")) as database:
+        yield database
 
 
 @pytest.fixture

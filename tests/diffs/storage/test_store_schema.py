@@ -1,0 +1,101 @@
+"""Schema: Alembic builds it on open, idempotently, matching the models; SQLite runs in WAL with a busy timeout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from store_fixtures import Database
+
+from diffs.storage import Store
+from diffs.storage.models import Base
+from diffs.storage.schema import alembic_config
+from diffs.storage.urls import async_url
+from proxy.errors import ConfigError
+
+TABLES = {
+    "alembic_version",
+    "exchanges",
+    "exchange_payloads",
+    "field_diffs",
+    "body_examples",
+    "noise_marks",
+    "id_correlations",
+    "promotions",
+}
+
+
+async def _state(database: Database) -> tuple[set[str], str, list[object]]:
+    engine = database.engine()
+    try:
+        async with engine.connect() as conn:
+            tables = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+            drift = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+    finally:
+        await engine.dispose()
+    return tables, version, drift
+
+
+async def test_fresh_database_gets_the_whole_schema_at_head(store: Store, database: Database) -> None:
+    tables, version, drift = await _state(database)
+    assert tables == TABLES
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert drift == []  # the migrations build exactly what the models describe
+
+
+async def test_opening_again_is_idempotent_and_keeps_data(database: Database) -> None:
+    first = await database.open()
+    await first.record_promotion("orders", "v1", "v2", "ok", "alice")
+    await first.close()
+    second = await database.open()
+    try:
+        assert await second.get_primaries() == {"orders": "v2"}
+    finally:
+        await second.close()
+    tables, _, _ = await _state(database)
+    assert tables == TABLES
+
+
+async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'wal.db'}", busy_timeout=2.5)
+    try:
+        engine = store._engine
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 2500
+    finally:
+        await store.close()
+
+
+async def test_in_memory_sqlite_works_for_quick_tools() -> None:
+    store = await Store.open("sqlite://")
+    try:
+        await store.record_promotion("ai", "v1", "v2", "demo", "me")
+        assert await store.get_primaries() == {"ai": "v2"}
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite"),
+        ("postgresql://u@h/db", "postgresql+asyncpg"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+asyncpg"),
+        ("postgres://u@h/db", "postgresql+asyncpg"),
+    ],
+)
+def test_urls_map_to_async_drivers(given: str, driver: str) -> None:
+    assert async_url(given).drivername == driver
+
+
+@pytest.mark.parametrize("bad", ["mysql://u@h/db", "not a url"])
+def test_unsupported_urls_fail_with_the_config_key(bad: str) -> None:
+    with pytest.raises(ConfigError, match="database_url"):
+        async_url(bad)
