@@ -1,0 +1,141 @@
+"""From an exchange to its verdict: template the endpoint, pick the rules, compare, flag noise, count.
+
+Pure and synchronous — the proxy runs `Comparer.compare` in its comparison workers; no I/O happens here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+from diffs.comparison import MAX_DIFFS, compare_responses, distinct_paths
+from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, SideResponse
+from diffs.noise import Marks, NoiseTracker, flag_noise
+from diffs.rules import CompareRules, merge_rules
+from diffs.templating import EndpointTemplater
+from proxy.config import NoiseConfig, ServiceConfig
+
+DEFAULT_SERVICE = "default"
+_PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
+_NO_SERVICE = ServiceConfig()
+
+
+def _shape(endpoint: str) -> str:
+    # "GET /api/orders/{order_id}" in config matches the template "GET /api/orders/{id}": names don't matter.
+    return _PLACEHOLDER.sub("{}", endpoint.strip())
+
+
+def _comparable(side: SideResponse) -> bool:
+    return not side.body_truncated and side.error is not ErrorKind.TOO_LARGE
+
+
+def skip_reason(exchange: Exchange) -> tuple[Outcome, str] | None:
+    """Why an exchange gets no field comparison (and its outcome), or None when primary and shadow can be compared."""
+    primary, shadow = exchange.primary, exchange.shadow
+    if exchange.skip_reason is not None:
+        return Outcome.SKIPPED, exchange.skip_reason
+    if shadow is None:
+        return Outcome.SKIPPED, "no_shadow"
+    if shadow.error is ErrorKind.DROPPED:
+        return Outcome.DROPPED, "shadow_dropped"
+    if not _comparable(primary) or not _comparable(shadow):
+        return Outcome.SKIPPED, "body_truncated"
+    if not primary.ok:
+        return Outcome.SKIPPED, "primary_error"  # nothing sound to compare the shadow against
+    if not shadow.ok:
+        return Outcome.SHADOW_ERROR, "shadow_error" if shadow.error is ErrorKind.NONE else f"shadow_{shadow.error}"
+    return None
+
+
+class Comparer:
+    """Turns exchanges into comparisons for every configured service; keeps the aggregate noise counts."""
+
+    def __init__(
+        self,
+        services: Mapping[str, ServiceConfig],
+        noise_config: NoiseConfig | None = None,
+        marks: Iterable[tuple[str, str]] = (),
+        *,
+        value_limit: int = 1024,
+        max_diffs: int = MAX_DIFFS,
+        cache_size: int = 4096,
+    ) -> None:
+        self.services = dict(services)
+        self.tracker = NoiseTracker(noise_config)
+        self.value_limit = value_limit
+        self.max_diffs = max_diffs
+        self._marks = Marks(marks)
+        self._templaters = {
+            name: EndpointTemplater(service.endpoint_patterns, cache_size=cache_size)
+            for name, service in self.services.items()
+        }
+        self._fallback_templater = EndpointTemplater(cache_size=cache_size)
+        self._rules = lru_cache(maxsize=cache_size)(self._resolve_rules)
+
+    def set_marks(self, marks: Iterable[tuple[str, str]]) -> None:
+        """Replace the noise marks (the caller reloads them from the store)."""
+        self._marks = Marks(marks)
+
+    def service(self, name: str) -> ServiceConfig:
+        return self.services.get(name) or self.services.get(DEFAULT_SERVICE) or _NO_SERVICE
+
+    def endpoint(self, exchange: Exchange) -> str:
+        """The exchange's endpoint template, by its service's patterns, then the automatic rules."""
+        templater = self._templaters.get(exchange.service) or self._templaters.get(DEFAULT_SERVICE)
+        return (templater or self._fallback_templater).template(exchange.request.method, exchange.request.path)
+
+    def rules_for(self, service: str, endpoint: str) -> CompareRules:
+        """The service's rules merged with every `EndpointRules` naming this endpoint (cached per endpoint)."""
+        return self._rules(service, endpoint)
+
+    def _resolve_rules(self, service: str, endpoint: str) -> CompareRules:
+        config = self.service(service)
+        shape = _shape(endpoint)
+        path_shape = shape.partition(" ")[2]
+        rules = config.rules
+        for override in config.endpoints:
+            wanted = _shape(override.endpoint)
+            if wanted == shape or wanted == path_shape:
+                rules = merge_rules(rules, override)
+        return rules
+
+    def compare(self, exchange: Exchange) -> Comparison:
+        """Compare one exchange: outcome, field diffs with noise flags; counts it for the noise tracker."""
+        endpoint = self.endpoint(exchange)
+        skipped = skip_reason(exchange)
+        if skipped is not None:
+            outcome, reason = skipped
+            if exchange.skip_reason is None:
+                # The store keeps the reason with the exchange; "not compared" is a skip like "not mirrored".
+                exchange = dataclasses.replace(exchange, skip_reason=reason)
+            return Comparison(exchange, endpoint, outcome)
+        assert exchange.shadow is not None  # skip_reason returns a reason when there is none
+        rules = self.rules_for(exchange.service, endpoint)
+        raw = self._diff(exchange.primary, exchange.shadow, rules, exchange.id, endpoint)
+        noisy = self._noise_paths(exchange, rules, endpoint)
+        diffs = flag_noise(raw, noisy or frozenset(), self._marks, endpoint)
+        self.tracker.record(endpoint, distinct_paths(raw), noisy)
+        outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
+        return Comparison(exchange, endpoint, outcome, tuple(diffs), noisy or frozenset())
+
+    def _diff(
+        self, primary: SideResponse, other: SideResponse, rules: CompareRules, exchange_id: str, endpoint: str
+    ) -> list[FieldDiff]:
+        return compare_responses(
+            primary,
+            other,
+            rules,
+            exchange_id=exchange_id,
+            endpoint=endpoint,
+            value_limit=self.value_limit,
+            max_diffs=self.max_diffs,
+        )
+
+    def _noise_paths(self, exchange: Exchange, rules: CompareRules, endpoint: str) -> frozenset[str] | None:
+        """Paths where primary and secondary differ, or None when there is no usable secondary to measure with."""
+        secondary = exchange.secondary
+        if secondary is None or not secondary.ok or not _comparable(secondary):
+            return None
+        return distinct_paths(self._diff(exchange.primary, secondary, rules, exchange.id, endpoint))

@@ -1,0 +1,226 @@
+"""Comparer: endpoint, rules per endpoint, outcome, noise flags and counts for whole exchanges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from diffs.exchange import ErrorKind, Exchange, Outcome, Role
+from diffs.pipeline import Comparer
+from diffs.rules import CompareRules, EndpointRules, TextSimilarity
+from proxy.config import NoiseConfig, ServiceConfig
+from tests.factories import (
+    ai_body,
+    exchange,
+    failed,
+    order_body,
+    primary,
+    secondary,
+    shadow,
+    v1_error,
+    v2_error,
+)
+
+SERVICES = {
+    "orders": ServiceConfig(prefixes=("/api/orders",), endpoint_patterns=("/api/orders/{order_id}/items/{item_id}",)),
+    "products": ServiceConfig(prefixes=("/api/products",), endpoint_patterns=("/api/products/sku/{sku}",)),
+    "ai": ServiceConfig(
+        prefixes=("/api/ai",),
+        rules=CompareRules(ignore=("root.cached",)),
+        endpoints=(
+            EndpointRules(endpoint="POST /api/ai/generate", text_similarity=(TextSimilarity(path="root.text"),)),
+            EndpointRules(endpoint="/api/ai/products/{product_id}/description", ignore=("root.provider",)),
+        ),
+    ),
+    "default": ServiceConfig(prefixes=("/",)),
+}
+
+
+@pytest.fixture
+def comparer() -> Comparer:
+    return Comparer(SERVICES, NoiseConfig())
+
+
+CHANGED = order_body(total="28.00")
+
+
+@pytest.mark.parametrize(
+    ("built", "outcome", "reason"),
+    [
+        (exchange(), Outcome.MATCH, None),
+        (exchange(shadow=shadow(CHANGED)), Outcome.DIFF, None),
+        (exchange(skip_reason="sampled_out", shadow=None), Outcome.SKIPPED, "sampled_out"),
+        (exchange(skip_reason="mirror_off", shadow=shadow(CHANGED)), Outcome.SKIPPED, "mirror_off"),
+        (exchange(shadow=None), Outcome.SKIPPED, "no_shadow"),
+        (exchange(shadow=shadow(CHANGED, body_truncated=True)), Outcome.SKIPPED, "body_truncated"),
+        (exchange(primary=primary(order_body(), body_truncated=True)), Outcome.SKIPPED, "body_truncated"),
+        (exchange(shadow=failed(error=ErrorKind.TOO_LARGE)), Outcome.SKIPPED, "body_truncated"),
+        (exchange(shadow=failed(error=ErrorKind.TIMEOUT)), Outcome.SHADOW_ERROR, "shadow_timeout"),
+        (exchange(shadow=failed(error=ErrorKind.CONNECT)), Outcome.SHADOW_ERROR, "shadow_connect"),
+        (exchange(shadow=failed(error=ErrorKind.RESET)), Outcome.SHADOW_ERROR, "shadow_reset"),
+        (exchange(shadow=shadow(status=None)), Outcome.SHADOW_ERROR, "shadow_error"),
+        (exchange(shadow=failed(error=ErrorKind.DROPPED)), Outcome.DROPPED, "shadow_dropped"),
+        (exchange(primary=failed(Role.PRIMARY), shadow=shadow(CHANGED)), Outcome.SKIPPED, "primary_error"),
+        (exchange(shadow=shadow(order_body(), status=500)), Outcome.DIFF, None),  # a 500 is an answer, not an error
+    ],
+)
+def test_outcomes(comparer: Comparer, built: Exchange, outcome: Outcome, reason: str | None) -> None:
+    result = comparer.compare(built)
+    assert result.outcome is outcome
+    assert result.exchange.skip_reason == reason
+    assert bool(result.diffs) is (outcome is Outcome.DIFF)
+    assert result.exchange.id == built.id
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "endpoint"),
+    [
+        ("orders", "GET", "/api/orders/42", "GET /api/orders/{id}"),
+        ("orders", "GET", "/api/orders/42/items/7", "GET /api/orders/{order_id}/items/{item_id}"),
+        ("products", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/{sku}"),
+        ("orders", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/SKU-0001"),  # another service's pattern
+        ("unknown", "GET", "/things/12", "GET /things/{id}"),  # the default service
+    ],
+)
+def test_endpoint_templates_use_the_service_patterns(
+    comparer: Comparer, service: str, method: str, path: str, endpoint: str
+) -> None:
+    result = comparer.compare(exchange(service=service, method=method, path=path, shadow=shadow(CHANGED)))
+    assert result.endpoint == endpoint
+    assert {d.endpoint for d in result.diffs} == {endpoint}
+
+
+def ai_exchange(path: str, a: dict[str, Any], b: dict[str, Any]) -> Exchange:
+    return exchange(service="ai", method="POST", path=path, primary=primary(a), shadow=shadow(b))
+
+
+def test_endpoint_rules_merge_over_the_service_rules(comparer: Comparer) -> None:
+    a = ai_body("describe the walnut desk for the study room please")
+    b = ai_body("describe the walnut desk for the study room now", cached=True)
+    # service rule ignores cached; the generate endpoint tolerates similar text
+    assert comparer.compare(ai_exchange("/api/ai/generate", a, b)).outcome is Outcome.MATCH
+    # another endpoint of the same service: cached still ignored, the text is not tolerated
+    other = comparer.compare(ai_exchange("/api/ai/other", a, b))
+    assert [d.path for d in other.diffs] == ["root.text"]
+
+
+def test_endpoint_rules_match_by_shape_whatever_the_placeholder_names_and_method(comparer: Comparer) -> None:
+    a = {"product_id": 3, "description": "x", "provider": "offline", "cached": False}
+    b = {**a, "provider": "openai", "cached": True}
+    result = comparer.compare(ai_exchange("/api/ai/products/3/description", a, b))
+    assert result.endpoint == "POST /api/ai/products/{id}/description"
+    assert result.outcome is Outcome.MATCH
+    assert comparer.rules_for("ai", result.endpoint).ignore == ("root.cached", "root.provider")
+
+
+def test_the_secondary_flags_noise_and_the_exchange_matches(comparer: Comparer) -> None:
+    generated = {"order_number": "ORD-11AA22BB", "created_at": "2026-11-28T15:00:00+00:00"}
+    result = comparer.compare(
+        exchange(
+            method="POST",
+            path="/api/orders",
+            primary=primary(order_body(), status=201),
+            shadow=shadow(order_body(**generated), status=201),
+            secondary=secondary(order_body(**generated), status=201),
+        )
+    )
+    assert result.outcome is Outcome.MATCH
+    assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.created_at", True)}
+    assert result.noise_paths == {"root.order_number", "root.created_at"}
+
+
+def test_a_real_difference_next_to_noise_is_a_diff(comparer: Comparer) -> None:
+    result = comparer.compare(
+        exchange(
+            primary=primary(order_body()),
+            shadow=shadow(order_body(order_number="ORD-1", total="28.00")),
+            secondary=secondary(order_body(order_number="ORD-2")),
+        )
+    )
+    assert result.outcome is Outcome.DIFF
+    assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.total", False)}
+
+
+def test_the_tracker_counts_raw_and_noise_per_endpoint(comparer: Comparer) -> None:
+    for n in range(4):
+        comparer.compare(
+            exchange(
+                shadow=shadow(order_body(order_number=f"ORD-S{n}", total="28.00")),
+                secondary=secondary(order_body(order_number=f"ORD-X{n}")),
+            )
+        )
+    comparer.compare(exchange(shadow=None))  # skipped: not counted
+    counts = comparer.tracker.endpoint_counts("GET /api/orders/{id}")
+    assert counts is not None and (counts.exchanges, counts.measured) == (4, 4)
+    assert not comparer.tracker.is_signal("GET /api/orders/{id}", "root.order_number")
+    assert comparer.tracker.is_signal("GET /api/orders/{id}", "root.total")
+
+
+def test_a_failed_secondary_measures_nothing(comparer: Comparer) -> None:
+    result = comparer.compare(
+        exchange(shadow=shadow(order_body(order_number="ORD-1")), secondary=failed(Role.SECONDARY))
+    )
+    assert result.outcome is Outcome.DIFF and result.noise_paths == frozenset()
+    counts = comparer.tracker.endpoint_counts(result.endpoint)
+    assert counts is not None and counts.measured == 0
+
+
+def test_marks_flag_noise_and_can_be_refreshed(comparer: Comparer) -> None:
+    built = exchange(shadow=shadow(order_body(order_number="ORD-1")))
+    assert comparer.compare(built).outcome is Outcome.DIFF
+    comparer.set_marks([("GET /api/orders/{id}", "root.order_number")])
+    marked = comparer.compare(built)
+    assert marked.outcome is Outcome.MATCH and marked.diffs[0].noise
+    comparer.set_marks([])
+    assert comparer.compare(built).outcome is Outcome.DIFF
+
+
+def test_marks_given_at_construction() -> None:
+    comparer = Comparer(SERVICES, marks=[("*", "status")])
+    result = comparer.compare(exchange(shadow=shadow(order_body(), status=202)))
+    assert result.outcome is Outcome.MATCH and [d.path for d in result.diffs] == ["status"]
+
+
+# V1 against V2, as docs/api-contract.md describes them ------------------------------------------------------------
+
+
+def test_not_found_bodies_are_a_diff_with_equal_status(comparer: Comparer) -> None:
+    result = comparer.compare(
+        exchange(
+            path="/api/products/42",
+            service="products",
+            primary=primary(v1_error(), status=404),
+            shadow=shadow(v2_error(), status=404),
+        )
+    )
+    assert result.outcome is Outcome.DIFF
+    assert [(d.path, d.kind.value) for d in result.diffs] == [("root.detail", "removed"), ("root.error", "added")]
+
+
+def test_validation_failure_is_a_status_diff(comparer: Comparer) -> None:
+    result = comparer.compare(
+        exchange(
+            method="POST",
+            path="/api/orders",
+            primary=primary(v1_error("quantity must be >= 1"), status=400),
+            shadow=shadow(v2_error("VALIDATION_ERROR", "invalid"), status=422),
+        )
+    )
+    status = result.diffs[0]
+    assert (status.path, status.primary_value, status.shadow_value) == ("status", 400, 422)
+    assert result.outcome is Outcome.DIFF
+
+
+def test_cached_is_a_finding_unless_the_service_ignores_it() -> None:
+    plain = Comparer({"default": ServiceConfig()})
+    built = exchange(
+        service="ai",
+        method="POST",
+        path="/api/ai/generate",
+        primary=primary(ai_body()),
+        shadow=shadow(ai_body(cached=True)),
+    )
+    result = plain.compare(built)
+    assert [(d.path, d.primary_value, d.shadow_value) for d in result.diffs] == [("root.cached", False, True)]
+    assert Comparer(SERVICES).compare(built).outcome is Outcome.MATCH
