@@ -20,15 +20,18 @@ class ProductService:
         self._db = db
         self._cache = cache
         self._logger = logger.bind(logger="ProductService")
+        # Bumped by every invalidation: a read that raced a write must not put what it read back in the cache.
+        self._generation = 0
 
     async def get(self, product_id: int) -> JSONObject:
         key = f"id:{product_id}"
         cached = await self._cache.get(key)
         if cached is not None:
             return dict(cached)
+        generation = self._generation
         async with self._db.read() as session:
             body = product_json(await ProductRepository(session).get_or_404(product_id))
-        await self._cache.set(key, body)
+        await self._fill(key, body, generation)
         return body
 
     async def get_by_sku(self, sku: str) -> JSONObject:
@@ -36,19 +39,19 @@ class ProductService:
         cached = await self._cache.get(key)
         if cached is not None:
             return dict(cached)
+        generation = self._generation
         async with self._db.read() as session:
             product = await ProductRepository(session).find_by_sku(sku)
             if product is None:
                 raise NotFoundError("Product", sku)
             body = product_json(product)
-        await self._cache.set(key, body)
+        await self._fill(key, body, generation)
         return body
 
     async def list(self, query: ProductQuery) -> JSONObject:
-        status = query.status.value if query.status is not None else None
         async with self._db.read() as session:
             products = ProductRepository(session)
-            where = products.filters(status, query.q)
+            where = products.filters(query.status, query.q)
             rows = await products.list(*where, limit=query.limit, offset=query.offset)
             total = await products.count(*where)
             items = [product_json(row) for row in rows]
@@ -110,7 +113,12 @@ class ProductService:
 
     async def forget(self, product_id: int, sku: str) -> None:
         """Drop a product's cached bodies; called after every committed change to it (stock included)."""
+        self._generation += 1
         await self._cache.delete(f"id:{product_id}", f"sku:{sku}")
+
+    async def _fill(self, key: str, body: JSONObject, generation: int) -> None:
+        if generation == self._generation:
+            await self._cache.set(key, body)
 
 
 def _duplicate(sku: str) -> AlreadyExistsError:

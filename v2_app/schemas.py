@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 from starlette.requests import Request
 
 from v2_app.constants import COUPONS, Limits, ProductStatus
 from v2_app.exceptions import BadRequestError, FieldError, ValidationError
 
+
+def _round(exponent: str, value: Decimal) -> Decimal:
+    return value.quantize(Decimal(exponent), rounding=ROUND_HALF_UP)
+
+
 Id = Annotated[StrictInt, Field(ge=1, le=Limits.SQL_INT_MAX)]
 Quantity = Annotated[StrictInt, Field(ge=1, le=Limits.QUANTITY_MAX)]
 Stock = Annotated[StrictInt, Field(ge=0, le=Limits.QUANTITY_MAX)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-CostPrice = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False)]
-MarginRate = Annotated[Decimal, Field(ge=0, max_digits=5, decimal_places=1, allow_inf_nan=False)]
+# Stored as given (V1 does not trim either), but a blank string is no name.
+Text = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=r"\S")]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
+# Any precision is accepted and rounded half up to the stored scale, as V1 does.
+CostPrice = Annotated[
+    Decimal, Field(ge=0, le=Decimal("1000000000"), allow_inf_nan=False), AfterValidator(partial(_round, "0.01"))
+]
+MarginRate = Annotated[
+    Decimal, Field(ge=0, le=Decimal("10000"), allow_inf_nan=False), AfterValidator(partial(_round, "0.1"))
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,14 +90,17 @@ class OrderCreate(_Body):
 
 
 class GenerateRequest(_Body):
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    prompt: Annotated[str, StringConstraints(max_length=100_000)]
     max_tokens: Annotated[StrictInt, Field(ge=1, le=Limits.AI_MAX_TOKENS_MAX)] = Limits.AI_MAX_TOKENS_DEFAULT
 
 
 class ProductQuery(_Body):
-    """Query strings arrive as text, so these fields are parsed in lax mode."""
+    """Query strings arrive as text, so these fields are parsed in lax mode.
 
-    status: ProductStatus | None = None
+    `status` is a filter, not a write: a value no product can have matches nothing (as in V1) rather than failing.
+    """
+
+    status: str | None = None
     q: str | None = None
     limit: Annotated[int, Field(ge=1)] = Limits.PAGE_DEFAULT
     offset: Annotated[int, Field(ge=0, le=Limits.SQL_INT_MAX)] = 0
@@ -97,7 +112,7 @@ class ProductQuery(_Body):
 
 
 class OrderQuery(_Body):
-    customer_id: Annotated[int, Field(ge=1, le=Limits.SQL_INT_MAX)] | None = None
+    customer_id: Annotated[int, Field(ge=-Limits.SQL_INT_MAX, le=Limits.SQL_INT_MAX)] | None = None
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
@@ -113,7 +128,8 @@ async def parse_body(request: Request, model: type[M]) -> M:
 
 
 def parse_query(request: Request, model: type[M]) -> M:
-    return validate(model, dict(request.query_params))
+    """The query string as `model`; an empty parameter (`?limit=`) counts as absent."""
+    return validate(model, {key: value for key, value in request.query_params.items() if value.strip()})
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:

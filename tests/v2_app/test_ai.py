@@ -154,7 +154,7 @@ async def test_product_description_uses_the_contract_prompt(client: httpx.AsyncC
     ("body", "field"),
     [
         ({}, "prompt"),
-        ({"prompt": ""}, "prompt"),
+        ({"prompt": 42}, "prompt"),
         ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),
         ({"prompt": "hi", "max_tokens": 1025}, "max_tokens"),
         ({"prompt": "hi", "max_tokens": "5"}, "max_tokens"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,12 @@ import redis.asyncio as redis
 
 from tests.v2_app.support import serve
 from v2_app.cache import CacheService, MemoryTTLBackend, RedisBackend
+from v2_app.database import Database
+from v2_app.logs import build_logger
 from v2_app.metrics import Metrics
+from v2_app.models import Product
+from v2_app.product_service import ProductService
+from v2_app.repository import ProductRepository
 from v2_app.settings import V2Settings
 
 
@@ -207,3 +213,28 @@ async def test_deleted_product_is_not_served_from_cache(client: httpx.AsyncClien
 
     assert (await client.get(f"/api/products/{product_id}")).status_code == 404
     assert (await client.get("/api/products/sku/GONE-1")).status_code == 404
+
+
+async def test_read_that_raced_a_write_does_not_fill_the_cache(
+    seeded_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(seeded_url)
+    backend = MemoryTTLBackend()
+    service = ProductService(db, CacheService(backend, "product"), build_logger(stream=io.StringIO()))
+    original = ProductRepository.get_or_404
+
+    async def read_then_a_write_commits(self: ProductRepository, id: int) -> Product:
+        row = await original(self, id)
+        await service.forget(id, row.sku)  # what a concurrent order does after its commit
+        return row
+
+    try:
+        monkeypatch.setattr(ProductRepository, "get_or_404", read_then_a_write_commits)
+        await service.get(1)
+        assert len(backend) == 0
+
+        monkeypatch.setattr(ProductRepository, "get_or_404", original)
+        await service.get(1)
+        assert len(backend) == 1
+    finally:
+        await db.dispose()

@@ -263,3 +263,10 @@ async def test_concurrent_orders_never_oversell(client: httpx.AsyncClient, make_
     assert sorted(r.status_code for r in responses) == [201] * 5 + [409] * 7
     assert await stock_of(client, product["id"]) == 0
     assert (await client.get("/api/orders")).json()["total"] == 5
+
+
+async def test_seeded_customer(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/customers/1")
+
+    assert response.json() == {"id": 1, "name": "Ada", "email": "ada@example.com", "tier": "gold"}
+    assert_error(await client.get("/api/customers/6"), 404, "NOT_FOUND")

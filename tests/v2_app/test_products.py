@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -52,6 +53,8 @@ async def test_seeded_product_has_the_contract_body(client: httpx.AsyncClient) -
         ("0.05", "10", "0.06"),  # 0.055 rounds half up
         ("33.33", "15.0", "38.33"),
         ("10", "0", "10.00"),
+        ("1.005", "10", "1.11"),  # cost rounds half up to 1.01 first, as V1 does
+        ("10.00", "12.34", "11.23"),  # margin rounds to 12.3
     ],
 )
 async def test_price_is_derived_from_cost_and_margin(
@@ -60,7 +63,7 @@ async def test_price_is_derived_from_cost_and_margin(
     product = await make_product(cost_price=cost_price, margin_rate=margin_rate)
 
     assert product["price"] == price
-    assert product["cost_price"] == f"{float(cost_price):.2f}"
+    assert product["cost_price"] == str(Decimal(cost_price).quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 async def test_json_numbers_are_read_exactly(client: httpx.AsyncClient) -> None:
@@ -106,7 +109,8 @@ async def test_duplicate_sku_is_refused_and_nothing_is_created(client: httpx.Asy
         ({"sku": "X-1", "cost_price": "1.00"}, "name"),
         ({"sku": "X-1", "name": "No cost"}, "cost_price"),
         ({"sku": "X-1", "name": "Negative", "cost_price": "-1.00"}, "cost_price"),
-        ({"sku": "X-1", "name": "Too precise", "cost_price": "1.005"}, "cost_price"),
+        ({"sku": "X-1", "name": "Too dear", "cost_price": "1000000000.01"}, "cost_price"),
+        ({"sku": "X-1", "name": "   ", "cost_price": "1.00"}, "name"),
         ({"sku": "X-1", "name": "Bad status", "cost_price": "1.00", "status": "sold"}, "status"),
         ({"sku": "X-1", "name": "Bad stock", "cost_price": "1.00", "stock": -1}, "stock"),
         ({"sku": "X-1", "name": "Bad margin", "cost_price": "1.00", "margin_rate": "abc"}, "margin_rate"),
@@ -159,20 +163,21 @@ async def test_list_limit_is_capped_at_200(client: httpx.AsyncClient, make_produ
         ({"q": "SKU-000"}, list(range(1, 10))),
         ({"q": "walnut", "status": "discontinued"}, []),
         ({"q": "%"}, []),  # LIKE wildcards are matched literally
+        ({"status": "sold"}, []),  # a filter no product can match, as in V1
+        ({"status": "", "q": "", "offset": "", "limit": "", "x": "1"}, list(range(1, 61))),  # empty means absent
         ({"q": "CHAIR 1"}, [1, 11]),
     ],
 )
 async def test_list_filters(client: httpx.AsyncClient, params: dict[str, str], expected_ids: list[int]) -> None:
     body = (await client.get("/api/products", params=params)).json()
 
-    assert [p["id"] for p in body["items"]] == expected_ids
+    assert [p["id"] for p in body["items"]] == expected_ids[:50]
     assert body["total"] == len(expected_ids)
 
 
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"status": "sold"}, "status"),
         ({"limit": "0"}, "limit"),
         ({"limit": "x"}, "limit"),
         ({"offset": "-1"}, "offset"),
