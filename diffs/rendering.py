@@ -1,0 +1,367 @@
+"""Render a report as JSON-ready data, Markdown (for a PR comment) or plain text, and bodies as marked lines (pure)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from diffs.decoding import decode_body
+from diffs.exchange import Headers
+from diffs.paths import ROOT, key_segment
+from diffs.reporting import (
+    Counts,
+    Criteria,
+    EndpointSummary,
+    FieldSummary,
+    Latency,
+    Percentiles,
+    Readiness,
+    Report,
+    ServiceSummary,
+    Verdict,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _rate(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def counts_dict(c: Counts) -> dict[str, Any]:
+    return {
+        "total": c.total,
+        "mirrored": c.mirrored,
+        "samples": c.samples,
+        "match": c.match,
+        "diff": c.diff,
+        "shadow_error": c.shadow_error,
+        "skipped": c.skipped,
+        "dropped": c.dropped,
+        "findings": c.findings,
+        "rates": {
+            "match": _rate(c.match_rate),
+            "diff": _rate(c.diff_rate),
+            "raw_diff": _rate(c.raw_diff_rate),
+            "shadow_error": _rate(c.error_rate),
+        },
+    }
+
+
+def percentiles_dict(p: Percentiles) -> dict[str, Any]:
+    return {"count": p.count, "p50_ms": p.p50, "p90_ms": p.p90, "p99_ms": p.p99}
+
+
+def latency_dict(latency: Latency) -> dict[str, Any]:
+    return {
+        "primary": percentiles_dict(latency.primary),
+        "shadow": percentiles_dict(latency.shadow),
+        "ratio": {q: latency.ratio(q) for q in ("p50", "p90", "p99")},
+    }
+
+
+def readiness_dict(r: Readiness) -> dict[str, Any]:
+    return {
+        "ready": r.ready,
+        "failures": [
+            {"criterion": f.criterion, "actual": f.actual, "limit": f.limit, "message": f.message} for f in r.failures
+        ],
+    }
+
+
+def criteria_dict(c: Criteria) -> dict[str, Any]:
+    return {
+        "min_samples": c.min_samples,
+        "max_diff_rate": c.max_diff_rate,
+        "max_error_rate": c.max_error_rate,
+        "max_p99_ratio": c.max_p99_ratio,
+    }
+
+
+def field_dict(f: FieldSummary) -> dict[str, Any]:
+    return {
+        "endpoint": f.endpoint,
+        "path": f.path,
+        "kinds": list(f.kinds),
+        "raw": f.raw,
+        "noise": f.noise,
+        "raw_rate": _rate(f.raw_rate),
+        "noise_rate": _rate(f.noise_rate),
+        "verdict": f.verdict,
+    }
+
+
+def endpoint_dict(e: EndpointSummary, *, fields: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "service": e.service,
+        "endpoint": e.endpoint,
+        "counts": counts_dict(e.counts),
+        "latency": latency_dict(e.latency),
+        "finding_fields": e.finding_fields,
+    }
+    if fields:
+        data["fields"] = [field_dict(f) for f in e.fields]
+    return data
+
+
+def service_dict(s: ServiceSummary, *, endpoints: bool = True, fields: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "service": s.service,
+        "primary": s.primary,
+        "shadow": s.shadow,
+        "counts": counts_dict(s.counts),
+        "latency": latency_dict(s.latency),
+        "v2_speedup": s.v2_speedup,
+        "readiness": readiness_dict(s.readiness),
+    }
+    if endpoints:
+        data["endpoints"] = [endpoint_dict(e, fields=fields) for e in s.endpoints]
+    return data
+
+
+def report_dict(report: Report, *, endpoints: bool = True, fields: bool = True) -> dict[str, Any]:
+    """The report as plain data: what `--format json` prints and `/api/v1/summary` returns."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": report.generated_at.isoformat(),
+        "window": {
+            "since": report.window.since.isoformat() if report.window.since else None,
+            "until": report.window.until.isoformat() if report.window.until else None,
+        },
+        "criteria": criteria_dict(report.criteria),
+        "ready": report.ready,
+        "services": [service_dict(s, endpoints=endpoints, fields=fields) for s in report.services],
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2) + "\n"
+
+
+# ---------------------------------------------------------------- text helpers shared with the CLI and templates
+
+
+def fmt_pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.2f}%"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} ms"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def fmt_speedup(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"V2 {abs(value) * 100:.0f}% {'faster' if value >= 0 else 'slower'}"
+
+
+def verdict_word(r: Readiness) -> str:
+    return "READY" if r.ready else "NOT READY"
+
+
+def window_text(report: Report) -> str:
+    since = report.window.since.strftime("%Y-%m-%d %H:%M UTC") if report.window.since else "the beginning"
+    until = report.window.until.strftime("%Y-%m-%d %H:%M UTC") if report.window.until else "now"
+    return f"{since} → {until}"
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_verdict(s: ServiceSummary) -> str:
+    if not s.counts.total:
+        return "no traffic"
+    return f"{'✅' if s.readiness.ready else '❌'} {verdict_word(s.readiness)}"
+
+
+def render_markdown(report: Report, *, max_fields: int = 10) -> str:
+    """A PR-comment sized summary: one table of services, then failing criteria and top findings per service."""
+    lines = [
+        "## shadowdiff report",
+        "",
+        f"Window: {window_text(report)} · generated {report.generated_at.strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        "| service | primary | mirrored | samples | match | diff (findings) | shadow errors "
+        "| p50 primary / shadow | p99 primary / shadow | p99 ratio | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in report.services:
+        c, lat = s.counts, s.latency
+        lines.append(
+            f"| {_md(s.service)} | {s.primary} | {c.mirrored} | {c.samples} | {fmt_pct(c.match_rate)} "
+            f"| {fmt_pct(c.diff_rate)} | {fmt_pct(c.error_rate)} "
+            f"| {fmt_ms(lat.primary.p50)} / {fmt_ms(lat.shadow.p50)} "
+            f"| {fmt_ms(lat.primary.p99)} / {fmt_ms(lat.shadow.p99)} | {fmt_ratio(lat.ratio('p99'))} "
+            f"| {_md_verdict(s)} |"
+        )
+    for s in report.active:
+        findings = [f for e in s.endpoints for f in e.fields if f.verdict == Verdict.FINDING]
+        if s.readiness.ready and not findings:
+            continue
+        lines += ["", f"### {_md(s.service)}"]
+        for failure in s.readiness.failures:
+            lines.append(f"- ❌ {failure.message}")
+        if findings:
+            lines += ["", "| endpoint | field | kinds | raw | noise |", "|---|---|---|---:|---:|"]
+            for f in sorted(findings, key=lambda f: -f.raw)[:max_fields]:
+                lines.append(f"| `{_md(f.endpoint)}` | `{_md(f.path)}` | {', '.join(f.kinds)} | {f.raw} | {f.noise} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- plain text
+
+
+def render_text(report: Report) -> str:
+    """A plain-text report for pipes and logs (the terminal gets rich tables instead)."""
+    lines = [f"shadowdiff report: {window_text(report)}"]
+    for s in report.services:
+        c, lat = s.counts, s.latency
+        if not c.total:
+            lines += ["", f"{s.service}: primary {s.primary} · no traffic"]
+            continue
+        lines += [
+            "",
+            f"{s.service}: primary {s.primary} · {verdict_word(s.readiness)}",
+            f"  mirrored {c.mirrored}, samples {c.samples}: match {fmt_pct(c.match_rate)}, "
+            f"diff {fmt_pct(c.diff_rate)} (raw {fmt_pct(c.raw_diff_rate)}), shadow errors {fmt_pct(c.error_rate)}",
+            f"  latency primary p50/p90/p99 {fmt_ms(lat.primary.p50)} / {fmt_ms(lat.primary.p90)} / "
+            f"{fmt_ms(lat.primary.p99)}; shadow {fmt_ms(lat.shadow.p50)} / {fmt_ms(lat.shadow.p90)} / "
+            f"{fmt_ms(lat.shadow.p99)}; p99 ratio {fmt_ratio(lat.ratio('p99'))}; {fmt_speedup(s.v2_speedup)}",
+        ]
+        lines += [f"  ✗ {f.message}" for f in s.readiness.failures]
+        for e in s.endpoints:
+            lines.append(
+                f"  {e.endpoint}: {e.counts.samples} samples, diff {fmt_pct(e.counts.diff_rate)}, "
+                f"{e.finding_fields} finding field(s)"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- exchange bodies, line by line
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a pretty-printed body and the field it shows; `marked` when that field differs."""
+
+    text: str
+    path: str | None = None
+    marked: bool = False
+
+
+def json_lines(value: Any) -> list[tuple[str, str]]:
+    """Pretty-print JSON (indent 2) as (path template, line) pairs, lists folded to `[*]` as diff paths are."""
+    out: list[tuple[str, str]] = []
+
+    def emit(node: Any, path: str, depth: int, prefix: str, trailing: str) -> None:
+        pad = "  " * depth
+        if isinstance(node, dict) and node:
+            out.append((path, f"{pad}{prefix}{{"))
+            items = list(node.items())
+            for n, (key, child) in enumerate(items):
+                comma = "," if n < len(items) - 1 else ""
+                emit(
+                    child,
+                    path + key_segment(str(key)),
+                    depth + 1,
+                    json.dumps(str(key), ensure_ascii=False) + ": ",
+                    comma,
+                )
+            out.append((path, f"{pad}}}{trailing}"))
+        elif isinstance(node, list) and node:
+            out.append((path, f"{pad}{prefix}["))
+            for n, child in enumerate(node):
+                emit(child, path + "[*]", depth + 1, "", "," if n < len(node) - 1 else "")
+            out.append((path, f"{pad}]{trailing}"))
+        else:
+            out.append((path, f"{pad}{prefix}{json.dumps(node, ensure_ascii=False)}{trailing}"))
+
+    emit(value, ROOT, 0, "", "")
+    return out
+
+
+def differs(path: str, diff_paths: frozenset[str]) -> bool:
+    """Whether `path` is a differing field or lies inside one."""
+    if path in diff_paths:
+        return True
+    return any(path.startswith(d) and path[len(d)] in ".[" for d in diff_paths if len(path) > len(d))
+
+
+def mark_lines(lines: Iterable[tuple[str, str]], diff_paths: Iterable[str]) -> tuple[Line, ...]:
+    wanted = frozenset(diff_paths)
+    return tuple(Line(text, path, differs(path, wanted)) for path, text in lines)
+
+
+def body_view(body: bytes | None, headers: Headers, diff_paths: Iterable[str]) -> tuple[Line, ...]:
+    """A stored body as lines to show: JSON pretty-printed with differing fields marked, else text as it is."""
+    if body is None:
+        return (Line("(body not kept for this exchange)"),)
+    decoded = decode_body(body, headers)
+    if decoded.kind == "json":
+        return mark_lines(json_lines(decoded.value), diff_paths)
+    if decoded.kind == "empty":
+        return (Line("(empty body)"),)
+    if decoded.kind == "binary":
+        return (Line(f"(binary body, {decoded.size} bytes, sha256 {decoded.value})"),)
+    text = decoded.value if isinstance(decoded.value, str) else json.dumps(decoded.value, indent=2)
+    marked = ROOT in frozenset(diff_paths)
+    return tuple(Line(line, ROOT, marked) for line in text.splitlines() or [""])
+
+
+def header_view(status: int | None, headers: Headers, diff_paths: Iterable[str]) -> tuple[Line, ...]:
+    """The status line and headers, marking a differing status or header."""
+    wanted = frozenset(diff_paths)
+    lines = [Line(f"status {status if status is not None else '–'}", "status", "status" in wanted)]
+    for name, value in headers:
+        path = f"header.{name.lower()}"
+        lines.append(Line(f"{name}: {value}", path, path in wanted))
+    return tuple(lines)
+
+
+# ---------------------------------------------------------------- the field tree of an endpoint
+
+_SEGMENT = re.compile(r'\.[A-Za-z0-9_$@-]+|\["(?:[^"\\]|\\.)*"\]|\[\*\]')
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRow:
+    """One row of an endpoint's field tree: a differing field, or an ancestor shown only to hold the tree together."""
+
+    label: str
+    path: str
+    depth: int
+    field: FieldSummary | None = None
+
+
+def _segments(path: str) -> list[str]:
+    return _SEGMENT.findall(path, len(ROOT))
+
+
+def field_tree(fields: Iterable[FieldSummary]) -> tuple[TreeRow, ...]:
+    """Status and header fields first, then body fields nested under their ancestors, in path order."""
+    by_path = {f.path: f for f in fields}
+    flat = sorted(p for p in by_path if not p.startswith(ROOT))
+    rows = [TreeRow(p, p, 0, by_path[p]) for p in flat]
+    body = sorted((p for p in by_path if p.startswith(ROOT)), key=_segments)
+    shown: set[str] = set()
+    for path in body:
+        segments = _segments(path)
+        for depth in range(len(segments) + 1):
+            prefix = ROOT + "".join(segments[:depth])
+            if prefix in shown:
+                continue
+            shown.add(prefix)
+            label = ROOT if depth == 0 else segments[depth - 1].lstrip(".")
+            rows.append(TreeRow(label, prefix, depth, by_path.get(prefix)))
+    return tuple(rows)

@@ -1,0 +1,506 @@
+"""The report model: per service, endpoint and field summaries, latency percentiles and the readiness verdict (pure).
+
+The store's queries hand over raw aggregates (`EndpointCounts`, `FieldCounts`, `LatencyHistogram`); everything here
+is arithmetic on them, so the web overview, the JSON API and `shadowdiff check` agree by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from diffs.exchange import Outcome
+from diffs.noise import Marks
+
+LATENCY_BUCKETS_PER_E = 100
+"""Latency histogram resolution: bucket = floor(ln(ms) * this), so a bucket is 1% wide."""
+MIN_LATENCY_MS = 0.001
+
+
+def latency_bucket(latency_ms: float) -> int:
+    """The histogram bucket the store's queries put `latency_ms` in."""
+    return math.floor(math.log(max(latency_ms, MIN_LATENCY_MS)) * LATENCY_BUCKETS_PER_E)
+
+
+# ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointCounts:
+    """How many exchanges of one endpoint ended in each outcome, and how many carry a non-noise field diff."""
+
+    service: str
+    endpoint: str
+    outcomes: Mapping[str, int]
+    finding_exchanges: int = 0
+    """Exchanges with at least one diff in a field that is a finding (filled in once fields are classified)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCounts:
+    """How often one field of one endpoint differed (`raw`), and how many of those were noise (`noise`)."""
+
+    endpoint: str
+    path: str
+    raw: int
+    noise: int
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramBucket:
+    bucket: int
+    count: int
+    mean_ms: float
+    """Mean of the latencies in the bucket: exact when they are all equal, within 1% otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyHistogram:
+    service: str
+    endpoint: str
+    role: str
+    """"primary" or "shadow"."""
+    buckets: tuple[HistogramBucket, ...]
+
+
+# ---------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+NO_LATENCY = Percentiles(0, None, None, None)
+
+
+def merge_buckets(histograms: Iterable[Iterable[HistogramBucket]]) -> tuple[HistogramBucket, ...]:
+    """One histogram from several (an endpoint's into its service's)."""
+    totals: dict[int, tuple[int, float]] = {}
+    for buckets in histograms:
+        for b in buckets:
+            count, weighted = totals.get(b.bucket, (0, 0.0))
+            totals[b.bucket] = (count + b.count, weighted + b.mean_ms * b.count)
+    return tuple(HistogramBucket(k, c, w / c) for k, (c, w) in sorted(totals.items()) if c)
+
+
+def percentiles(buckets: Iterable[HistogramBucket]) -> Percentiles:
+    """Nearest-rank p50, p90 and p99 of a latency histogram."""
+    ordered = sorted(buckets, key=lambda b: b.bucket)
+    total = sum(b.count for b in ordered)
+    if total == 0:
+        return NO_LATENCY
+
+    def rank(q: float) -> float:
+        wanted = max(1, math.ceil(q * total))
+        seen = 0
+        for b in ordered:
+            seen += b.count
+            if seen >= wanted:
+                return round(b.mean_ms, 3)
+        return round(ordered[-1].mean_ms, 3)
+
+    return Percentiles(total, rank(0.50), rank(0.90), rank(0.99))
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Primary and shadow percentiles over the same exchanges (both sides are sent at the same instant)."""
+
+    primary: Percentiles = NO_LATENCY
+    shadow: Percentiles = NO_LATENCY
+
+    def ratio(self, which: str) -> float | None:
+        """shadow / primary at "p50", "p90" or "p99"; None without data."""
+        primary, shadow = getattr(self.primary, which), getattr(self.shadow, which)
+        if primary is None or shadow is None or primary <= 0:
+            return None
+        return round(float(shadow) / float(primary), 3)
+
+
+def build_latency(histograms: Iterable[LatencyHistogram]) -> Latency:
+    """Percentiles per role from any number of histograms (one endpoint's, or a whole service's)."""
+    by_role: dict[str, list[tuple[HistogramBucket, ...]]] = {"primary": [], "shadow": []}
+    for h in histograms:
+        by_role.setdefault(h.role, []).append(h.buckets)
+    return Latency(
+        primary=percentiles(merge_buckets(by_role["primary"])),
+        shadow=percentiles(merge_buckets(by_role["shadow"])),
+    )
+
+
+# ---------------------------------------------------------------- counts and fields
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Exchanges by outcome. `samples` are the ones compared: match + diff + shadow_error."""
+
+    match: int = 0
+    diff: int = 0
+    shadow_error: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    findings: int = 0
+    """Exchanges with at least one diff in a finding field (noise and noise-marked fields excluded)."""
+
+    @classmethod
+    def of(cls, outcomes: Mapping[str, int], findings: int = 0) -> Counts:
+        return cls(
+            match=outcomes.get(Outcome.MATCH, 0),
+            diff=outcomes.get(Outcome.DIFF, 0),
+            shadow_error=outcomes.get(Outcome.SHADOW_ERROR, 0),
+            skipped=outcomes.get(Outcome.SKIPPED, 0),
+            dropped=outcomes.get(Outcome.DROPPED, 0),
+            findings=findings,
+        )
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.match + other.match,
+            self.diff + other.diff,
+            self.shadow_error + other.shadow_error,
+            self.skipped + other.skipped,
+            self.dropped + other.dropped,
+            self.findings + other.findings,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.match + self.diff + self.shadow_error + self.skipped + self.dropped
+
+    @property
+    def mirrored(self) -> int:
+        """Sent to the shadow: everything but what was skipped (dropped ones were mirrored, not compared)."""
+        return self.total - self.skipped
+
+    @property
+    def samples(self) -> int:
+        return self.match + self.diff + self.shadow_error
+
+    def rate(self, count: int) -> float | None:
+        return None if self.samples == 0 else count / self.samples
+
+    @property
+    def match_rate(self) -> float | None:
+        return self.rate(self.match)
+
+    @property
+    def raw_diff_rate(self) -> float | None:
+        """Exchanges with any diff, noise included."""
+        return self.rate(self.diff)
+
+    @property
+    def diff_rate(self) -> float | None:
+        """Exchanges with a finding: the rate readiness judges."""
+        return self.rate(self.findings)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.rate(self.shadow_error)
+
+
+class Verdict:
+    FINDING = "finding"
+    NOISE = "noise"
+    MARKED = "marked"
+    """A reviewer marked the field as noise."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseThresholds:
+    """Diffy's filter: a field is a finding when its raw count exceeds its noise count by `relative` of the noise
+    count and by `absolute` of the endpoint's samples (`proxy.config.NoiseConfig` holds the configured values)."""
+
+    relative: float = 0.20
+    absolute: float = 0.0003
+
+
+def field_verdict(raw: int, noise: int, samples: int, thresholds: NoiseThresholds, marked: bool = False) -> str:
+    """Finding, noise or marked, for a field that differed `raw` times (`noise` of them flagged noise) in `samples`.
+
+    The test of `diffs.noise.NoiseTracker.is_signal`, on the store's counts: raw − noise must exceed both
+    `relative` × noise and `absolute` × samples.
+    """
+    if marked:
+        return Verdict.MARKED
+    if raw == 0:
+        return Verdict.NOISE
+    excess = raw - noise
+    absolute = excess / samples if samples else 1.0
+    return Verdict.FINDING if excess > thresholds.relative * noise and absolute > thresholds.absolute else Verdict.NOISE
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSummary:
+    endpoint: str
+    path: str
+    raw: int
+    noise: int
+    verdict: str
+    kinds: tuple[str, ...] = ()
+    raw_rate: float | None = None
+    """raw / the endpoint's samples."""
+    noise_rate: float | None = None
+
+
+def classify_fields(
+    fields: Iterable[FieldCounts],
+    samples_by_endpoint: Mapping[str, int],
+    thresholds: NoiseThresholds,
+    marks: Iterable[tuple[str, str]] = (),
+) -> tuple[FieldSummary, ...]:
+    """A verdict for every field, most frequent first."""
+    covered = Marks(marks)
+    result = []
+    for f in fields:
+        samples = samples_by_endpoint.get(f.endpoint, 0)
+        verdict = field_verdict(f.raw, f.noise, samples, thresholds, covered.is_marked(f.endpoint, f.path))
+        result.append(
+            FieldSummary(
+                endpoint=f.endpoint,
+                path=f.path,
+                raw=f.raw,
+                noise=f.noise,
+                verdict=verdict,
+                kinds=f.kinds,
+                raw_rate=f.raw / samples if samples else None,
+                noise_rate=f.noise / samples if samples else None,
+            )
+        )
+    return tuple(sorted(result, key=lambda s: (s.endpoint, -s.raw, s.path)))
+
+
+def finding_fields(fields: Iterable[FieldSummary]) -> tuple[tuple[str, str], ...]:
+    """(endpoint, path) of every finding field: what the store counts finding exchanges over."""
+    return tuple((f.endpoint, f.path) for f in fields if f.verdict == Verdict.FINDING)
+
+
+# ---------------------------------------------------------------- readiness
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """When a service's shadow is ready to become its primary."""
+
+    min_samples: int = 100
+    max_diff_rate: float = 0.01
+    """Exchanges with a finding (noise excluded) / samples."""
+    max_error_rate: float = 0.01
+    max_p99_ratio: float = 1.2
+    """shadow p99 / primary p99."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    criterion: str
+    """"min_samples", "max_diff_rate", "max_error_rate" or "max_p99_ratio"."""
+    actual: float | None
+    limit: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    failures: tuple[Failure, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.failures
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def assess(counts: Counts, latency: Latency, criteria: Criteria) -> Readiness:
+    """The criteria the shadow fails; none means ready."""
+    failures = []
+    if counts.samples < criteria.min_samples:
+        failures.append(
+            Failure(
+                "min_samples",
+                counts.samples,
+                criteria.min_samples,
+                f"only {counts.samples} samples, need {criteria.min_samples}",
+            )
+        )
+    diff_rate = counts.diff_rate
+    if diff_rate is not None and diff_rate > criteria.max_diff_rate:
+        failures.append(
+            Failure(
+                "max_diff_rate",
+                diff_rate,
+                criteria.max_diff_rate,
+                f"diff rate {_pct(diff_rate)} > {_pct(criteria.max_diff_rate)}",
+            )
+        )
+    error_rate = counts.error_rate
+    if error_rate is not None and error_rate > criteria.max_error_rate:
+        failures.append(
+            Failure(
+                "max_error_rate",
+                error_rate,
+                criteria.max_error_rate,
+                f"shadow error rate {_pct(error_rate)} > {_pct(criteria.max_error_rate)}",
+            )
+        )
+    ratio = latency.ratio("p99")
+    if ratio is None:
+        if counts.samples:
+            failures.append(
+                Failure("max_p99_ratio", None, criteria.max_p99_ratio, "no shadow latencies to compare p99 with")
+            )
+    elif ratio > criteria.max_p99_ratio:
+        failures.append(
+            Failure(
+                "max_p99_ratio",
+                ratio,
+                criteria.max_p99_ratio,
+                f"shadow p99 is {ratio:.2f}x the primary's > {criteria.max_p99_ratio:.2f}x",
+            )
+        )
+    return Readiness(tuple(failures))
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSummary:
+    service: str
+    endpoint: str
+    counts: Counts
+    latency: Latency
+    fields: tuple[FieldSummary, ...] = ()
+
+    @property
+    def finding_fields(self) -> int:
+        return sum(1 for f in self.fields if f.verdict == Verdict.FINDING)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    service: str
+    primary: str
+    """The side serving clients now: "v1" or "v2"."""
+    counts: Counts
+    latency: Latency
+    readiness: Readiness
+    endpoints: tuple[EndpointSummary, ...] = ()
+
+    @property
+    def shadow(self) -> str:
+        return "v1" if self.primary == "v2" else "v2"
+
+    @property
+    def v2_speedup(self) -> float | None:
+        """1 − V2 p50 / V1 p50: the migration guide expects at least 0.20 (V2 20% faster)."""
+        ratio = self.latency.ratio("p50")
+        if ratio is None or ratio <= 0:
+            return None
+        v2_over_v1 = ratio if self.primary == "v1" else 1 / ratio
+        return round(1 - v2_over_v1, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The time window a report covers; open ends are None."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    generated_at: datetime
+    window: Window
+    criteria: Criteria
+    services: tuple[ServiceSummary, ...] = field(default_factory=tuple)
+
+    def service(self, name: str) -> ServiceSummary | None:
+        return next((s for s in self.services if s.service == name), None)
+
+    @property
+    def active(self) -> tuple[ServiceSummary, ...]:
+        """Services with traffic in the window: the ones a gate over "every service" judges."""
+        return tuple(s for s in self.services if s.counts.total)
+
+    @property
+    def ready(self) -> bool:
+        """Every service with traffic is ready (and there is one): configured but idle services do not block."""
+        return bool(self.active) and all(s.readiness.ready for s in self.active)
+
+
+def build_report(
+    *,
+    generated_at: datetime,
+    window: Window,
+    criteria: Criteria,
+    endpoints: Iterable[EndpointCounts],
+    fields: Iterable[FieldSummary],
+    histograms: Iterable[LatencyHistogram],
+    primaries: Mapping[str, str],
+    services: Iterable[str] = (),
+) -> Report:
+    """Assemble the report; `services` lists those to show even without traffic (configured ones)."""
+    fields_by_endpoint: dict[str, list[FieldSummary]] = {}
+    for f in fields:
+        fields_by_endpoint.setdefault(f.endpoint, []).append(f)
+    hist_by_endpoint: dict[tuple[str, str], list[LatencyHistogram]] = {}
+    hist_by_service: dict[str, list[LatencyHistogram]] = {}
+    for h in histograms:
+        hist_by_endpoint.setdefault((h.service, h.endpoint), []).append(h)
+        hist_by_service.setdefault(h.service, []).append(h)
+    endpoints_by_service: dict[str, list[EndpointSummary]] = {name: [] for name in services}
+    for e in endpoints:
+        endpoints_by_service.setdefault(e.service, []).append(
+            EndpointSummary(
+                service=e.service,
+                endpoint=e.endpoint,
+                counts=Counts.of(e.outcomes, e.finding_exchanges),
+                latency=build_latency(hist_by_endpoint.get((e.service, e.endpoint), ())),
+                fields=tuple(fields_by_endpoint.get(e.endpoint, ())),
+            )
+        )
+    summaries = []
+    for name in sorted(endpoints_by_service):
+        eps = tuple(sorted(endpoints_by_service[name], key=lambda s: (-s.counts.total, s.endpoint)))
+        counts = sum((e.counts for e in eps), Counts())
+        latency = build_latency(hist_by_service.get(name, ()))
+        summaries.append(
+            ServiceSummary(
+                service=name,
+                primary=primaries.get(name, "v1"),
+                counts=counts,
+                latency=latency,
+                readiness=assess(counts, latency, criteria),
+                endpoints=eps,
+            )
+        )
+    return Report(generated_at=generated_at, window=window, criteria=criteria, services=tuple(summaries))
+
+
+# ---------------------------------------------------------------- windows
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """A window start from "90s", "15m", "1h", "7d", "2w" before `now`, or an ISO 8601 time (UTC when naive)."""
+    match = _DURATION.match(value)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"not a duration (15m, 1h, 7d) or an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=now.tzinfo)
