@@ -9,6 +9,8 @@ so use `_bucket` and `_count`, not `rate(_sum)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -85,6 +87,11 @@ class ProxyMetrics:
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str, str], Histogram] = {}
+        self._delta_children: dict[str, Histogram] = {}
+
+    def track_inflight(self, read: Callable[[], float]) -> None:
+        """Let the gauge read the in-flight count when scraped instead of being set on every request."""
+        self.shadow_inflight.set_function(read)
 
     def request(self, service: str, method: str, status: int) -> None:
         # Normalise first: the cache key must stay as bounded as the labels (clients send any method).
@@ -102,7 +109,10 @@ class ProxyMetrics:
         child.observe(seconds)
 
     def delta(self, service: str, seconds: float) -> None:
-        self.latency_delta.labels(service).observe(seconds)
+        child = self._delta_children.get(service)
+        if child is None:
+            child = self._delta_children[service] = self.latency_delta.labels(service)
+        child.observe(seconds)
 
     def shadow_error(self, service: str, kind: str) -> None:
         self.shadow_errors.labels(service, kind).inc()

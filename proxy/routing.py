@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from proxy.config import ServiceConfig
+from proxy.correlation import IdFields
+from proxy.sampling import Sampler
 
 App = Literal["v1", "v2"]
 DEFAULT_SERVICE = "default"
@@ -27,6 +30,35 @@ class StaticPrimaries:
         return self._primaries.get(service, "v1")
 
 
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """One service's mirroring policy, precomputed from its config so the hot path only reads attributes."""
+
+    name: str
+    mirror: bool
+    methods: frozenset[str]
+    sampler: Sampler
+    sample_key_header: bytes | None
+    """Lower-cased, as ASGI delivers header names."""
+    primary_timeout: float
+    shadow_timeout: float
+    id_fields: IdFields
+
+    @classmethod
+    def from_config(cls, name: str, config: ServiceConfig) -> ServicePlan:
+        key = config.sample_key_header
+        return cls(
+            name=name,
+            mirror=config.mirror,
+            methods=frozenset(config.methods),
+            sampler=Sampler(config.sample_rate),
+            sample_key_header=key.lower().encode("latin-1") if key else None,
+            primary_timeout=config.primary_timeout,
+            shadow_timeout=config.shadow_timeout,
+            id_fields=IdFields(config.id_fields),
+        )
+
+
 class RouteTable:
     """Path prefix → service name. The longest matching prefix wins; a path nothing matches is "default".
 
@@ -40,9 +72,15 @@ class RouteTable:
         self._prefixes: tuple[tuple[str, str, str], ...] = tuple(
             (prefix, prefix + "/", name) for prefix, name in sorted(pairs, key=lambda pair: -len(pair[0]))
         )
+        self._plans = {name: ServicePlan.from_config(name, config) for name, config in services.items()}
+        if DEFAULT_SERVICE not in self._plans:
+            self._plans[DEFAULT_SERVICE] = ServicePlan.from_config(DEFAULT_SERVICE, ServiceConfig(prefixes=("/",)))
 
     def resolve(self, path: str) -> str:
         for prefix, with_slash, name in self._prefixes:
             if path.startswith(with_slash) or path == prefix:
                 return name
         return DEFAULT_SERVICE
+
+    def plan(self, service: str) -> ServicePlan:
+        return self._plans[service]
