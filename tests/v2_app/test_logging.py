@@ -88,3 +88,13 @@ async def test_log_level_filters(settings: V2Settings) -> None:
         await client.get("/health")
 
     assert stream.getvalue() == ""
+
+
+async def test_console_format_when_json_is_off(settings: V2Settings) -> None:
+    stream = io.StringIO()
+    async with serve(settings.model_copy(update={"log_json": False}), log_stream=stream) as client:
+        await client.get("/health", headers={"X-Request-ID": "plain-1"})
+
+    line = next(line for line in stream.getvalue().splitlines() if "Request completed" in line)
+    assert "request_id=plain-1" in line
+    assert not line.startswith("{")
