@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     database_url: str = "sqlite+aiosqlite:///./shadowdiff.db"
     workers: int = Field(default=1, ge=1, le=64)
+    """Proxy worker processes sharing the proxy port; the admin plane runs once, in the supervisor."""
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = False
+    """One log line per request, proxy and admin alike (uvicorn has one access logger); costs CPU on the hot path."""
 
     host_header: Literal["preserve", "rewrite"] = "rewrite"
     max_request_body: int = Field(default=1_048_576, ge=0)
@@ -93,6 +97,10 @@ class Settings(BaseSettings):
     max_response_body: int = Field(default=1_048_576, ge=0)
     """Response bodies above this are streamed to the client and not compared."""
     max_inflight_shadow: int = Field(default=256, ge=1)
+    upstream_connections: int = Field(default=0, ge=0)
+    """Connection pool size per upstream and worker; 0 = no limit."""
+    upstream_keepalive_seconds: float = Field(default=30.0, gt=0)
+    """How long an idle upstream connection is kept for reuse."""
     queue_size: int = Field(default=10_000, ge=1)
     drain_seconds: float = Field(default=5.0, ge=0)
     correlation_capacity: int = Field(default=100_000, ge=1)

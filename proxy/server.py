@@ -1,0 +1,274 @@
+"""The composition root: settings → store → primary state → metrics → sink → the proxy and admin apps, served.
+
+`workers == 1`: one process, one event loop, two uvicorn servers (proxy and admin), signals handled once.
+`workers > 1`: `proxy.supervisor.Supervisor` binds the proxy port once and spawns that many workers onto it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Literal, Protocol
+
+import structlog
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from diffs.exchange import Exchange
+from diffs.storage import Store
+from proxy.admin import create_admin_app
+from proxy.app import create_proxy_app
+from proxy.config import Settings, check_admin_exposure
+from proxy.errors import ShadowdiffError
+from proxy.metrics import ProxyMetrics
+from proxy.promotion import PrimaryState
+from proxy.sink import LoggingSink, QueueSink
+
+log = logging.getLogger("shadowdiff.server")
+
+
+class ListenError(ShadowdiffError):
+    """A listener could not be bound (port taken, address not local, permission)."""
+
+
+class StartupFailed(ShadowdiffError):
+    """An app's lifespan start-up failed; uvicorn logged why."""
+
+
+class ManagedSink(Protocol):
+    """A sink the server starts before serving and drains after: `QueueSink` or the comparison pipeline's."""
+
+    def submit(self, exchange: Exchange) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self, timeout: float) -> None: ...
+
+
+def build_sink(settings: Settings, store: Store, metrics: ProxyMetrics) -> ManagedSink:
+    """Where exchanges go. LEAD: plug the comparison pipeline in here (this is the one place to change).
+
+    For now a bounded queue that logs each exchange; the pipeline's handler (normalize → compare → store) takes
+    LoggingSink's place, with `store` for its batch writer and `metrics` for its counters.
+    """
+    return QueueSink(LoggingSink(), maxsize=settings.queue_size, workers=1)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Once per process: stdlib logging and structlog both at `settings.log_level`."""
+    level = getattr(logging, settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("shadowdiff").setLevel(level)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound, inheritable TCP socket (uvicorn listens on it; workers inherit it); ListenError when taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Listener(uvicorn.Server):
+    """A uvicorn server that leaves signals to its owner, so one handler stops every listener of the process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listener(app: ASGIApp, settings: Settings, *, lifespan: Literal["on", "off"] = "on") -> Listener:
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),
+        server_header=False,
+        date_header=False,
+    )
+    return Listener(config)
+
+
+async def serve_together(pairs: Sequence[tuple[Listener, socket.socket]]) -> None:
+    """Serve every (listener, socket) until any stops; then stop the others. Start-up failures raise StartupFailed."""
+    servers = [server for server, _ in pairs]
+
+    async def one(server: Listener, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn exits the process when a lifespan start-up fails
+            raise StartupFailed(f"the app on {url_of(sock)} failed to start (see the log above)") from None
+        finally:
+            for other in servers:
+                other.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(one(server, sock)) for server, sock in pairs]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def handle_signals(stop: Callable[[bool], None]) -> Callable[[], None]:
+    """SIGINT/SIGTERM call `stop(force)`: graceful first, forced on a second SIGINT. Returns the uninstaller."""
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop(len(received) > 1 and sig == signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def uninstall() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return uninstall
+
+
+async def open_state(
+    settings: Settings, stack: AsyncExitStack, *, environ: Mapping[str, str] | None
+) -> tuple[Store, PrimaryState]:
+    """Open the store and a refreshing PrimaryState; with `environ`, first record config decisions (see reconcile)."""
+    store = await Store.open(settings.database_url)
+    stack.push_async_callback(store.close)
+    state = PrimaryState(settings.services, store, refresh_seconds=settings.state_refresh_seconds)
+    if environ is not None:
+        await state.reconcile(environ)
+    await state.start()
+    stack.push_async_callback(state.aclose)
+    return store, state
+
+
+async def build_proxy(
+    settings: Settings, stack: AsyncExitStack, store: Store, state: PrimaryState, registry: CollectorRegistry
+) -> ASGIApp:
+    """The data-plane app with its metrics and a started sink (drained when `stack` closes)."""
+    metrics = ProxyMetrics(registry)
+    sink = build_sink(settings, store, metrics)
+    await sink.start()
+    stack.push_async_callback(sink.aclose, settings.drain_seconds)
+    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics)
+
+
+class ShadowdiffServer:
+    """One process: the proxy and the admin plane on their own listeners, in one event loop."""
+
+    def __init__(self, settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+        check_admin_exposure(settings)
+        self.settings = settings
+        self.environ = os.environ if environ is None else environ
+        self.state: PrimaryState | None = None
+        self.proxy_url = ""
+        self.admin_url = ""
+        self._servers: list[Listener] = []
+        self._exit = False
+
+    @property
+    def started(self) -> bool:
+        return bool(self._servers) and all(server.started for server in self._servers)
+
+    def request_exit(self, force: bool = False) -> None:
+        self._exit = True
+        for server in self._servers:
+            server.should_exit = True
+            server.force_exit = server.force_exit or force
+
+    async def serve(self, *, on_ready: Callable[[ShadowdiffServer], Awaitable[None] | None] | None = None) -> None:
+        """Run until `request_exit()`; binds first, so a taken port fails before anything else starts."""
+        settings = self.settings
+        proxy_sock = bind(settings.host, settings.port)
+        try:
+            admin_sock = bind(settings.admin_host, settings.admin_port)
+        except ListenError:
+            proxy_sock.close()
+            raise
+        self.proxy_url, self.admin_url = url_of(proxy_sock), url_of(admin_sock)
+        try:
+            async with AsyncExitStack() as stack:
+                store, self.state = await open_state(settings, stack, environ=self.environ)
+                registry = CollectorRegistry()
+                proxy_app = await build_proxy(settings, stack, store, self.state, registry)
+                admin_app = create_admin_app(settings, state=self.state, registry=registry)
+                proxy = listener(proxy_app, settings)
+                admin = listener(admin_app, settings, lifespan="off")
+                self._servers = [proxy, admin]
+                if self._exit:
+                    return
+                ready = self._announce(on_ready)
+                try:
+                    await serve_together([(proxy, proxy_sock), (admin, admin_sock)])
+                finally:
+                    ready.cancel()
+        finally:
+            proxy_sock.close()
+            admin_sock.close()
+
+    def _announce(self, on_ready: Callable[[ShadowdiffServer], Awaitable[None] | None] | None) -> asyncio.Task[None]:
+        async def when_started() -> None:
+            while not self.started:
+                await asyncio.sleep(0.02)
+            log.info("proxy on %s, admin on %s", self.proxy_url, self.admin_url)
+            if on_ready is not None:
+                result = on_ready(self)
+                if result is not None:
+                    await result
+
+        return asyncio.get_running_loop().create_task(when_started())
+
+
+def run(settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+    """The `shadowdiff proxy` entry point: blocks until SIGINT/SIGTERM; ShadowdiffError on failure to start."""
+    configure_logging(settings)
+    if settings.workers > 1:
+        from proxy.supervisor import Supervisor  # imports this module: keep the cycle out of import time
+
+        Supervisor(settings, environ=environ).run()
+        return
+    server = ShadowdiffServer(settings, environ=environ)
+
+    async def main() -> None:
+        uninstall = handle_signals(server.request_exit)
+        try:
+            await server.serve()
+        finally:
+            uninstall()
+
+    with event_loop() as runner:
+        runner.run(main())
+
+
+@contextlib.contextmanager
+def event_loop() -> Iterator[asyncio.Runner]:
+    """An asyncio.Runner on uvloop when it is installed (it is, with uvicorn[standard])."""
+    factory: Any = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        yield runner
