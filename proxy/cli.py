@@ -1,9 +1,426 @@
-"""The `shadowdiff` command line."""
+"""The `shadowdiff` command line: run V1, V2, the proxy or the whole demo stack; seed; promote and roll back.
 
+Every flag also reads a SHADOWDIFF_* environment variable. Failures are one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import importlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="shadowdiff: mirror traffic to V1 and V2, diff the responses, promote.")
+from proxy.errors import ShadowdiffError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="shadowdiff: mirror traffic to V1 and V2, diff the responses, promote V2 per service.",
+)
+
+ADMIN_URL = "http://127.0.0.1:8900"
+LEGACY_DATABASE_URL = "sqlite:///./legacy.db"
+V2_DATABASE_URL = "sqlite+aiosqlite:///./v2.db"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"shadowdiff: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Our own errors and bad values become one line on stderr and exit 1; Ctrl-C before serving exits quietly."""
+    try:
+        yield
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # the apps' settings objects validate with ValueError
+        fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _log_level(value: str) -> str:
+    if value.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value.lower()
+
+
+LogLevel = Annotated[
+    str, typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", callback=_log_level, help="critical|error|warning|info|debug.")
+]
+
+
+# -- the two apps -----------------------------------------------------------------------------------------------------
+
+
+def _serve_app(asgi_app: Any, host: str, port: int, log_level: str, name: str) -> None:
+    import uvicorn
+
+    from proxy.server import bind, url_of
+
+    sock = bind(host, port)
+    typer.echo(f"{name} on {url_of(sock)}", err=True)
+    config = uvicorn.Config(asgi_app, http="httptools", log_level=log_level, access_log=False, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@app.command()
+def legacy(
+    host: Annotated[str, typer.Option(envvar="SHADOWDIFF_LEGACY_HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SHADOWDIFF_LEGACY_PORT", help="Port to listen on.")] = 8001,
+    database_url: Annotated[
+        str, typer.Option(envvar="SHADOWDIFF_LEGACY_DATABASE_URL", help="V1's SQLite database.")
+    ] = LEGACY_DATABASE_URL,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run V1, the legacy app."""
+    with one_line_errors():
+        from legacy_app.app import create_app
+        from legacy_app.settings import LegacySettings
+
+        settings = LegacySettings(database_url=database_url, log_level=log_level)
+        _serve_app(create_app(settings), host, port, log_level, "V1 (legacy)")
+
+
+@app.command()
+def v2(
+    host: Annotated[str, typer.Option(envvar="SHADOWDIFF_V2_HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SHADOWDIFF_V2_PORT", help="Port to listen on.")] = 8002,
+    database_url: Annotated[
+        str, typer.Option(envvar="SHADOWDIFF_V2_DATABASE_URL", help="V2's database (SQLite or PostgreSQL).")
+    ] = V2_DATABASE_URL,
+    redis_url: Annotated[
+        str | None, typer.Option(envvar="SHADOWDIFF_V2_REDIS_URL", help="Redis for V2's cache (default: in memory).")
+    ] = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run V2, the new app."""
+    with one_line_errors():
+        from pydantic import ValidationError
+
+        from v2_app.app import create_app
+        from v2_app.settings import V2Settings
+
+        try:
+            settings = V2Settings(database_url=database_url, redis_url=redis_url, log_level=log_level)
+        except ValidationError as exc:
+            fail("; ".join(f"V2 {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        _serve_app(create_app(settings), host, port, log_level, "V2")
+
+
+@app.command()
+def seed(
+    legacy_database_url: Annotated[
+        str, typer.Option(envvar="SHADOWDIFF_LEGACY_DATABASE_URL", help="V1's SQLite database.")
+    ] = LEGACY_DATABASE_URL,
+    v2_database_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_V2_DATABASE_URL", help="V2's database.")] = (
+        V2_DATABASE_URL
+    ),
+) -> None:
+    """Load the demo catalogue into both apps' databases (does nothing where products already exist)."""
+    with one_line_errors():
+        for line in seed_both(legacy_database_url, v2_database_url):
+            typer.echo(line)
+
+
+def seed_both(legacy_database_url: str, v2_database_url: str) -> list[str]:
+    """Seed V1 and V2 with the same catalogue; one line per database saying what was loaded."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    import legacy_app.seed
+    import v2_app.seed
+    from proxy.demo import demo_catalogue
+
+    catalogue = demo_catalogue()
+    lines = []
+    for name, seeder, url in (
+        ("V1", legacy_app.seed.seed_database, legacy_database_url),
+        ("V2", v2_app.seed.seed_database, v2_database_url),
+    ):
+        try:
+            loaded = seeder(url, catalogue)
+        except (SQLAlchemyError, OSError) as exc:
+            raise ShadowdiffError(f"cannot seed {name} at {url}: {str(exc).splitlines()[0]}") from None
+        if loaded:
+            lines.append(f"{name}: loaded {loaded} products and {len(catalogue.customers)} customers into {url}")
+        else:
+            lines.append(f"{name}: {url} already has products; nothing loaded")
+    return lines
+
+
+# -- the proxy --------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def proxy(
+    v1: Annotated[str | None, typer.Option("--v1", envvar="SHADOWDIFF_V1_URL", help="V1's base URL.")] = None,
+    v2: Annotated[str | None, typer.Option("--v2", envvar="SHADOWDIFF_V2_URL", help="V2's base URL.")] = None,
+    secondary: Annotated[
+        str | None,
+        typer.Option(envvar="SHADOWDIFF_SECONDARY_URL", help="A second copy of the primary's app, to measure noise."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file (see shadowdiff.example.toml).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(envvar="SHADOWDIFF_HOST", help="Proxy interface (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(envvar="SHADOWDIFF_PORT", help="Proxy port (default 8000).")] = None,
+    admin_host: Annotated[
+        str | None, typer.Option(envvar="SHADOWDIFF_ADMIN_HOST", help="Admin interface (default 127.0.0.1).")
+    ] = None,
+    admin_port: Annotated[
+        int | None, typer.Option(envvar="SHADOWDIFF_ADMIN_PORT", help="Admin port (default 8900).")
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHADOWDIFF_ADMIN_TOKEN", help="Bearer token for promote/rollback (required off loopback)."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The store (default sqlite+aiosqlite:///./shadowdiff.db)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(envvar="SHADOWDIFF_WORKERS", help="Proxy worker processes sharing the port (default 1)."),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", help="critical|error|warning|info|debug (default info)."),
+    ] = None,
+) -> None:
+    """Run the proxy and its admin plane in front of any two HTTP services."""
+    with one_line_errors():
+        from proxy.config import load_settings
+        from proxy.server import run
+
+        overrides = {
+            "v1_url": v1,
+            "v2_url": v2,
+            "secondary_url": secondary,
+            "host": host,
+            "port": port,
+            "admin_host": admin_host,
+            "admin_port": admin_port,
+            "admin_token": admin_token,
+            "database_url": database_url,
+            "workers": workers,
+            "log_level": log_level,
+        }
+        run(load_settings(config, overrides))
+
+
+# -- the demo stack ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    secondary: Annotated[
+        bool,
+        typer.Option(
+            "--secondary/--no-secondary",
+            envvar="SHADOWDIFF_SECONDARY",
+            help="Also run a second V1 (on a copy of its database) to measure noise.",
+        ),
+    ] = True,
+    port: Annotated[int, typer.Option(envvar="SHADOWDIFF_PORT", help="Proxy port.")] = 8000,
+    admin_port: Annotated[int, typer.Option(envvar="SHADOWDIFF_ADMIN_PORT", help="Admin port.")] = 8900,
+    legacy_port: Annotated[int, typer.Option(envvar="SHADOWDIFF_LEGACY_PORT", help="V1 port.")] = 8001,
+    v2_port: Annotated[int, typer.Option(envvar="SHADOWDIFF_V2_PORT", help="V2 port.")] = 8002,
+    secondary_port: Annotated[int, typer.Option(envvar="SHADOWDIFF_SECONDARY_PORT", help="Secondary V1 port.")] = 8003,
+    legacy_database_url: Annotated[
+        str, typer.Option(envvar="SHADOWDIFF_LEGACY_DATABASE_URL", help="V1's SQLite database.")
+    ] = LEGACY_DATABASE_URL,
+    v2_database_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_V2_DATABASE_URL", help="V2's database.")] = (
+        V2_DATABASE_URL
+    ),
+    database_url: Annotated[
+        str, typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The proxy's store.")
+    ] = "sqlite+aiosqlite:///./shadowdiff.db",
+    config: Annotated[Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file for the proxy.")] = None,
+    workers: Annotated[int, typer.Option(envvar="SHADOWDIFF_WORKERS", help="Proxy worker processes.")] = 1,
+    ready_timeout: Annotated[
+        float, typer.Option(envvar="SHADOWDIFF_READY_TIMEOUT", help="Seconds to wait for everything to be healthy.")
+    ] = 60.0,
+) -> None:
+    """Seed the demo databases, start V1, V2, a secondary V1, the proxy and the admin plane; Ctrl-C stops all."""
+    from proxy.stack import ChildSpec, Stack, cli_argv, copy_sqlite, sqlite_path
+
+    with one_line_errors():
+        for line in seed_both(legacy_database_url, v2_database_url):
+            typer.echo(line)
+        local = "http://127.0.0.1"
+        v1_url, v2_url, secondary_url = f"{local}:{legacy_port}", f"{local}:{v2_port}", f"{local}:{secondary_port}"
+        legacy_args = ("legacy", "--port", str(legacy_port), "--database-url", legacy_database_url)
+        children = [
+            ChildSpec("v1", cli_argv(*legacy_args), (f"{v1_url}/health",)),
+            ChildSpec(
+                "v2", cli_argv("v2", "--port", str(v2_port), "--database-url", v2_database_url), (f"{v2_url}/health",)
+            ),
+        ]
+        proxy_args = ["proxy", "--v1", v1_url, "--v2", v2_url, "--port", str(port), "--admin-port", str(admin_port)]
+        proxy_args += ["--database-url", database_url, "--workers", str(workers)]
+        if config is not None:
+            proxy_args += ["--config", str(config)]
+        if secondary:
+            # Its own copy of V1's database, taken now: same rows and ids as the primary, so only generated values
+            # (order numbers, timestamps) differ. Sharing V1's file would apply every mirrored write twice.
+            source = sqlite_path(legacy_database_url)
+            copy = source.with_name(f"{source.stem}-secondary{source.suffix}")
+            copy_sqlite(source, copy)
+            secondary_args = ("legacy", "--port", str(secondary_port), "--database-url", f"sqlite:///{copy}")
+            children.append(ChildSpec("secondary", cli_argv(*secondary_args), (f"{secondary_url}/health",)))
+            proxy_args += ["--secondary", secondary_url]
+        # The proxy's /health is forwarded to the primary: when it answers, the whole path works.
+        proxy_health = (f"{local}:{port}/health", f"{local}:{admin_port}/health")
+        children.append(ChildSpec("proxy", cli_argv(*proxy_args), proxy_health))
+        banner = _banner(f"{local}:{port}", f"{local}:{admin_port}", v1_url, v2_url, secondary)
+        Stack(children).run(ready_timeout=ready_timeout, banner=banner)
+
+
+def _banner(proxy_url: str, admin_url: str, v1_url: str, v2_url: str, secondary: bool) -> str:
+    rows = [
+        ("proxy", proxy_url, "send traffic here: the primary answers, the shadow is compared"),
+        ("admin", admin_url, "report, JSON API (/api/services), /metrics"),
+        ("V1", v1_url, "legacy app"),
+        ("V2", v2_url, "new app"),
+    ]
+    order = '\'{"customer_id": 1, "items": [{"product_id": 1, "quantity": 1}]}\''
+    lines = ["", "shadowdiff is up:"]
+    lines += [f"  {name:<6} {url:<24} {what}" for name, url, what in rows]
+    if secondary:
+        lines.append("  (and a secondary V1 on its own copy of V1's database, to tell noise from real differences)")
+    lines += [
+        "",
+        "try:",
+        f"  curl {proxy_url}/api/products/1",
+        f"  curl -X POST {proxy_url}/api/orders -H 'content-type: application/json' -d {order}",
+        f"  curl {admin_url}/api/services",
+        "  shadowdiff promote orders --to v2 --reason 'orders match'",
+        "  shadowdiff rollback orders",
+        "",
+        "ready (Ctrl-C stops everything)",
+    ]
+    return "\n".join(lines)
+
+
+# -- promote and roll back --------------------------------------------------------------------------------------------
+
+AdminUrl = Annotated[str, typer.Option(envvar="SHADOWDIFF_ADMIN_URL", help="The admin API.")]
+Token = Annotated[
+    str | None, typer.Option("--token", envvar="SHADOWDIFF_ADMIN_TOKEN", help="The admin token, if it has one.")
+]
+Reason = Annotated[str, typer.Option(envvar="SHADOWDIFF_REASON", help="Why: kept in the audit trail.")]
+Actor = Annotated[
+    str | None, typer.Option(envvar="SHADOWDIFF_ACTOR", help="Who: kept in the audit trail (default user@host).")
+]
+
+
+@app.command()
+def promote(
+    service: Annotated[str, typer.Argument(help="orders, products, ai, default, or one from your config.")],
+    to: Annotated[str, typer.Option(envvar="SHADOWDIFF_PROMOTE_TO", help="v2 (or v1).")] = "v2",
+    reason: Reason = "",
+    admin_url: AdminUrl = ADMIN_URL,
+    token: Token = None,
+    actor: Actor = None,
+) -> None:
+    """Make V2 (or V1) the primary of SERVICE now, on every worker and replica; V1 becomes the shadow."""
+    body = {"to": to, "reason": reason, "actor": actor or _whoami()}
+    typer.echo(_describe(_post(admin_url, f"/api/services/{service}/promote", body, token)))
+
+
+@app.command()
+def rollback(
+    service: Annotated[str, typer.Argument(help="The service to return to its previous primary.")],
+    reason: Reason = "",
+    admin_url: AdminUrl = ADMIN_URL,
+    token: Token = None,
+    actor: Actor = None,
+) -> None:
+    """Return SERVICE to the primary it had before its last promotion."""
+    body = {"reason": reason, "actor": actor or _whoami()}
+    typer.echo(_describe(_post(admin_url, f"/api/services/{service}/rollback", body, token)))
+
+
+def _whoami() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _post(admin_url: str, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = admin_url.rstrip("/") + path
+    try:
+        response = httpx.post(url, json={k: v for k, v in body.items() if v}, headers=headers, timeout=10)
+    except httpx.ConnectError:
+        fail(f"cannot reach the admin API at {admin_url}: is `shadowdiff proxy` running?")
+    except httpx.TimeoutException:
+        fail(f"the admin API at {admin_url} did not answer within 10s")
+    except (httpx.HTTPError, ValueError) as exc:
+        fail(f"cannot call the admin API at {admin_url}: {exc}")
+    try:
+        data = response.json()
+    except ValueError:
+        fail(f"the admin API at {admin_url} answered {response.status_code} without JSON: is it shadowdiff's?")
+    if response.status_code == 401:
+        fail("the admin API refused the token: pass --token or set SHADOWDIFF_ADMIN_TOKEN")
+    if response.status_code >= 400:
+        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+        fail(message or f"the admin API answered {response.status_code}")
+    return dict(data)
+
+
+def _describe(result: dict[str, Any]) -> str:
+    service = result["service"]
+    if not result["changed"]:
+        return f"{service['name']}: primary is already {service['primary']}; nothing changed"
+    record = result["promotion"]
+    return (
+        f"{service['name']}: primary is now {service['primary']} (was {result['previous']}); "
+        f"{service['shadow']} is the shadow. Recorded #{record['id']} by {record['actor']} at {record['at']}"
+    )
+
+
+# -- commands other modules add ---------------------------------------------------------------------------------------
+
+
+def _register_other_commands() -> None:
+    """`report`, `check` and `status` live in proxy/cli_report.py; the CLI works before (or without) it."""
+    try:
+        module = importlib.import_module("proxy.cli_report")
+    except ModuleNotFoundError as exc:
+        if exc.name == "proxy.cli_report":
+            return
+        typer.echo(f"shadowdiff: report commands unavailable: {exc}", err=True)
+        return
+    except ImportError as exc:
+        typer.echo(f"shadowdiff: report commands unavailable: {exc}", err=True)
+        return
+    module.register(app)
+
+
+_register_other_commands()
 
 
 def main() -> None:
-    app()
+    app(prog_name="shadowdiff")
+
+
+if __name__ == "__main__":
+    main()
