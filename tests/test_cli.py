@@ -364,3 +364,25 @@ async def test_up_starts_everything_says_ready_and_stops_everything(tmp_path: Pa
         assert process.wait(timeout=30) == 0
         await asyncio.sleep(0.2)
         assert not [pid for pid in children if alive(pid)], "orphans left behind"
+
+
+# -- compose.yaml runs these very commands -----------------------------------------------------------------------------
+
+
+def test_every_command_in_compose_yaml_parses_with_this_cli() -> None:
+    import re
+    import shlex
+
+    import typer.main
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parent.parent / "compose.yaml").read_text(encoding="utf-8"))
+    group = typer.main.get_command(app)
+    commands = {name: spec["command"] for name, spec in compose["services"].items() if "command" in spec}
+    assert {"seed", "legacy", "v2", "proxy"} <= set(commands)
+    for name, command in commands.items():
+        argv = shlex.split(re.sub(r"\$\{[^}]*\}", "a-token", command))
+        sub = group.commands[argv[0]]  # type: ignore[attr-defined]
+        with sub.make_context(f"shadowdiff {argv[0]}", argv[1:]) as context:  # raises on an unknown flag or value
+            assert context.params, name
+    assert "--admin-token a-token" in " ".join(shlex.split(re.sub(r"\$\{[^}]*\}", "a-token", commands["proxy"])))

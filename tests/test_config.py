@@ -170,3 +170,23 @@ def test_admin_exposure_needs_a_token_off_loopback() -> None:
     check_admin_exposure(load_settings(overrides={"admin_host": "0.0.0.0", "admin_token": "t"}, environ={}))
     with pytest.raises(ConfigError, match="'admin_host' has value '0.0.0.0'"):
         check_admin_exposure(load_settings(overrides={"admin_host": "0.0.0.0"}, environ={}))
+
+
+# -- the example file ---------------------------------------------------------------------------------------------
+
+
+EXAMPLE = Path(__file__).parent.parent / "shadowdiff.example.toml"
+
+
+def test_the_example_file_loads_and_holds_the_defaults() -> None:
+    assert load_settings(EXAMPLE, environ={}) == load_settings(environ={})
+
+
+def test_the_example_file_documents_every_setting() -> None:
+    from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
+    from proxy.config import NoiseConfig, ServiceConfig, Settings
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for model in (Settings, ServiceConfig, NoiseConfig, CompareRules, NumericTolerance, TextSimilarity):
+        missing = [name for name in model.model_fields if name not in text]
+        assert not missing, f"{model.__name__}: {missing} not in shadowdiff.example.toml"
