@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement, 1 s warm-up (default 8 s, 2 s)")
     parser.add_argument("--seconds", type=float, help="seconds per measurement (overrides --quick)")
     parser.add_argument("--only", choices=SCENARIOS, help="run one scenario")
+    parser.add_argument("--stall-rate", type=float, default=300.0, help="paced rate of the stall scenario (req/s)")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto", help="load generator")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--results", type=Path, help=f"Markdown to update (default {RESULTS.relative_to(REPO)})")
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, run, report."""
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background, where it is ignored
     tool = args.tool if args.tool != "auto" else ("wrk" if wrk_path() else "python")
     if tool == "wrk" and not wrk_path():
         print("wrk is not installed; use --tool python (weaker) or apt-get install -y wrk", file=sys.stderr)
@@ -48,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         print("load generator: Python/aiohttp, not wrk: it saturates well below wrk; ratios still hold within a run")
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     workdir = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
-    opts = Options(seconds=seconds, warmup=1.0 if args.quick else 2.0, tool=tool, only=args.only, workdir=workdir)
+    opts = Options(
+        seconds=seconds,
+        warmup=1.0 if args.quick else 2.0,
+        stall_rate=args.stall_rate,
+        tool=tool,
+        only=args.only,
+        workdir=workdir,
+    )
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
     meta = report.machine(command, tool)
     keep = True  # unless the run ends cleanly, the logs are what explains it

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,81 @@ async def run_python(
     )
 
 
+async def run_paced(
+    url: str, rate: float, seconds: float, *, connections: int = 16, timeout: float = 5.0
+) -> LoadResult:
+    """Open loop: `rate` requests a second on a fixed schedule over up to `connections` connections.
+
+    Latency counts from when a request was due, not when it went out, so a stall that delays sending is measured
+    (no coordinated omission). Requests due while all connections are busy wait for one, and that wait counts too.
+    Requests still unsent `timeout` seconds after the schedule ends are given up and counted as errors.
+    """
+    import aiohttp
+
+    total = max(1, int(rate * seconds))
+    latencies: list[float] = []
+    errors = 0
+    slots = asyncio.Semaphore(connections)
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+
+    async def one(session: aiohttp.ClientSession, due: float) -> None:
+        nonlocal errors
+        try:
+            async with session.get(url) as response:
+                await response.read()
+                ok = response.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        finally:
+            slots.release()
+        latencies.append((time.perf_counter() - due) * 1000)
+        if not ok:
+            errors += 1
+
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        start = time.perf_counter()
+        give_up = start + seconds + timeout
+        async with asyncio.TaskGroup() as group:
+            for i in range(total):
+                if time.perf_counter() > give_up:
+                    errors += total - i
+                    break
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                group.create_task(one(session, due))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return LoadResult(
+        tool="python-paced",
+        concurrency=connections,
+        seconds=elapsed,
+        requests=len(latencies),
+        errors=errors,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        max_ms=latencies[-1] if latencies else 0.0,
+    )
+
+
+def _run_async(coroutine: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+    """Run on uvloop when installed: the Python generators need all the speed they can get."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def run_load(url: str, concurrency: int, seconds: float, *, tool: str) -> LoadResult:
-    """Run one measurement with `tool` ("wrk" or "python")."""
+    """Run one closed-loop measurement with `tool` ("wrk" or "python")."""
     if tool == "wrk":
         return run_wrk(url, concurrency, seconds)
-    return asyncio.run(run_python(url, concurrency, seconds))
+    return _run_async(run_python(url, concurrency, seconds))
+
+
+def run_paced_load(url: str, rate: float, seconds: float, *, connections: int = 16) -> LoadResult:
+    """Run one open-loop measurement at a fixed rate."""
+    return _run_async(run_paced(url, rate, seconds, connections=connections))
