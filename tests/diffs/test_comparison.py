@@ -164,6 +164,12 @@ PRODUCTS = [product_body(id=1), product_body(id=2, sku="SKU-0002"), product_body
         (CompareRules(unordered=("**",)), {"t": [1, 1, 2]}, {"t": [1, 2]}, [("root.t[*]", R)]),  # a multiset
         (CompareRules(unordered=("**",)), {"t": [1, 2]}, {"t": [2, 1.0]}, []),
         (
+            CompareRules(unordered=("**",), schema_only=("**.b",)),
+            {"t": [{"id": 1, "b": 1}, {"id": 2, "b": 2}]},
+            {"t": [{"id": 2, "b": 5}, {"id": 1, "b": "x"}]},
+            [("root.t[*].b", T)],  # shapes inside unordered items
+        ),
+        (
             CompareRules(unordered=("**",), ignore=("**.updated_at",)),
             {"t": [{"id": 1, "updated_at": "a"}, {"id": 2, "updated_at": "b"}]},
             {"t": [{"id": 2, "updated_at": "c"}, {"id": 1, "updated_at": "d"}]},
@@ -173,6 +179,24 @@ PRODUCTS = [product_body(id=1), product_body(id=2, sku="SKU-0002"), product_body
 )
 def test_unordered_lists(rules: CompareRules, a: Any, b: Any, expected: list[tuple[str, DiffKind]]) -> None:
     assert kinds(a, b, rules) == expected
+
+
+def test_several_changed_items_of_an_unordered_list_are_paired_by_deepdiff_up_to_a_bound() -> None:
+    rules = CompareRules(unordered=("root.items",))
+    a = [product_body(id=n, sku=f"SKU-{n:04d}") for n in range(1, 4)]
+    b = [{**a[2], "stock": 1}, {**a[1], "price": "1.00"}, {**a[0], "name": "Renamed"}]
+    assert sorted(kinds({"items": a}, {"items": b}, rules)) == [
+        ("root.items[*].name", C),
+        ("root.items[*].price", C),
+        ("root.items[*].stock", C),
+    ]
+    many_a = [product_body(id=n, sku=f"SKU-{n:04d}") for n in range(10)]
+    many_b = [{**p, "stock": 0} for p in reversed(many_a)]  # past MAX_PAIRED: whole items went and came
+    assert sorted(set(kinds({"items": many_a}, {"items": many_b}, rules))) == [
+        ("root.items[*]", A),
+        ("root.items[*]", R),
+    ]
+    assert len(kinds({"items": many_a}, {"items": many_b}, rules)) == 20
 
 
 def test_a_reorder_hidden_by_ignored_fields_is_still_a_reorder_and_ignored_changes_alone_are_nothing() -> None:
@@ -383,6 +407,8 @@ def test_compressed_and_plain_bodies_with_the_same_content_match() -> None:
         ("x" * 2000, 10, '"xxxxxxxxx…[truncated, 2002 bytes]'),
         ({"a": "y" * 100}, 8, '{"a":"yy…[truncated, 108 bytes]'),
         ("é" * 10, 4, '"é…[truncated, 22 bytes]'),  # never cut inside a character
+        (2**70, 1024, "1180591620717411303424"),  # past 64 bits: text, so that every value serializes with orjson
+        ([2**70], 10, "[118059162…[truncated, 24 bytes]"),
     ],
 )
 def test_clip(value: Any, limit: int, expected: Any) -> None:
