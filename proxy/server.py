@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal, Protocol
 
@@ -154,7 +154,13 @@ async def open_state(
     settings: Settings, stack: AsyncExitStack, *, environ: Mapping[str, str] | None
 ) -> tuple[Store, PrimaryState]:
     """Open the store and a refreshing PrimaryState; with `environ`, first record config decisions (see reconcile)."""
-    store = await Store.open(settings.database_url)
+    try:
+        store = await Store.open(settings.database_url)
+    except ShadowdiffError:
+        # aiosqlite answers a failed connect from its own thread a moment later; let it land before the loop closes,
+        # or it prints a "loop is closed" traceback after our one-line error.
+        await asyncio.sleep(0.1)
+        raise
     stack.push_async_callback(store.close)
     state = PrimaryState(settings.services, store, refresh_seconds=settings.state_refresh_seconds)
     if environ is not None:
@@ -198,7 +204,7 @@ class ShadowdiffServer:
             server.should_exit = True
             server.force_exit = server.force_exit or force
 
-    async def serve(self, *, on_ready: Callable[[ShadowdiffServer], Awaitable[None] | None] | None = None) -> None:
+    async def serve(self) -> None:
         """Run until `request_exit()`; binds first, so a taken port fails before anything else starts."""
         settings = self.settings
         proxy_sock = bind(settings.host, settings.port)
@@ -219,7 +225,7 @@ class ShadowdiffServer:
                 self._servers = [proxy, admin]
                 if self._exit:
                     return
-                ready = self._announce(on_ready)
+                ready = asyncio.get_running_loop().create_task(self._announce())
                 try:
                     await serve_together([(proxy, proxy_sock), (admin, admin_sock)])
                 finally:
@@ -228,17 +234,10 @@ class ShadowdiffServer:
             proxy_sock.close()
             admin_sock.close()
 
-    def _announce(self, on_ready: Callable[[ShadowdiffServer], Awaitable[None] | None] | None) -> asyncio.Task[None]:
-        async def when_started() -> None:
-            while not self.started:
-                await asyncio.sleep(0.02)
-            log.info("proxy on %s, admin on %s", self.proxy_url, self.admin_url)
-            if on_ready is not None:
-                result = on_ready(self)
-                if result is not None:
-                    await result
-
-        return asyncio.get_running_loop().create_task(when_started())
+    async def _announce(self) -> None:
+        while not self.started:
+            await asyncio.sleep(0.02)
+        log.info("proxy on %s, admin on %s", self.proxy_url, self.admin_url)
 
 
 def run(settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
