@@ -150,12 +150,14 @@ class Proxy:
             body, rest = await read_body(receive, self._max_request)
         except ClientGone:
             return
+        # One read can deliver more than the limit at once, so the size decides, not whether there is a rest.
+        too_large = rest is not None or len(body) > self._max_request
         primary_app = self.primaries.primary(service)
         primary = self.upstreams[primary_app]
         recorded = RecordedRequest(
-            method, path, query, inbound.recorded, body[: self._max_request], body_truncated=rest is not None
+            method, path, query, inbound.recorded, body[: self._max_request], body_truncated=too_large
         )
-        skip = self._skip_reason(plan, method, inbound, rest)
+        skip = self._skip_reason(plan, method, inbound, too_large)
         flight: Flight | None = None
         if skip is None:
             flight = self._launch(plan, primary_app, inbound, recorded, target_path, started_at)
@@ -218,16 +220,14 @@ class Proxy:
                     Exchange(inbound.request_id, started_at, service, recorded, result, skip_reason=skip)
                 )
 
-    def _skip_reason(
-        self, plan: ServicePlan, method: str, inbound: Inbound, rest: AsyncIterator[bytes] | None
-    ) -> str | None:
+    def _skip_reason(self, plan: ServicePlan, method: str, inbound: Inbound, too_large: bool) -> str | None:
         if inbound.marked:
             return "loop_guard"
         if not plan.mirror:
             return "mirror_off"
         if method not in plan.methods:
             return "method"
-        if rest is not None:
+        if too_large:
             return "request_too_large"
         if not plan.sampler.sampled(inbound.sample_key):
             return "sampled_out"

@@ -71,7 +71,12 @@ class Recorder:
         self.seen: list[Seen] = []
         self.delay = delay
         self.arrived = asyncio.Event()
+        self._released = asyncio.Event()
         self._handler = handler or self.echo
+
+    def release(self) -> None:
+        """End every delay now (so a stalled stand-in does not hold its server's shutdown)."""
+        self._released.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -92,8 +97,9 @@ class Recorder:
         seen.body = await read_all(receive)
         self.seen.append(seen)
         self.arrived.set()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.delay and not self._released.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self.delay)
         await self._handler(seen, send)
 
     async def echo(self, seen: Seen, send: Send) -> None:
@@ -286,7 +292,8 @@ async def proxy_stack(
         metrics=metrics,
         correlator=correlator,
     )
-    async with run_server(app) as url:
+    # As the real server runs it: the client gets the primary's Date and Server headers, not a second pair.
+    async with run_server(app, server_header=False, date_header=False) as url:
         yield Stack(url, sink, metrics, app, correlator)
 
 

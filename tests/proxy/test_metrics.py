@@ -1,0 +1,71 @@
+"""proxy.metrics: bounded labels, negative latency deltas, and the series the proxy exposes after traffic."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client import CollectorRegistry, generate_latest
+
+from proxy.config import ServiceConfig
+from proxy.metrics import DELTA_BUCKETS, ProxyMetrics, status_class
+from tests.proxy.upstreams import Recorder, fixed, proxy_stack, sample, settings_for
+from tests.servers import run_server
+
+
+def test_each_instance_has_its_own_registry() -> None:
+    first, second = ProxyMetrics(CollectorRegistry()), ProxyMetrics(CollectorRegistry())
+    first.request("orders", "GET", 200)
+    assert sample(first, "shadowdiff_requests_total", service="orders", method="GET", status_class="2xx") == 1
+    assert sample(second, "shadowdiff_requests_total", service="orders", method="GET", status_class="2xx") == 0
+
+
+def test_unknown_methods_and_statuses_collapse_into_bounded_labels() -> None:
+    metrics = ProxyMetrics(CollectorRegistry())
+    for n in range(50):
+        metrics.request("orders", f"M{n}", 200)
+    metrics.request("orders", "GET", 999)
+    assert sample(metrics, "shadowdiff_requests_total", service="orders", method="OTHER", status_class="2xx") == 50
+    assert sample(metrics, "shadowdiff_requests_total", service="orders", method="GET", status_class="other") == 1
+    assert len(metrics._request_children) == 2
+    assert [status_class(s) for s in (101, 204, 302, 404, 503)] == ["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+
+def test_the_delta_histogram_spans_negative_values() -> None:
+    metrics = ProxyMetrics(CollectorRegistry())
+    metrics.delta("orders", -0.02)
+    metrics.delta("orders", 0.3)
+    assert DELTA_BUCKETS[0] < 0 < DELTA_BUCKETS[-1] and list(DELTA_BUCKETS) == sorted(DELTA_BUCKETS)
+    assert sample(metrics, "shadowdiff_latency_delta_seconds_bucket", service="orders", le="-0.01") == 1
+    assert sample(metrics, "shadowdiff_latency_delta_seconds_bucket", service="orders", le="0.0") == 1
+    assert sample(metrics, "shadowdiff_latency_delta_seconds_bucket", service="orders", le="0.5") == 2
+
+
+def test_inflight_gauge_reads_the_live_count() -> None:
+    metrics = ProxyMetrics(CollectorRegistry())
+    count = [3]
+    metrics.track_inflight(lambda: count[0])
+    assert sample(metrics, "shadowdiff_shadow_inflight") == 3
+    count[0] = 1
+    assert sample(metrics, "shadowdiff_shadow_inflight") == 1
+
+
+async def test_metrics_after_traffic_have_the_right_labels_and_no_paths() -> None:
+    services = {
+        "orders": ServiceConfig(prefixes=("/api/orders",)),
+        "default": ServiceConfig(prefixes=("/",), sample_rate=0.0),
+    }
+    async with run_server(Recorder("v1")) as u1, run_server(Recorder("v2", fixed(503, b"busy"))) as u2:
+        async with proxy_stack(settings_for(u1, u2, services=services)) as stack, httpx.AsyncClient() as client:
+            for n in range(5):
+                await client.get(f"{stack.url}/api/orders/{n}")
+            await client.post(f"{stack.url}/other/page")
+            await stack.sink.wait(6)
+    m = stack.metrics
+    assert sample(m, "shadowdiff_requests_total", service="orders", method="GET", status_class="2xx") == 5
+    assert sample(m, "shadowdiff_requests_total", service="default", method="POST", status_class="2xx") == 1
+    assert sample(m, "shadowdiff_upstream_latency_seconds_count", service="orders", role="primary", app="v1") == 5
+    assert sample(m, "shadowdiff_upstream_latency_seconds_count", service="orders", role="shadow", app="v2") == 5
+    assert sample(m, "shadowdiff_latency_delta_seconds_count", service="orders") == 5
+    assert sample(m, "shadowdiff_skipped_total", service="default", reason="sampled_out") == 1
+    assert sample(m, "shadowdiff_shadow_inflight") == 0
+    exposed = generate_latest(m.registry).decode()
+    assert "/api/orders" not in exposed and "/other" not in exposed
