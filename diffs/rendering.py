@@ -60,6 +60,9 @@ def latency_dict(latency: Latency) -> dict[str, Any]:
         "primary": percentiles_dict(latency.primary),
         "shadow": percentiles_dict(latency.shadow),
         "ratio": {q: latency.ratio(q) for q in ("p50", "p90", "p99")},
+        "v1": percentiles_dict(latency.v1),
+        "v2": percentiles_dict(latency.v2),
+        "v2_speedup": latency.v2_speedup,
     }
 
 

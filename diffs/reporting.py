@@ -65,6 +65,8 @@ class LatencyHistogram:
     role: str
     """"primary" or "shadow"."""
     buckets: tuple[HistogramBucket, ...]
+    app: str = ""
+    """Which app answered in that role: "v1" or "v2" (both roles can hold either across a promotion)."""
 
 
 # ---------------------------------------------------------------- latency
@@ -116,24 +118,38 @@ class Latency:
 
     primary: Percentiles = NO_LATENCY
     shadow: Percentiles = NO_LATENCY
+    v1: Percentiles = NO_LATENCY
+    """V1's answers in whichever role it had; with `v2`, what the migration guide's "20% faster" compares."""
+    v2: Percentiles = NO_LATENCY
 
     def ratio(self, which: str) -> float | None:
         """shadow / primary at "p50", "p90" or "p99"; None without data."""
-        primary, shadow = getattr(self.primary, which), getattr(self.shadow, which)
-        if primary is None or shadow is None or primary <= 0:
-            return None
-        return round(float(shadow) / float(primary), 3)
+        return _ratio(getattr(self.shadow, which), getattr(self.primary, which))
+
+    @property
+    def v2_speedup(self) -> float | None:
+        """1 − V2 p50 / V1 p50: the migration guide expects at least 0.20 (V2 20% faster)."""
+        ratio = _ratio(self.v2.p50, self.v1.p50)
+        return None if ratio is None else round(1 - ratio, 3)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return round(float(numerator) / float(denominator), 3)
 
 
 def build_latency(histograms: Iterable[LatencyHistogram]) -> Latency:
-    """Percentiles per role from any number of histograms (one endpoint's, or a whole service's)."""
-    by_role: dict[str, list[tuple[HistogramBucket, ...]]] = {"primary": [], "shadow": []}
+    """Percentiles per role and per app from any number of histograms (one endpoint's, or a whole service's)."""
+    by_key: dict[str, list[tuple[HistogramBucket, ...]]] = {}
     for h in histograms:
-        by_role.setdefault(h.role, []).append(h.buckets)
-    return Latency(
-        primary=percentiles(merge_buckets(by_role["primary"])),
-        shadow=percentiles(merge_buckets(by_role["shadow"])),
-    )
+        by_key.setdefault(h.role, []).append(h.buckets)
+        by_key.setdefault(h.app, []).append(h.buckets)
+
+    def of(key: str) -> Percentiles:
+        return percentiles(merge_buckets(by_key.get(key, ())))
+
+    return Latency(primary=of("primary"), shadow=of("shadow"), v1=of("v1"), v2=of("v2"))
 
 
 # ---------------------------------------------------------------- counts and fields
@@ -402,12 +418,7 @@ class ServiceSummary:
 
     @property
     def v2_speedup(self) -> float | None:
-        """1 − V2 p50 / V1 p50: the migration guide expects at least 0.20 (V2 20% faster)."""
-        ratio = self.latency.ratio("p50")
-        if ratio is None or ratio <= 0:
-            return None
-        v2_over_v1 = ratio if self.primary == "v1" else 1 / ratio
-        return round(1 - v2_over_v1, 3)
+        return self.latency.v2_speedup
 
 
 @dataclass(frozen=True, slots=True)

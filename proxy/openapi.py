@@ -70,6 +70,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "primary": _ref("Percentiles"),
             "shadow": _ref("Percentiles"),
             "ratio": _obj({"p50": NUM, "p90": NUM, "p99": NUM}),
+            "v1": _ref("Percentiles"),
+            "v2": _ref("Percentiles"),
+            "v2_speedup": NUM,
         }
     ),
     "Failure": _obj({"criterion": STR, "actual": NUM, "limit": {"type": "number"}, "message": STR}),

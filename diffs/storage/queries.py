@@ -116,23 +116,28 @@ def _bucket(column: Any) -> ColumnElement[int]:
 
 
 async def latency_histograms(store: Store, window: Window, service: str | None = None) -> list[LatencyHistogram]:
-    """Log-bucketed primary and shadow latencies per (service, endpoint), over exchanges where both answered."""
+    """Log-bucketed latencies per (service, endpoint, role, app), over exchanges where both sides answered."""
     e = ExchangeRow
     result: list[LatencyHistogram] = []
     async with engines.reading(_engine(store)) as conn:
-        for role, column in (("primary", e.primary_latency_ms), ("shadow", e.shadow_latency_ms)):
+        for role, column, app in (
+            ("primary", e.primary_latency_ms, e.primary_app),
+            ("shadow", e.shadow_latency_ms, e.shadow_app),
+        ):
             bucket = _bucket(column).label("bucket")
             query = (
-                select(e.service, e.endpoint, bucket, func.count(), func.avg(column))
+                select(e.service, e.endpoint, app, bucket, func.count(), func.avg(column))
                 .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e.started_at, window))
-                .group_by(e.service, e.endpoint, bucket)
+                .group_by(e.service, e.endpoint, app, bucket)
             )
             if service is not None:
                 query = query.where(e.service == service)
-            grouped: dict[tuple[str, str], list[HistogramBucket]] = {}
-            for svc, endpoint, b, count, mean in (await conn.execute(query)).all():
-                grouped.setdefault((svc, endpoint), []).append(HistogramBucket(int(b), int(count), float(mean)))
-            result += [LatencyHistogram(s, ep, role, tuple(bs)) for (s, ep), bs in grouped.items()]
+            grouped: dict[tuple[str, str, str], list[HistogramBucket]] = {}
+            for svc, endpoint, name, b, count, mean in (await conn.execute(query)).all():
+                grouped.setdefault((svc, endpoint, name or ""), []).append(
+                    HistogramBucket(int(b), int(count), float(mean))
+                )
+            result += [LatencyHistogram(s, ep, role, tuple(bs), name) for (s, ep, name), bs in grouped.items()]
     return result
 
 

@@ -8,13 +8,21 @@ ai:       5 matching exchanges                                        → too fe
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from diffs.exchange import Comparison, ErrorKind, Role
 from diffs.pipeline import Comparer
 from diffs.storage import Store
+from proxy.admin import create_admin_app
 from proxy.config import Settings, load_settings
+from proxy.promotion import PrimaryState
+from proxy.web import admin_routes
 from tests import factories as f
 
 DIFF_TOTAL = ("28.00", "27.00")
@@ -113,3 +121,32 @@ async def seed(store: Store, settings: Settings | None = None, now: datetime | N
     for i in range(0, len(batch), 100):
         await store.write_batch(batch[i : i + 100])
     return seeded
+
+
+@dataclass(frozen=True, slots=True)
+class ReportApp:
+    """A seeded store behind the real admin app with the report's routes, and what the tests need to look behind it."""
+
+    app: Any
+    store: Store
+    state: PrimaryState
+    seeded: Seeded
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def report_app(database_url: str, **overrides: Any) -> AsyncIterator[ReportApp]:
+    """The admin app as `shadowdiff proxy` serves it (admin API + /api/v1 + web pages) over a seeded store."""
+    settings = load_settings(overrides=overrides, environ={})
+    store = await Store.open(database_url)
+    state = PrimaryState(settings.services, store, refresh_seconds=0.05)
+    try:
+        seeded = await seed(store, settings)
+        await state.start()
+        app = create_admin_app(
+            settings, state=state, registry=CollectorRegistry(), extra_routes=admin_routes(settings, store, state)
+        )
+        yield ReportApp(app, store, state, seeded, settings)
+    finally:
+        await state.aclose()
+        await store.close()

@@ -1,0 +1,144 @@
+"""The report SQL on SQLite and PostgreSQL, over a store seeded through the real pipeline and batch writer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from diffs.exchange import Outcome
+from diffs.pipeline import Comparer
+from diffs.reporting import Criteria, HistogramBucket, NoiseThresholds, Report, Verdict, Window, latency_bucket
+from diffs.reporting import percentiles as pure_percentiles
+from diffs.storage import Store, queries
+from proxy.config import load_settings
+from tests import factories as f
+from tests.proxy.report_seed import Seeded, seed
+
+NOW = datetime.now(UTC)
+GET_ORDER = "GET /api/orders/{id}"
+EVERYTHING = Window()
+
+
+async def load(store: Store, window: Window = EVERYTHING, service: str | None = None) -> Report:
+    settings = load_settings(environ={})
+    return await queries.load_report(
+        store,
+        window=window,
+        criteria=Criteria(),
+        thresholds=NoiseThresholds(),
+        primaries={"products": "v2"},
+        service=service,
+        services=list(settings.services),
+    )
+
+
+@pytest.fixture
+async def seeded(store: Store) -> Seeded:
+    return await seed(store, now=NOW)
+
+
+async def test_the_report_counts_outcomes_findings_and_judges_readiness(store: Store, seeded: Seeded) -> None:
+    report = await load(store)
+    orders, products, ai = report.service("orders"), report.service("products"), report.service("ai")
+    assert orders is not None and products is not None and ai is not None
+    assert (orders.counts.match, orders.counts.diff, orders.counts.shadow_error) == (128, 10, 2)
+    assert orders.counts.findings == 10
+    assert [f.criterion for f in orders.readiness.failures] == ["max_diff_rate", "max_error_rate"]
+    assert products.readiness.ready and products.primary == "v2"
+    assert [f.criterion for f in ai.readiness.failures] == ["min_samples"]
+    by_endpoint = {e.endpoint: e for e in orders.endpoints}
+    assert [(x.path, x.raw, x.noise, x.verdict) for x in by_endpoint[GET_ORDER].fields] == [
+        ("root.total", 10, 0, Verdict.FINDING)
+    ]
+    assert [(x.path, x.raw, x.noise, x.verdict) for x in by_endpoint["POST /api/orders"].fields] == [
+        ("root.order_number", 20, 20, Verdict.NOISE)
+    ]
+
+
+async def test_latency_percentiles_cover_only_exchanges_both_sides_answered(store: Store, seeded: Seeded) -> None:
+    orders = (await load(store, service="orders")).service("orders")
+    assert orders is not None
+    get = next(e for e in orders.endpoints if e.endpoint == GET_ORDER)
+    # 120 exchanges, 2 shadow timeouts (5 s) left out of both roles.
+    assert get.latency.primary.count == get.latency.shadow.count == 118
+    assert get.latency.primary.p50 == 22.0 and get.latency.shadow.p99 == 19.0
+    assert products_speedup(await load(store)) == pytest.approx(0.23, abs=0.01)
+
+
+def products_speedup(report: Report) -> float | None:
+    products = report.service("products")
+    return None if products is None else products.v2_speedup
+
+
+async def test_a_noise_mark_takes_a_field_out_of_the_diff_rate(store: Store, seeded: Seeded) -> None:
+    await store.add_noise_mark(GET_ORDER, "root.total", "rounding, accepted")
+    orders = (await load(store)).service("orders")
+    assert orders is not None
+    assert orders.counts.findings == 0 and orders.counts.diff == 10  # raw outcome unchanged
+    assert [x.verdict for e in orders.endpoints for x in e.fields if x.path == "root.total"] == [Verdict.MARKED]
+    assert [f.criterion for f in orders.readiness.failures] == ["max_error_rate"]
+
+
+async def test_the_time_window_bounds_every_number(store: Store, seeded: Seeded) -> None:
+    recent = await load(store, Window(since=NOW - timedelta(minutes=10)))
+    assert all(s.counts.total == 0 for s in recent.services) and not recent.ready
+    early = await load(store, Window(until=seeded.started + timedelta(seconds=150)))
+    products = early.service("products")
+    orders = early.service("orders")
+    assert products is not None and products.counts.total == 150
+    assert orders is not None and orders.counts.total == 0
+
+
+async def test_sql_histograms_give_the_same_percentiles_as_the_pure_buckets(store: Store) -> None:
+    settings = load_settings(environ={})
+    comparer = Comparer(settings.services)
+    values = [0.0, 0.4, 1.0, 2.5, 7.25, 10.0, 33.3, 99.9, 250.0, 1234.5] * 7
+    batch = []
+    for n, ms in enumerate(values):
+        x = f.exchange(
+            primary=f.primary(f.order_body(), latency_ms=ms), shadow=f.shadow(f.order_body(), latency_ms=ms * 2)
+        )
+        batch.append(comparer.compare(replace(x, started_at=NOW - timedelta(seconds=n))))
+    await store.write_batch(batch)
+    (get,) = (await load(store, service="orders")).service("orders").endpoints  # type: ignore[union-attr]
+    grouped: dict[int, list[float]] = {}
+    for ms in values:
+        grouped.setdefault(latency_bucket(ms), []).append(ms)
+    expected = pure_percentiles(HistogramBucket(b, len(v), sum(v) / len(v)) for b, v in grouped.items())
+    assert get.latency.primary == expected
+    assert get.latency.primary.p99 == pytest.approx(1234.5)
+    assert get.latency.shadow.p50 == pytest.approx(2 * expected.p50)  # type: ignore[operator]
+
+
+async def test_exchanges_with_a_diff_at_a_field_page_newest_first_without_repeats(store: Store, seeded: Seeded) -> None:
+    flt = queries.ExchangeFilter(endpoint=GET_ORDER, path="root.total")
+    seen, before, pages = [], None, 0
+    while True:
+        page = await queries.list_exchanges(store, flt, before=before, limit=3)
+        seen += list(page.items)
+        pages += 1
+        if page.next_cursor is None:
+            break
+        before = page.next_cursor
+    assert pages == 4 and len({x.id for x in seen}) == 10 == len(seen)
+    assert all(x.outcome is Outcome.DIFF and x.endpoint == GET_ORDER for x in seen)
+    assert [x.started_at for x in seen] == sorted((x.started_at for x in seen), reverse=True)
+    assert seeded.diff_exchange_id in {x.id for x in seen}
+
+
+async def test_plain_filters_use_the_store_listing(store: Store, seeded: Seeded) -> None:
+    page = await queries.list_exchanges(store, queries.ExchangeFilter(service="orders", outcome="shadow_error"))
+    assert len(page.items) == 2 and page.next_cursor is None
+    assert all(x.outcome is Outcome.SHADOW_ERROR and x.service == "orders" for x in page.items)
+    assert seeded.error_exchange_id in {x.id for x in page.items}
+
+
+async def test_field_examples_and_the_service_of_an_endpoint(store: Store, seeded: Seeded) -> None:
+    examples = await queries.field_examples(store, GET_ORDER)
+    assert "root.total" in examples
+    kept = await store.get_exchange(examples["root.total"])
+    assert kept is not None and kept.shadow is not None and kept.shadow.body is not None
+    assert await queries.service_of(store, GET_ORDER) == "orders"
+    assert await queries.service_of(store, "GET /nowhere") is None

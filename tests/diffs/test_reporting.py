@@ -1,0 +1,362 @@
+"""The report model, readiness and the renderers: pure functions, tables of cases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from diffs import rendering
+from diffs.reporting import (
+    Counts,
+    Criteria,
+    EndpointCounts,
+    FieldCounts,
+    FieldSummary,
+    HistogramBucket,
+    Latency,
+    LatencyHistogram,
+    NoiseThresholds,
+    Percentiles,
+    Verdict,
+    Window,
+    assess,
+    build_latency,
+    build_report,
+    classify_fields,
+    field_verdict,
+    finding_fields,
+    latency_bucket,
+    merge_buckets,
+    parse_since,
+    percentiles,
+)
+
+NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+
+
+def histogram(*latencies: float) -> tuple[HistogramBucket, ...]:
+    """What the store's histogram query returns for these latencies."""
+    grouped: dict[int, list[float]] = {}
+    for value in latencies:
+        grouped.setdefault(latency_bucket(value), []).append(value)
+    return tuple(HistogramBucket(b, len(v), sum(v) / len(v)) for b, v in sorted(grouped.items()))
+
+
+def lat(p50: float, p99: float, s50: float, s99: float, count: int = 100) -> Latency:
+    return Latency(Percentiles(count, p50, p50, p99), Percentiles(count, s50, s50, s99))
+
+
+# ---------------------------------------------------------------- percentiles
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([10.0] * 100, (10.0, 10.0, 10.0)),
+        ([float(n) for n in range(1, 101)], (50.0, 90.0, 99.0)),
+        ([5.0] * 98 + [500.0, 900.0], (5.0, 5.0, 500.0)),
+        ([7.0], (7.0, 7.0, 7.0)),
+    ],
+)
+def test_nearest_rank_percentiles_from_a_histogram(values: list[float], expected: tuple[float, ...]) -> None:
+    p = percentiles(histogram(*values))
+    assert p.count == len(values)
+    assert (p.p50, p.p90, p.p99) == pytest.approx(expected, rel=0.01)
+
+
+def test_no_latencies_means_no_percentiles() -> None:
+    assert percentiles(()) == Percentiles(0, None, None, None)
+
+
+def test_buckets_are_one_percent_wide_so_percentiles_stay_within_one_percent() -> None:
+    values = [1.0 + n * 0.37 for n in range(1000)]
+    exact = sorted(values)[989]  # nearest-rank p99 of 1000 values
+    assert percentiles(histogram(*values)).p99 == pytest.approx(exact, rel=0.01)
+
+
+def test_merging_histograms_equals_one_histogram_of_everything() -> None:
+    a, b = [3.0, 4.0, 50.0], [3.0, 7.0, 7.0, 90.0]
+    assert percentiles(merge_buckets([histogram(*a), histogram(*b)])) == percentiles(histogram(*a, *b))
+
+
+def test_latency_per_role_and_ratio() -> None:
+    latency = build_latency(
+        [
+            LatencyHistogram("orders", "GET /a", "primary", histogram(*[20.0] * 100)),
+            LatencyHistogram("orders", "GET /b", "primary", histogram(*[40.0] * 100)),
+            LatencyHistogram("orders", "GET /a", "shadow", histogram(*[15.0] * 200)),
+        ]
+    )
+    assert latency.primary.count == 200 and latency.shadow.count == 200
+    assert latency.primary.p99 == 40.0
+    assert latency.ratio("p99") == pytest.approx(15.0 / 40.0, abs=0.001)
+    assert Latency().ratio("p99") is None
+
+
+# ---------------------------------------------------------------- counts, fields, verdicts
+
+
+def test_counts_rates_are_over_compared_exchanges() -> None:
+    c = Counts.of({"match": 90, "diff": 8, "shadow_error": 2, "skipped": 50, "dropped": 5}, findings=4)
+    assert (c.total, c.mirrored, c.samples) == (155, 105, 100)
+    assert (c.match_rate, c.raw_diff_rate, c.diff_rate, c.error_rate) == (0.90, 0.08, 0.04, 0.02)
+    assert Counts().diff_rate is None
+    assert (c + c).samples == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "noise", "samples", "marked", "verdict"),
+    [
+        (10, 0, 100, False, Verdict.FINDING),  # never differs on the secondary: a finding
+        (10, 10, 100, False, Verdict.NOISE),  # differs exactly as often between two copies of V1
+        (100, 50, 100, False, Verdict.FINDING),  # raw 100% vs noise 50%: clearly more
+        (60, 50, 100, False, Verdict.NOISE),  # excess 10 is not more than 20% of 50
+        (61, 50, 100, False, Verdict.FINDING),  # excess 11 is
+        (1, 0, 10_000, False, Verdict.NOISE),  # 0.01% is under the 0.03% absolute threshold
+        (4, 0, 10_000, False, Verdict.FINDING),
+        (10, 0, 100, True, Verdict.MARKED),  # a reviewer's mark wins
+        (0, 0, 100, False, Verdict.NOISE),
+    ],
+)
+def test_field_verdict(raw: int, noise: int, samples: int, marked: bool, verdict: str) -> None:
+    assert field_verdict(raw, noise, samples, NoiseThresholds(), marked) == verdict
+
+
+def test_classify_fields_applies_marks_patterns_and_exact_paths() -> None:
+    fields = [
+        FieldCounts("GET /o/{id}", "root.total", 10, 0, ("changed",)),
+        FieldCounts("GET /o/{id}", "root.items[*].created_at", 30, 0, ("changed",)),
+        FieldCounts("GET /o/{id}", "status", 5, 0, ("status",)),
+        FieldCounts("GET /p/{id}", "root.total", 10, 0, ("changed",)),
+    ]
+    marks = [("GET /o/{id}", "**.created_at"), ("GET /o/{id}", "status")]
+    result = classify_fields(fields, {"GET /o/{id}": 100, "GET /p/{id}": 100}, NoiseThresholds(), marks)
+    verdicts = {(f.endpoint, f.path): f.verdict for f in result}
+    assert verdicts == {
+        ("GET /o/{id}", "root.total"): Verdict.FINDING,
+        ("GET /o/{id}", "root.items[*].created_at"): Verdict.MARKED,
+        ("GET /o/{id}", "status"): Verdict.MARKED,
+        ("GET /p/{id}", "root.total"): Verdict.FINDING,  # marks are per endpoint
+    }
+    assert [f.path for f in result if f.endpoint == "GET /o/{id}"][0] == "root.items[*].created_at"  # most first
+    assert finding_fields(result) == (("GET /o/{id}", "root.total"), ("GET /p/{id}", "root.total"))
+    assert next(f for f in result if f.path == "root.total").raw_rate == 0.10
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def counts(samples: int = 200, findings: int = 0, errors: int = 0) -> Counts:
+    return Counts(match=samples - errors - findings, diff=findings, shadow_error=errors, findings=findings)
+
+
+@pytest.mark.parametrize(
+    ("c", "latency", "failing"),
+    [
+        (counts(), lat(20, 40, 15, 30), []),
+        (counts(samples=99), lat(20, 40, 15, 30), ["min_samples"]),
+        (counts(findings=3), lat(20, 40, 15, 30), ["max_diff_rate"]),  # 1.5% > 1%
+        (counts(findings=2), lat(20, 40, 15, 30), []),  # exactly 1% passes
+        (counts(errors=3), lat(20, 40, 15, 30), ["max_error_rate"]),
+        (counts(), lat(20, 40, 15, 49), ["max_p99_ratio"]),  # 1.225x
+        (counts(), lat(20, 40, 15, 48), []),  # exactly 1.2x passes
+        (counts(), Latency(), ["max_p99_ratio"]),  # compared but no latencies: cannot tell
+        (Counts(), Latency(), ["min_samples"]),
+        (counts(samples=50, findings=5, errors=5), lat(20, 40, 30, 90), list(Criteria.__dataclass_fields__)),
+    ],
+)
+def test_readiness_lists_exactly_the_failing_criteria(c: Counts, latency: Latency, failing: list[str]) -> None:
+    readiness = assess(c, latency, Criteria())
+    assert [f.criterion for f in readiness.failures] == failing
+    assert readiness.ready is (not failing)
+
+
+def test_failures_say_what_and_by_how_much() -> None:
+    failures = assess(counts(findings=20, errors=4), lat(20, 40, 30, 60), Criteria()).failures
+    assert [f.message for f in failures] == [
+        "diff rate 10.00% > 1.00%",
+        "shadow error rate 2.00% > 1.00%",
+        "shadow p99 is 1.50x the primary's > 1.20x",
+    ]
+    assert failures[0].actual == 0.10 and failures[0].limit == 0.01
+
+
+def test_criteria_are_adjustable() -> None:
+    strict = Criteria(min_samples=1000, max_diff_rate=0.0, max_error_rate=0.0, max_p99_ratio=0.8)
+    assert [f.criterion for f in assess(counts(findings=1), lat(20, 40, 15, 35), strict).failures] == [
+        "min_samples",
+        "max_diff_rate",
+        "max_p99_ratio",
+    ]
+
+
+# ---------------------------------------------------------------- the report
+
+
+def report(**kwargs: object) -> object:
+    defaults: dict[str, object] = {
+        "generated_at": NOW,
+        "window": Window(),
+        "criteria": Criteria(),
+        "endpoints": [
+            EndpointCounts("orders", "GET /o/{id}", {"match": 150, "diff": 10, "shadow_error": 1}, 10),
+            EndpointCounts("orders", "POST /o", {"match": 40}),
+            EndpointCounts("products", "GET /p/{id}", {"match": 300, "skipped": 7}),
+        ],
+        "fields": [FieldSummary("GET /o/{id}", "root.total", 10, 0, Verdict.FINDING)],
+        "histograms": [
+            LatencyHistogram("orders", "GET /o/{id}", "primary", histogram(*[20.0] * 160), "v1"),
+            LatencyHistogram("orders", "GET /o/{id}", "shadow", histogram(*[15.0] * 160), "v2"),
+            LatencyHistogram("products", "GET /p/{id}", "primary", histogram(*[30.0] * 300), "v1"),
+            LatencyHistogram("products", "GET /p/{id}", "shadow", histogram(*[21.0] * 300), "v2"),
+        ],
+        "primaries": {"products": "v2"},
+        "services": ["ai", "orders", "products"],
+    }
+    return build_report(**{**defaults, **kwargs})  # type: ignore[arg-type]
+
+
+def test_build_report_groups_endpoints_into_services_and_judges_each() -> None:
+    r = report()
+    assert [s.service for s in r.services] == ["ai", "orders", "products"]
+    orders, products, ai = r.service("orders"), r.service("products"), r.service("ai")
+    assert orders is not None and products is not None and ai is not None
+    assert orders.counts.samples == 201 and orders.counts.findings == 10
+    assert [e.endpoint for e in orders.endpoints] == ["GET /o/{id}", "POST /o"]  # busiest first
+    assert orders.endpoints[0].finding_fields == 1 and orders.endpoints[1].fields == ()
+    assert [f.criterion for f in orders.readiness.failures] == ["max_diff_rate"]
+    assert products.readiness.ready and products.primary == "v2" and products.shadow == "v1"
+    assert ai.counts.total == 0 and not ai.readiness.ready  # configured, no traffic
+
+
+def test_a_gate_over_every_service_ignores_idle_ones_but_needs_traffic() -> None:
+    r = report(endpoints=[EndpointCounts("products", "GET /p/{id}", {"match": 300})])
+    assert [s.service for s in r.active] == ["products"]
+    assert r.ready
+    assert not report(endpoints=[], histograms=[]).ready
+
+
+@pytest.mark.parametrize("primary", ["v1", "v2"])
+def test_v2_speedup_compares_the_apps_that_answered_not_the_current_primary(primary: str) -> None:
+    products = report(primaries={"products": primary}).service("products")  # type: ignore[attr-defined]
+    assert products.v2_speedup == pytest.approx(0.30)  # V2 answered in 21 ms where V1 took 30 ms
+
+
+def test_after_a_promotion_both_apps_appear_in_both_roles() -> None:
+    # Before the promotion V1 was primary at 30 ms; after it V2 is primary at 20 ms and V1 the shadow at 32 ms.
+    latency = build_latency(
+        [
+            LatencyHistogram("s", "E", "primary", histogram(*[30.0] * 50), "v1"),
+            LatencyHistogram("s", "E", "shadow", histogram(*[21.0] * 50), "v2"),
+            LatencyHistogram("s", "E", "primary", histogram(*[20.0] * 50), "v2"),
+            LatencyHistogram("s", "E", "shadow", histogram(*[32.0] * 50), "v1"),
+        ]
+    )
+    assert (latency.v1.count, latency.v2.count) == (100, 100)
+    assert latency.v2_speedup == pytest.approx(1 - 20.0 / 30.0, abs=0.001)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("15m", NOW - timedelta(minutes=15)),
+        ("1h", NOW - timedelta(hours=1)),
+        ("7d", NOW - timedelta(days=7)),
+        ("2w", NOW - timedelta(weeks=2)),
+        ("90s", NOW - timedelta(seconds=90)),
+        ("2026-11-28T10:00:00+00:00", datetime(2026, 11, 28, 10, tzinfo=UTC)),
+        ("2026-11-28T10:00:00", datetime(2026, 11, 28, 10, tzinfo=UTC)),
+    ],
+)
+def test_parse_since(text: str, expected: datetime) -> None:
+    assert parse_since(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "1y", "-1h"])
+def test_parse_since_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_since(text, NOW)
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def test_report_dict_is_json_with_rates_latency_and_readiness() -> None:
+    data = json.loads(rendering.render_json(report()))  # type: ignore[arg-type]
+    orders = next(s for s in data["services"] if s["service"] == "orders")
+    assert orders["readiness"] == {
+        "ready": False,
+        "failures": [
+            {
+                "criterion": "max_diff_rate",
+                "actual": pytest.approx(10 / 201),
+                "limit": 0.01,
+                "message": "diff rate 4.98% > 1.00%",
+            }
+        ],
+    }
+    assert orders["latency"]["primary"]["p99_ms"] == 20.0 and orders["latency"]["ratio"]["p99"] == 0.75
+    assert orders["endpoints"][0]["fields"][0]["verdict"] == "finding"
+    assert data["ready"] is False and data["schema_version"] == 1
+
+
+def test_markdown_names_failures_and_findings_but_not_idle_services() -> None:
+    text = rendering.render_markdown(report())  # type: ignore[arg-type]
+    assert "| orders | v1 |" in text and "❌ NOT READY" in text and "✅ READY" in text
+    assert "- ❌ diff rate 4.98% > 1.00%" in text
+    assert "| `GET /o/{id}` | `root.total` |" in text
+    assert "| ai | v1 | 0 | 0 |" in text and "### ai" not in text
+
+
+def test_plain_text_report() -> None:
+    text = rendering.render_text(report())  # type: ignore[arg-type]
+    assert "orders: primary v1 · NOT READY" in text and "  ✗ diff rate 4.98% > 1.00%" in text
+    assert "ai: primary v1 · no traffic" in text
+
+
+def test_json_lines_mark_the_differing_fields_and_everything_inside_them() -> None:
+    body = {"id": 1, "items": [{"price": "1.00", "qty": 1}], "total": "1.00", "meta": {"a": {"b": 1}}, "x.y": 2}
+    lines = rendering.mark_lines(rendering.json_lines(body), ["root.items[*].price", "root.meta"])
+    marked = [line.text.strip() for line in lines if line.marked]
+    assert marked == ['"price": "1.00",', '"meta": {', '"a": {', '"b": 1', "}", "},"]
+    assert json.loads("\n".join(line.text for line in lines)) == body  # still the same JSON
+    assert next(line.path for line in lines if '"x.y"' in line.text) == 'root["x.y"]'
+
+
+def test_body_view_for_missing_text_and_json_bodies() -> None:
+    headers = (("content-type", "application/json"),)
+    assert rendering.body_view(None, headers, ())[0].text == "(body not kept for this exchange)"
+    assert rendering.body_view(b"", headers, ())[0].text == "(empty body)"
+    plain = rendering.body_view(b"hello\nworld", (("content-type", "text/plain"),), ["root"])
+    assert [(line.text, line.marked) for line in plain] == [("hello", True), ("world", True)]
+    assert any(line.marked for line in rendering.body_view(b'{"a": 1}', headers, ["root.a"]))
+
+
+def test_header_view_marks_a_differing_status_and_header() -> None:
+    lines = rendering.header_view(
+        404, (("Content-Type", "text/plain"), ("x-a", "1")), ["status", "header.content-type"]
+    )
+    assert [(line.text, line.marked) for line in lines] == [
+        ("status 404", True),
+        ("Content-Type: text/plain", True),
+        ("x-a: 1", False),
+    ]
+
+
+def test_field_tree_nests_body_fields_under_their_ancestors() -> None:
+    fields = [
+        FieldSummary("E", p, 1, 0, Verdict.FINDING)
+        for p in ("root.items[*].price", "status", "root.total", "root.items[*].name")
+    ]
+    rows = [(r.depth, r.label, r.field is not None) for r in rendering.field_tree(fields)]
+    assert rows == [
+        (0, "status", True),
+        (0, "root", False),
+        (1, "items", False),
+        (2, "[*]", False),
+        (3, "name", True),
+        (3, "price", True),
+        (1, "total", True),
+    ]
