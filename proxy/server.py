@@ -181,6 +181,13 @@ async def build_proxy(
     return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics)
 
 
+def build_admin(settings: Settings, store: Store, state: PrimaryState, registry: CollectorRegistry) -> ASGIApp:
+    """The admin plane: the web report and /api/v1 (proxy.web) on top of the control API (proxy.admin)."""
+    from proxy.web import admin_routes  # jinja2 and the report stack: only where an admin plane runs
+
+    return create_admin_app(settings, state=state, registry=registry, extra_routes=admin_routes(settings, store, state))
+
+
 class ShadowdiffServer:
     """One process: the proxy and the admin plane on their own listeners, in one event loop."""
 
@@ -219,7 +226,7 @@ class ShadowdiffServer:
                 store, self.state = await open_state(settings, stack, environ=self.environ)
                 registry = CollectorRegistry()
                 proxy_app = await build_proxy(settings, stack, store, self.state, registry)
-                admin_app = create_admin_app(settings, state=self.state, registry=registry)
+                admin_app = build_admin(settings, store, self.state, registry)
                 proxy = listener(proxy_app, settings)
                 admin = listener(admin_app, settings, lifespan="off")
                 self._servers = [proxy, admin]

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, multiprocess
 
-from proxy.admin import create_admin_app
 from proxy.config import Settings, check_admin_exposure
 from proxy.errors import ShadowdiffError
 from proxy.server import (
@@ -34,6 +33,7 @@ from proxy.server import (
     ListenError,
     StartupFailed,
     bind,
+    build_admin,
     build_proxy,
     configure_logging,
     event_loop,
@@ -102,10 +102,10 @@ class Supervisor:
     async def _main(self, proxy_sock: socket.socket, admin_sock: socket.socket, metrics_dir: Path) -> None:
         async with AsyncExitStack() as stack:
             # Config decisions are recorded once, here, before any worker reads the state.
-            _, state = await open_state(self.settings, stack, environ=self.environ)
+            store, state = await open_state(self.settings, stack, environ=self.environ)
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-            admin_app = create_admin_app(self.settings, state=state, registry=registry)
+            admin_app = build_admin(self.settings, store, state, registry)
             self._admin = listener(admin_app, self.settings, lifespan="off")
             stack.callback(handle_signals(self.stop))
             stack.push_async_callback(self._stop_workers, metrics_dir)

@@ -95,6 +95,8 @@ async def test_one_process_serves_proxy_and_admin_and_promotes_without_restart(
         proxy, admin = server.proxy_url, server.admin_url
         assert proxy != admin
         assert (await client.get(f"{admin}/health")).json()["status"] == "ok"
+        report = await client.get(f"{admin}/")  # the web report rides on the admin listener
+        assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
         assert await which(client, f"{proxy}/api/orders/7") == "v1"
 
         promoted = await client.post(f"{admin}/api/services/orders/promote", json={"to": "v2", "reason": "clean"})
