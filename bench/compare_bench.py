@@ -99,6 +99,7 @@ def cases() -> list[Case]:
     secondary = SideResponse(Role.SECONDARY, "v1", 200, HEADERS, orjson.dumps(generated), 10.0)
     request = RecordedRequest("GET", "/api/orders/1", "", (), b"")
     exchange = Exchange("req-1", datetime.now(UTC), "orders", request, p, s_changed, secondary)
+    equal_exchange = Exchange("req-2", datetime.now(UTC), "orders", request, p, s)
     return [
         Case("equal bytes (fast path)", compare(p, s, none), len(compact)),
         Case("parse-equal, bytes differ", compare(p, s_pretty, none), len(pretty)),
@@ -106,6 +107,7 @@ def cases() -> list[Case]:
         Case("3 fields differ, ignore rules", compare(p, s_changed, RECOMMENDED), len(changed_bytes)),
         Case("unordered list, 1 item differs", compare(p, s_shuffled, unordered), len(compact)),
         Case("unordered, 2 differ (deepdiff)", compare(p, s_shuffled_two, unordered), len(compact)),
+        Case("Comparer: equal, no secondary", lambda: comparer.compare(equal_exchange), len(compact)),
         Case("Comparer: 3 diffs + secondary", lambda: comparer.compare(exchange), len(changed_bytes)),
     ]
 
