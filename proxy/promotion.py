@@ -94,6 +94,8 @@ class PrimaryState:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refreshed_at: float | None = None
         self._failing_since: float | None = None
+        self._changing = asyncio.Lock()  # one change at a time here: each reads the current primary, then records
+        self._local_changes = 0
 
     # -- the hot path -------------------------------------------------------------------------------------------------
 
@@ -141,7 +143,10 @@ class PrimaryState:
 
     async def refresh(self) -> None:
         """Re-read promotions; services never promoted keep their config primary."""
+        seen = self._local_changes
         stored = await self._store.get_primaries()
+        if seen != self._local_changes:
+            return  # a change made here while we read: our snapshot may predate it, the next refresh will not
         fresh: dict[str, Side] = {}
         for name, config in self._services.items():
             fresh[name] = _side(stored.get(name)) or config.primary
@@ -203,6 +208,10 @@ class PrimaryState:
     async def promote(self, service: str, to: Side, *, reason: str, actor: str) -> Change:
         """Make `to` the primary of `service` now; persisted and audited. A no-op when it already is."""
         self._check(service)
+        async with self._changing:
+            return await self._change(service, to, reason=reason, actor=actor)
+
+    async def _change(self, service: str, to: Side, *, reason: str, actor: str) -> Change:
         current = await self._current(service)
         if current == to:
             self._set(service, to)
@@ -215,20 +224,22 @@ class PrimaryState:
     async def rollback(self, service: str, *, reason: str, actor: str) -> Change:
         """Return `service` to the primary it had before its last change (the other side if the trail is unclear)."""
         self._check(service)
-        current = await self._current(service)
-        trail = await self._store.list_promotions(service, AUDIT_LOOKBACK)
-        last_change = next((row for row in trail if row.from_side != row.to_side), None)
-        if last_change is None:
-            raise NothingToRollBack(f"{service} has never been promoted: its primary is still {current}")
-        previous = _side(last_change.from_side)
-        target = previous if previous is not None and last_change.to_side == current else other_side(current)
-        return await self.promote(service, target, reason=reason, actor=actor)
+        async with self._changing:
+            current = await self._current(service)
+            trail = await self._store.list_promotions(service, AUDIT_LOOKBACK)
+            last_change = next((row for row in trail if row.from_side != row.to_side), None)
+            if last_change is None:
+                raise NothingToRollBack(f"{service} has never been promoted: its primary is still {current}")
+            previous = _side(last_change.from_side)
+            target = previous if previous is not None and last_change.to_side == current else other_side(current)
+            return await self._change(service, target, reason=reason, actor=actor)
 
     async def _current(self, service: str) -> Side:
         # Read the store rather than the cache: another admin plane may have changed it since the last refresh.
         return _side((await self._store.get_primaries()).get(service)) or self._services[service].primary
 
     def _set(self, service: str, side: Side) -> None:
+        self._local_changes += 1
         self._primaries = {**self._primaries, service: side}
 
     def _check(self, service: str) -> None:

@@ -249,3 +249,46 @@ async def test_a_primary_set_in_the_config_file_is_recorded_with_actor_config(st
     assert state.primary("ai") == "v2"
     assert state.services["ai"].prefixes == ("/api/ai",)
     await state.aclose()
+
+
+async def test_concurrent_promotions_record_one_change(store: Store) -> None:
+    state = await started(store)
+    changes = await asyncio.gather(*(state.promote("orders", "v2", reason="", actor=f"op{n}") for n in range(3)))
+    assert [c.changed for c in changes].count(True) == 1
+    assert len(await state.history("orders")) == 1
+    await state.aclose()
+
+
+class StaleReadStore(FlakyStore):
+    """Its next `get_primaries` reads the store, then waits to answer until released: a refresh caught mid-read."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.hold = False
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def get_primaries(self) -> dict[str, str]:
+        if not self.hold:
+            return await self.store.get_primaries()
+        self.hold = False
+        snapshot = await self.store.get_primaries()
+        self.reading.set()
+        await self.release.wait()
+        return snapshot
+
+
+async def test_a_refresh_that_read_before_a_local_promotion_does_not_undo_it(store: Store) -> None:
+    stale = StaleReadStore(store)
+    state = PrimaryState(settings().services, stale, refresh_seconds=60)
+    await state.start()
+    stale.hold = True
+    refresh = asyncio.get_running_loop().create_task(state.refresh())
+    await stale.reading.wait()  # it holds the pre-promotion snapshot
+    await state.promote("orders", "v2", reason="", actor="ada")
+    stale.release.set()
+    await refresh
+    assert state.primary("orders") == "v2"
+    await state.refresh()
+    assert state.primary("orders") == "v2"
+    await state.aclose()
