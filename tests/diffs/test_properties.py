@@ -10,10 +10,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffs.comparison import compare_responses, compare_values, same
+from diffs.comparison import compare_responses, compare_values
 from diffs.exchange import DiffKind
 from diffs.paths import PatternSet
 from diffs.rules import CompareRules, NumericTolerance
+from diffs.values import same
 from tests.factories import primary, shadow
 
 SETTINGS = settings(max_examples=200, deadline=None)
