@@ -43,7 +43,10 @@ class ChildSpec:
 
 
 def cli_argv(*args: str) -> tuple[str, ...]:
-    """Run a `shadowdiff` subcommand with this interpreter, whether or not the console script is on PATH."""
+    """Run a `shadowdiff` subcommand with this interpreter: its console script when installed beside it."""
+    script = Path(sys.executable).with_name("shadowdiff")
+    if script.exists():
+        return (str(script), *args)
     return (sys.executable, "-c", "from proxy.cli import main; main()", *args)
 
 

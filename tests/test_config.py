@@ -190,3 +190,8 @@ def test_the_example_file_documents_every_setting() -> None:
     for model in (Settings, ServiceConfig, NoiseConfig, CompareRules, NumericTolerance, TextSimilarity):
         missing = [name for name in model.model_fields if name not in text]
         assert not missing, f"{model.__name__}: {missing} not in shadowdiff.example.toml"
+
+
+def test_other_commands_variables_do_not_disturb_the_proxy_settings() -> None:
+    environ = {"SHADOWDIFF_LEGACY_PORT": "1", "SHADOWDIFF_ADMIN_URL": "http://x", "SHADOWDIFF_CONFIG": "x.toml"}
+    assert load_settings(environ=environ) == load_settings(environ={})
