@@ -199,9 +199,7 @@ def report(
     with _one_line_errors():
         result = load(config, database_url, since, service, Criteria())
         if format == "table":
-            console = Console(file=out.open("w", encoding="utf-8"), width=WIDE) if out else Console()
-            if not console.is_terminal:
-                console.width = max(console.width, WIDE)  # piped or redirected: don't squeeze to 80 columns
+            console = Console(file=out.open("w", encoding="utf-8"), width=WIDE) if out else _console()
             with contextlib.closing(console.file) if out else contextlib.nullcontext():
                 console.print(services_table(result))
                 for line in failure_lines(result):
@@ -286,6 +284,7 @@ def status(
     table = Table(title=f"shadowdiff at {admin_url}", title_justify="left")
     for name in ("service", "primary", "shadow", "mirrored", "samples", "diff", "shadow err", "p99 ratio", "readiness"):
         table.add_column(name, justify="right" if name in ("mirrored", "samples", "diff", "shadow err") else "left")
+    failures = []
     for s in data.get("services", []):
         counts, readiness = s["counts"], s["readiness"]
         if not counts["total"]:
@@ -293,7 +292,8 @@ def status(
         elif readiness["ready"]:
             verdict = "[green]READY[/green]"
         else:
-            verdict = "[red]NOT READY[/red]: " + "; ".join(f["message"] for f in readiness["failures"])
+            verdict = "[red]NOT READY[/red]"
+            failures += [f"[red]✗[/red] {s['service']}: {f['message']}" for f in readiness["failures"]]
         table.add_row(
             s["service"],
             s["primary"],
@@ -305,7 +305,17 @@ def status(
             fmt_ratio(s["latency"]["ratio"]["p99"]),
             verdict,
         )
-    Console().print(table)
+    console = _console()
+    console.print(table)
+    for line in failures:
+        console.print(line)
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, WIDE)  # piped or redirected: don't squeeze to 80 columns
+    return console
 
 
 def _get(admin_url: str, path: str, params: dict[str, str]) -> dict[str, Any]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from diffs.exchange import Outcome
 from diffs.pipeline import Comparer
@@ -142,3 +146,44 @@ async def test_field_examples_and_the_service_of_an_endpoint(store: Store, seede
     assert kept is not None and kept.shadow is not None and kept.shadow.body is not None
     assert await queries.service_of(store, GET_ORDER) == "orders"
     assert await queries.service_of(store, "GET /nowhere") is None
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        queries.ExchangeFilter(),
+        queries.ExchangeFilter(service="orders"),
+        queries.ExchangeFilter(endpoint=GET_ORDER),
+        queries.ExchangeFilter(outcome="diff"),
+        queries.ExchangeFilter(service="orders", since=NOW - timedelta(hours=1)),
+        queries.ExchangeFilter(endpoint=GET_ORDER, path="root.total"),
+    ],
+    ids=["all", "service", "endpoint", "outcome", "service+window", "field"],
+)
+async def test_every_exchange_page_is_an_index_range_scan_without_a_sort(
+    tmp_path: Path, flt: queries.ExchangeFilter
+) -> None:
+    # What keeps deep pages fast at a million exchanges: SQLite walks an index in (started_at, id) order from the
+    # cursor and stops after `limit` rows; it never scans the table or sorts what it found.
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM exchanges" in statement:
+            statements.append((statement, parameters))
+
+    engine = queries._engine(store).sync_engine
+    await seed(store, now=NOW)
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        first = await queries.list_exchanges(store, flt, limit=2)
+        await queries.list_exchanges(store, flt, before=first.next_cursor, limit=2)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+        await store.close()
+    assert len(statements) == 2
+    with sqlite3.connect(tmp_path / "plan.db") as conn:
+        for statement, parameters in statements:
+            plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+            assert "SCAN exchanges" not in plan or "USING INDEX" in plan, plan
