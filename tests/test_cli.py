@@ -65,6 +65,19 @@ def test_every_command_has_help_and_names_its_environment_variables(command: str
     assert "SHADOWDIFF_" in result.stdout
 
 
+def test_every_option_of_every_command_reads_a_shadowdiff_variable() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    checked = 0
+    for name in COMMANDS:
+        for param in group.commands[name].params:  # type: ignore[attr-defined]
+            if param.param_type_name == "option" and param.name != "help":
+                assert isinstance(param.envvar, str) and param.envvar.startswith("SHADOWDIFF_"), (name, param.name)
+                checked += 1
+    assert checked >= 30
+
+
 def test_no_arguments_shows_help() -> None:
     result = invoke()
     assert "Usage: shadowdiff" in result.output
