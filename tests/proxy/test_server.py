@@ -243,16 +243,23 @@ async def test_two_workers_all_switch_within_seconds_of_a_promotion(tmp_path: Pa
             promoted = await client.post(f"{admin}/api/services/orders/promote", json={"to": "v2", "reason": "test"})
             assert promoted.status_code == 200
 
-        async def all_v2() -> bool:
+        async def all_v2(count: int) -> bool:
             nonlocal sent
-            answers = await fresh_requests(proxy, "/api/orders/1", 20)
+            answers = await fresh_requests(proxy, "/api/orders/1", count)
             sent += len(answers)
             return set(answers) == {"v2"}
 
-        took = await eventually(all_v2, 3, "every worker answers from v2")
+        # When the first batch that comes back all-v2 was sent, measured from the promotion (a loaded machine may
+        # take a while to answer a batch; what matters is that requests sent by then are all served by v2).
+        promoted_at = time.monotonic()
+        while True:
+            sent_after = time.monotonic() - promoted_at
+            if await all_v2(10):
+                break
+            assert sent_after < 3, "a worker still answered from v1 3 s after the promotion"
+        assert sent_after < 3
         for _ in range(2):  # and it stays so
-            assert await all_v2()
-        assert took < 3
+            assert await all_v2(20)
 
         async with httpx.AsyncClient(timeout=5) as client:
             metrics = (await client.get(f"{admin}/metrics")).text
