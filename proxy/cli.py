@@ -128,34 +128,11 @@ def seed(
     ),
 ) -> None:
     """Load the demo catalogue into both apps' databases (does nothing where products already exist)."""
+    from proxy.stack import seed_both
+
     with one_line_errors():
         for line in seed_both(legacy_database_url, v2_database_url):
             typer.echo(line)
-
-
-def seed_both(legacy_database_url: str, v2_database_url: str) -> list[str]:
-    """Seed V1 and V2 with the same catalogue; one line per database saying what was loaded."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    import legacy_app.seed
-    import v2_app.seed
-    from proxy.demo import demo_catalogue
-
-    catalogue = demo_catalogue()
-    lines = []
-    for name, seeder, url in (
-        ("V1", legacy_app.seed.seed_database, legacy_database_url),
-        ("V2", v2_app.seed.seed_database, v2_database_url),
-    ):
-        try:
-            loaded = seeder(url, catalogue)
-        except (SQLAlchemyError, OSError) as exc:
-            raise ShadowdiffError(f"cannot seed {name} at {url}: {str(exc).splitlines()[0]}") from None
-        if loaded:
-            lines.append(f"{name}: loaded {loaded} products and {len(catalogue.customers)} customers into {url}")
-        else:
-            lines.append(f"{name}: {url} already has products; nothing loaded")
-    return lines
 
 
 # -- the proxy --------------------------------------------------------------------------------------------------------
@@ -256,7 +233,7 @@ def up(
     ] = 60.0,
 ) -> None:
     """Seed the demo databases, start V1, V2, a secondary V1, the proxy and the admin plane; Ctrl-C stops all."""
-    from proxy.stack import ChildSpec, Stack, cli_argv, copy_sqlite, sqlite_path
+    from proxy.stack import ChildSpec, Stack, banner, cli_argv, copy_sqlite, seed_both, sqlite_path
 
     with one_line_errors():
         for line in seed_both(legacy_database_url, v2_database_url):
@@ -286,34 +263,8 @@ def up(
         # The proxy's /health is forwarded to the primary: when it answers, the whole path works.
         proxy_health = (f"{local}:{port}/health", f"{local}:{admin_port}/health")
         children.append(ChildSpec("proxy", cli_argv(*proxy_args), proxy_health))
-        banner = _banner(f"{local}:{port}", f"{local}:{admin_port}", v1_url, v2_url, secondary)
-        Stack(children).run(ready_timeout=ready_timeout, banner=banner)
-
-
-def _banner(proxy_url: str, admin_url: str, v1_url: str, v2_url: str, secondary: bool) -> str:
-    rows = [
-        ("proxy", proxy_url, "send traffic here: the primary answers, the shadow is compared"),
-        ("admin", admin_url, "report, JSON API (/api/services), /metrics"),
-        ("V1", v1_url, "legacy app"),
-        ("V2", v2_url, "new app"),
-    ]
-    order = '\'{"customer_id": 1, "items": [{"product_id": 1, "quantity": 1}]}\''
-    lines = ["", "shadowdiff is up:"]
-    lines += [f"  {name:<6} {url:<24} {what}" for name, url, what in rows]
-    if secondary:
-        lines.append("  (and a secondary V1 on its own copy of V1's database, to tell noise from real differences)")
-    lines += [
-        "",
-        "try:",
-        f"  curl {proxy_url}/api/products/1",
-        f"  curl -X POST {proxy_url}/api/orders -H 'content-type: application/json' -d {order}",
-        f"  curl {admin_url}/api/services",
-        "  shadowdiff promote orders --to v2 --reason 'orders match'",
-        "  shadowdiff rollback orders",
-        "",
-        "ready (Ctrl-C stops everything)",
-    ]
-    return "\n".join(lines)
+        ready = banner(f"{local}:{port}", f"{local}:{admin_port}", v1_url, v2_url, secondary=secondary)
+        Stack(children).run(ready_timeout=ready_timeout, banner=ready)
 
 
 # -- promote and roll back --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`shadowdiff up`: child processes started together, watched until healthy, stopped together, no orphans.
+"""`shadowdiff up`: seed the demo databases, then child processes started together, watched until healthy,
+stopped together, no orphans.
 
 Each child runs in its own session, so Ctrl-C reaches only us and we stop the children in order (proxy first, then
 the apps it fronts); on Linux each child also gets SIGTERM if we die without cleaning up (PR_SET_PDEATHSIG).
@@ -193,3 +194,55 @@ def copy_sqlite(source: Path, target: Path) -> None:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
+
+
+def seed_both(legacy_database_url: str, v2_database_url: str) -> list[str]:
+    """Seed V1 and V2 with the same catalogue; one line per database saying what was loaded."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    import legacy_app.seed
+    import v2_app.seed
+    from proxy.demo import demo_catalogue
+
+    catalogue = demo_catalogue()
+    lines = []
+    for name, seeder, url in (
+        ("V1", legacy_app.seed.seed_database, legacy_database_url),
+        ("V2", v2_app.seed.seed_database, v2_database_url),
+    ):
+        try:
+            loaded = seeder(url, catalogue)
+        except (SQLAlchemyError, OSError) as exc:
+            raise ShadowdiffError(f"cannot seed {name} at {url}: {str(exc).splitlines()[0]}") from None
+        if loaded:
+            lines.append(f"{name}: loaded {loaded} products and {len(catalogue.customers)} customers into {url}")
+        else:
+            lines.append(f"{name}: {url} already has products; nothing loaded")
+    return lines
+
+
+def banner(proxy_url: str, admin_url: str, v1_url: str, v2_url: str, *, secondary: bool) -> str:
+    """What `up` prints once everything is healthy: where to go and what to try."""
+    rows = [
+        ("proxy", proxy_url, "send traffic here: the primary answers, the shadow is compared"),
+        ("admin", admin_url, "report, JSON API (/api/services), /metrics"),
+        ("V1", v1_url, "legacy app"),
+        ("V2", v2_url, "new app"),
+    ]
+    order = '\'{"customer_id": 1, "items": [{"product_id": 1, "quantity": 1}]}\''
+    lines = ["", "shadowdiff is up:"]
+    lines += [f"  {name:<6} {url:<24} {what}" for name, url, what in rows]
+    if secondary:
+        lines.append("  (and a secondary V1 on its own copy of V1's database, to tell noise from real differences)")
+    lines += [
+        "",
+        "try:",
+        f"  curl {proxy_url}/api/products/1",
+        f"  curl -X POST {proxy_url}/api/orders -H 'content-type: application/json' -d {order}",
+        f"  curl {admin_url}/api/services",
+        "  shadowdiff promote orders --to v2 --reason 'orders match'",
+        "  shadowdiff rollback orders",
+        "",
+        "ready (Ctrl-C stops everything)",
+    ]
+    return "\n".join(lines)
