@@ -18,16 +18,15 @@ REQUEST_ID = "x-request-id"
 REDACTED = "[redacted]"
 # Secrets never leave the proxy inside an exchange (DESIGN rule 4); their presence is still visible.
 SECRET_HEADERS = frozenset(("authorization", "proxy-authorization", "cookie", "set-cookie"))
-# Rebuilt by the proxy for each upstream rather than copied.
-_REBUILT = frozenset((b"host", b"content-length", b"x-forwarded-for", b"x-request-id", b"x-shadow-request"))
+# Request headers the proxy rebuilds for each upstream rather than copies. Expect is answered by the proxy's own
+# server before the body is read; the upstreams get the whole body at once.
+_REBUILT = frozenset((b"host", b"content-length", b"x-forwarded-for", b"x-request-id", b"x-shadow-request", b"expect"))
+_PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
 
 
-def _connection_tokens(value: bytes) -> set[bytes]:
-    return {token.strip().lower() for token in value.split(b",") if token.strip()}
-
-
-def _is_hop(name: bytes, named: set[bytes] | None) -> bool:
-    return name in HOP_BY_HOP or name.startswith(b"proxy-") or (named is not None and name in named)
+def _named_by_connection(value: bytes) -> set[bytes]:
+    """Extra hop-by-hop names a Connection header lists (usually none: "keep-alive" or "close")."""
+    return {t for token in value.split(b",") if (t := token.strip().lower()) and t not in _PLAIN_CONNECTION}
 
 
 def new_request_id() -> str:
@@ -65,14 +64,11 @@ def read_inbound(
     host = xff = request_id = content_type = sample_key = None
     content_length: int | None = None
     marked = has_proto = has_fwd_host = False
-    named: set[bytes] | None = None
+    named: set[bytes] = set()
     for name, value in raw:
         text = value.decode("latin-1")
         key = name.decode("latin-1")
         recorded.append((key, REDACTED if key in SECRET_HEADERS else text))
-        if name == b"connection":
-            tokens = _connection_tokens(value) - {b"close", b"keep-alive"}
-            named = tokens if named is None else named | tokens
         if name in _REBUILT:
             if name == b"host":
                 host = text
@@ -82,10 +78,12 @@ def read_inbound(
                 xff = text if xff is None else f"{xff}, {text}"
             elif name == b"x-request-id":
                 request_id = text
-            else:
+            elif name == b"x-shadow-request":
                 marked = True
             continue
-        if _is_hop(name, None):
+        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
+            if name == b"connection":
+                named |= _named_by_connection(value)
             continue
         if name == b"content-type":
             content_type = text
@@ -93,7 +91,7 @@ def read_inbound(
             has_proto = True
         elif name == b"x-forwarded-host":
             has_fwd_host = True
-        if sample_key_header is not None and name == sample_key_header:
+        if name == sample_key_header:
             sample_key = text
         forward.append((key, text))
     if named:
@@ -133,32 +131,48 @@ def upstream_headers(inbound: Inbound, *, host: str | None, shadow: bool) -> lis
     return headers
 
 
-def client_headers(raw: tuple[tuple[bytes, bytes], ...], request_id: str, body_length: int | None = None) -> RawHeaders:
-    """An upstream's response headers as the client gets them: hop-by-hop removed, X-Request-ID ensured.
+def response_headers(
+    raw: tuple[tuple[bytes, bytes], ...], request_id: str, body_length: int | None = None
+) -> tuple[RawHeaders, Headers]:
+    """An upstream's response headers as the client gets them, and as the exchange records them, in one pass.
 
-    With `body_length` (a buffered body), Content-Length is added when the upstream sent none (it was chunked).
+    Hop-by-hop fields are removed (with any the Connection header names), X-Request-ID is added when the upstream
+    sent none, and with `body_length` (a buffered body) Content-Length is added when the upstream sent none (it was
+    chunked). The recorded copy has lower-case text names and secrets redacted.
     """
-    named: set[bytes] | None = None
-    for name, value in raw:
-        if name.lower() == b"connection":
-            tokens = _connection_tokens(value)
-            named = tokens if named is None else named | tokens
     out: RawHeaders = []
+    recorded: list[tuple[str, str]] = []
+    named: set[bytes] = set()
     has_id = has_length = False
     for name, value in raw:
         lower = name.lower()
-        if _is_hop(lower, named):
+        if lower in HOP_BY_HOP or lower.startswith(b"proxy-"):
+            if lower == b"connection":
+                named |= _named_by_connection(value)
             continue
         if lower == b"x-request-id":
             has_id = True
         elif lower == b"content-length":
             has_length = True
         out.append((lower, value))
+        key = lower.decode("latin-1")
+        recorded.append((key, REDACTED if key in SECRET_HEADERS else value.decode("latin-1")))
+    if named:
+        out = [(k, v) for k, v in out if k not in named]
+        recorded = [(k, v) for k, v in recorded if k.encode("latin-1") not in named]
     if not has_id:
         out.append((b"x-request-id", request_id.encode("latin-1")))
+        recorded.append(("x-request-id", request_id))
     if body_length is not None and not has_length:
-        out.append((b"content-length", str(body_length).encode("latin-1")))
-    return out
+        length = str(body_length)
+        out.append((b"content-length", length.encode("latin-1")))
+        recorded.append(("content-length", length))
+    return out, tuple(recorded)
+
+
+def client_headers(raw: tuple[tuple[bytes, bytes], ...], request_id: str, body_length: int | None = None) -> RawHeaders:
+    """The response headers the client gets (see `response_headers`)."""
+    return response_headers(raw, request_id, body_length)[0]
 
 
 def recorded_headers(raw: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> Headers:

@@ -20,7 +20,7 @@ from diffs.exchange import ErrorKind, Exchange, RecordedRequest, Role, SideRespo
 from proxy.correlation import IdCorrelator, IdFields, IdMap, PendingCreate, extract_ids
 from proxy.errors import UpstreamError
 from proxy.forwarding import Answer, Upstream, error_kind
-from proxy.headers import RawHeaders, client_headers, recorded_headers
+from proxy.headers import RawHeaders, response_headers
 from proxy.metrics import ProxyMetrics
 from proxy.sink import ExchangeSink
 
@@ -77,12 +77,14 @@ def answered(role: Role, app: str, method: str, answer: Answer, request_id: str)
     only real differences show.
     """
     bodyless = method == "HEAD" or answer.status in _BODYLESS_STATUS or answer.status < 200 or answer.rest is not None
-    headers = client_headers(answer.headers, request_id, None if bodyless or answer.truncated else len(answer.body))
+    headers, recorded_headers = response_headers(
+        answer.headers, request_id, None if bodyless or answer.truncated else len(answer.body)
+    )
     recorded = SideResponse(
         role,
         app,
         answer.status,
-        recorded_headers(headers),
+        recorded_headers,
         answer.body,
         answer.latency * 1000.0,
         ErrorKind.NONE,

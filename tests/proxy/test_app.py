@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import httpx
@@ -397,3 +398,13 @@ async def test_shutdown_cancels_shadows_past_the_drain_time() -> None:
         stalled.release()
     assert elapsed < 2.0
     assert stack.proxy.mirror.tasks == 0 and stack.proxy.mirror.inflight == 0
+
+
+async def test_tune_gc_freezes_start_up_objects_while_the_app_runs() -> None:
+    before = gc.get_threshold()
+    async with run_server(Recorder("v1")) as u1, run_server(Recorder("v2")) as u2:
+        async with proxy_stack(settings_for(u1, u2), tune_gc=True) as stack, httpx.AsyncClient() as client:
+            assert (await client.get(f"{stack.url}/x")).status_code == 200
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold()[0] >= 20_000
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before

@@ -280,7 +280,12 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def proxy_stack(
-    settings: Settings, *, sink: Any = None, correlator: IdCorrelator | None = None, primaries: Any = None
+    settings: Settings,
+    *,
+    sink: Any = None,
+    correlator: IdCorrelator | None = None,
+    primaries: Any = None,
+    **options: Any,
 ) -> AsyncIterator[Stack]:
     """The proxy on a real uvicorn server in front of the given settings' upstreams."""
     sink = sink if sink is not None else ListSink()
@@ -291,6 +296,7 @@ async def proxy_stack(
         sink=sink,
         metrics=metrics,
         correlator=correlator,
+        **options,
     )
     # As the real server runs it: the client gets the primary's Date and Server headers, not a second pair.
     async with run_server(app, server_header=False, date_header=False) as url:
