@@ -17,6 +17,15 @@ log = structlog.get_logger("shadowdiff.sink")
 Handler = Callable[[Exchange], Awaitable[None] | None]
 
 
+def body_bytes(exchange: Exchange) -> int:
+    size = len(exchange.request.body) + len(exchange.primary.body)
+    if exchange.shadow is not None:
+        size += len(exchange.shadow.body)
+    if exchange.secondary is not None:
+        size += len(exchange.secondary.body)
+    return size
+
+
 class ExchangeSink(Protocol):
     def submit(self, exchange: Exchange) -> bool:
         """Hand on one exchange without blocking; False when it was dropped (the caller counts it)."""
@@ -38,9 +47,12 @@ class QueueSink:
         maxsize: int,
         workers: int = 1,
         on_drop: Callable[[str], None] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         if maxsize < 1 or workers < 1:
             raise ValueError("maxsize and workers must be at least 1")
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._handler = handler
         self._queue: asyncio.Queue[Exchange] = asyncio.Queue(maxsize)
         self._workers = workers
@@ -55,13 +67,21 @@ class QueueSink:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
     def submit(self, exchange: Exchange) -> bool:
         if self._closing:
             return self._drop("closed")
+        size = body_bytes(exchange)
+        if self._max_bytes is not None and self._bytes + size > self._max_bytes:
+            return self._drop("queue_full")
         try:
             self._queue.put_nowait(exchange)
         except asyncio.QueueFull:
             return self._drop("queue_full")
+        self._bytes += size
         return True
 
     def _drop(self, reason: str) -> bool:
@@ -90,6 +110,7 @@ class QueueSink:
                 self.failed += 1
                 log.exception("exchange handler failed", exchange_id=exchange.id)
             finally:
+                self._bytes -= body_bytes(exchange)
                 self._queue.task_done()
 
     async def aclose(self, timeout: float) -> None:

@@ -37,6 +37,18 @@ async def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     assert sink.dropped == 1 and reasons == ["queue_full"] and sink.pending == 2
 
 
+async def test_a_byte_budget_bounds_the_bodies_held() -> None:
+    reasons: list[str] = []
+    sink = QueueSink(lambda item: None, maxsize=100, max_bytes=10, on_drop=reasons.append)
+    small = exchange(1)  # bodies: b"{}" on the primary and the shadow: 4 bytes
+    assert sink.submit(small) and sink.submit(exchange(2))
+    assert not sink.submit(exchange(3))  # 12 > 10
+    assert reasons == ["queue_full"] and sink.held_bytes == 8
+    await sink.start()
+    await sink.aclose(timeout=1.0)
+    assert sink.held_bytes == 0
+
+
 async def test_a_failing_handler_does_not_stop_the_worker() -> None:
     seen: list[str] = []
 
