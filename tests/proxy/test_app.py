@@ -408,3 +408,34 @@ async def test_tune_gc_freezes_start_up_objects_while_the_app_runs() -> None:
             assert gc.get_freeze_count() > 0
             assert gc.get_threshold()[0] >= 20_000
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+
+
+async def test_a_primary_failing_mid_stream_cuts_the_client_and_is_recorded() -> None:
+    async def promise_more(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()
+
+    async with raw_server(promise_more) as u1, run_server(Recorder("v2")) as u2:
+        settings = settings_for(u1, u2, max_response_body=1000)
+        async with proxy_stack(settings) as stack, httpx.AsyncClient() as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(f"{stack.url}/x")
+            [exchange] = await stack.sink.wait(1)
+    assert exchange.primary.status == 200 and exchange.primary.error is ErrorKind.RESET
+    assert exchange.primary.body_truncated
+
+
+async def test_head_keeps_the_upstreams_length_and_sends_no_body() -> None:
+    async def head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: text/plain\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(head) as u1, proxy_stack(settings_for(u1, down_url())) as stack:
+        async with httpx.AsyncClient() as client:
+            response = await client.head(f"{stack.url}/x")
+    assert response.status_code == 200 and response.headers["content-length"] == "1234" and response.content == b""
