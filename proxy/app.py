@@ -159,12 +159,6 @@ class Proxy:
         recorded = RecordedRequest(
             method, path, query, inbound.recorded, body[: self._max_request], body_truncated=too_large
         )
-        skip = self._skip_reason(plan, method, inbound, too_large)
-        flight: Flight | None = None
-        if skip is None:
-            flight = self._launch(plan, primary_app, inbound, recorded, target_path, started_at)
-        else:
-            self.metrics.skip(service, skip)
         headers = upstream_headers(inbound, host=self._host(inbound, primary), shadow=False)
         payload: Body = body if body or method in ("POST", "PUT", "PATCH") else None
         if rest is not None:
@@ -172,6 +166,14 @@ class Proxy:
             if inbound.content_length is not None:
                 headers.append(("content-length", str(inbound.content_length)))
         target = f"{target_path}?{query}" if query else target_path
+        skip = self._skip_reason(plan, method, inbound, too_large)
+        flight: Flight | None = None
+        if skip is None:
+            flight = self._launch(plan, primary_app, inbound, recorded, target_path, started_at)
+        else:
+            self.metrics.skip(service, skip)
+        # From here on the `finally` resolves the flight, whatever happens: a flight left open would keep its task,
+        # and the request it holds, until shutdown.
         sent = time.perf_counter()
         result: SideResponse | None = None
         try:
