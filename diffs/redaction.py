@@ -66,6 +66,8 @@ class Redactor:
     headers: frozenset[str] = SECRET_HEADERS
     _field_words: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
     _needles: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _known: dict[str, bool] = field(init=False, repr=False, compare=False)
+    """Answers of `is_secret_key` so far: header names and JSON keys repeat endlessly."""
 
     def __post_init__(self) -> None:
         split = tuple(dict.fromkeys(w for w in (words(f) for f in self.fields) if w))
@@ -75,15 +77,29 @@ class Redactor:
         object.__setattr__(self, "_field_words", split)
         object.__setattr__(self, "_needles", tuple(sorted(needles)))
         object.__setattr__(self, "headers", frozenset(h.lower() for h in self.headers))
+        object.__setattr__(self, "_known", {})
 
     def is_secret_key(self, key: str) -> bool:
         """Whether a JSON key or query parameter named `key` holds a secret."""
-        key_words = words(key)
-        joined = "".join(key_words)
-        return any(key_words[-len(f) :] == f or joined == "".join(f) for f in self._field_words)
+        known = self._known.get(key)
+        if known is None:
+            key_words = words(key)
+            joined = "".join(key_words)
+            known = any(key_words[-len(f) :] == f or joined == "".join(f) for f in self._field_words)
+            self._remember(key, known)
+        return known
 
     def is_secret_header(self, name: str) -> bool:
-        return name.lower() in self.headers or self.is_secret_key(name)
+        cache_key = "\0h" + name  # NUL never starts a JSON key the caller cares about; keeps the caches apart
+        known = self._known.get(cache_key)
+        if known is None:
+            known = name.lower() in self.headers or self.is_secret_key(name)
+            self._remember(cache_key, known)
+        return known
+
+    def _remember(self, key: str, answer: bool) -> None:
+        if len(self._known) < 65_536:  # bounded: keys come from clients
+            self._known[key] = answer
 
     def redact_headers(self, headers: Headers) -> Headers:
         """Secret header values become "[REDACTED]"; names and order stay."""
@@ -92,14 +108,18 @@ class Redactor:
         return tuple((name, REDACTED if self.is_secret_header(name) else value) for name, value in headers)
 
     def redact_value(self, value: Any) -> Any:
-        """A JSON value with every secret key's value replaced, at any depth."""
+        """A JSON value with every secret key's value replaced, at any depth (the same object when none is)."""
         if isinstance(value, dict):
-            return {
-                k: REDACTED if isinstance(k, str) and self.is_secret_key(k) else self.redact_value(v)
-                for k, v in value.items()
-            }
+            changed: dict[Any, Any] | None = None
+            for k, v in value.items():
+                new = REDACTED if isinstance(k, str) and self.is_secret_key(k) else self.redact_value(v)
+                if new is not v:
+                    changed = changed if changed is not None else dict(value)
+                    changed[k] = new
+            return value if changed is None else changed
         if isinstance(value, list | tuple):
-            return [self.redact_value(v) for v in value]
+            items = [self.redact_value(v) for v in value]
+            return value if all(new is old for new, old in zip(items, value, strict=True)) else items
         return value
 
     def redact_body(self, body: bytes) -> bytes:
@@ -115,7 +135,7 @@ class Redactor:
             except (ValueError, UnicodeDecodeError):
                 return body
         redacted = self.redact_value(parsed)
-        return body if redacted == parsed else orjson.dumps(redacted, default=str)
+        return body if redacted is parsed else orjson.dumps(redacted, default=str)
 
     def redact_query(self, query: str) -> str:
         """`a=1&password=x` -> `a=1&password=[REDACTED]`; other parameters byte for byte."""
@@ -132,6 +152,14 @@ class Redactor:
 
     def is_secret_path(self, path: str) -> bool:
         """Whether a diff path ("root.user.password", "header.cookie") ends in a secret field or header."""
+        cache_key = "\0p" + path
+        known = self._known.get(cache_key)
+        if known is None:
+            known = self._secret_path(path)
+            self._remember(cache_key, known)
+        return known
+
+    def _secret_path(self, path: str) -> bool:
         last = _INDEX_SUFFIX.sub("", path.strip())
         quoted = _QUOTED_LAST.search(last)
         if quoted:
@@ -155,32 +183,42 @@ class Redactor:
             return diff
         return replace(diff, primary_value=primary, shadow_value=shadow)
 
+    # The writer redacts every exchange on the event loop: build new values only where something changed.
+
     def redact_side(self, side: SideResponse) -> SideResponse:
-        return replace(side, headers=self.redact_headers(side.headers), body=self.redact_body(side.body))
+        headers, body = self.redact_headers(side.headers), self.redact_body(side.body)
+        if headers is side.headers and body is side.body:
+            return side
+        return replace(side, headers=headers, body=body)
 
     def redact_exchange(self, exchange: Exchange) -> Exchange:
         request = exchange.request
-        request = replace(
-            request,
-            headers=self.redact_headers(request.headers),
-            body=self.redact_body(request.body),
-            query=self.redact_query(request.query),
+        headers, body = self.redact_headers(request.headers), self.redact_body(request.body)
+        query = self.redact_query(request.query)
+        if headers is not request.headers or body is not request.body or query is not request.query:
+            request = replace(request, headers=headers, body=body, query=query)
+        primary = self.redact_side(exchange.primary)
+        shadow = None if exchange.shadow is None else self.redact_side(exchange.shadow)
+        secondary = None if exchange.secondary is None else self.redact_side(exchange.secondary)
+        unchanged = (
+            request is exchange.request
+            and primary is exchange.primary
+            and shadow is exchange.shadow
+            and secondary is exchange.secondary
         )
-        return replace(
-            exchange,
-            request=request,
-            primary=self.redact_side(exchange.primary),
-            shadow=None if exchange.shadow is None else self.redact_side(exchange.shadow),
-            secondary=None if exchange.secondary is None else self.redact_side(exchange.secondary),
-        )
+        if unchanged:
+            return exchange
+        return replace(exchange, request=request, primary=primary, shadow=shadow, secondary=secondary)
 
     def redact_comparison(self, comparison: Comparison) -> Comparison:
         """The comparison with its exchange and field diffs redacted."""
-        return replace(
-            comparison,
-            exchange=self.redact_exchange(comparison.exchange),
-            diffs=tuple(self.redact_diff(d) for d in comparison.diffs),
-        )
+        exchange = self.redact_exchange(comparison.exchange)
+        diffs = tuple(self.redact_diff(d) for d in comparison.diffs)
+        if exchange is comparison.exchange and all(
+            new is old for new, old in zip(diffs, comparison.diffs, strict=True)
+        ):
+            return comparison
+        return replace(comparison, exchange=exchange, diffs=diffs)
 
     def _might_hold_secret(self, body: bytes) -> bool:
         lowered = body.lower()

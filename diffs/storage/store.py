@@ -16,8 +16,10 @@ from diffs.exchange import Comparison, Outcome
 from diffs.redaction import DEFAULT_FIELDS, Redactor
 from diffs.storage import engine as engines
 from diffs.storage import pruning, rows
+from diffs.storage.bulk import BulkInsert
 from diffs.storage.engine import StoreUnavailable
 from diffs.storage.models import (
+    Base,
     CorrelationRow,
     ExampleRow,
     ExchangeRow,
@@ -52,6 +54,11 @@ class Store:
         self.retention = quota.policy
         self._quota = quota
         self._write_lock = asyncio.Lock()
+        dialect = engine.dialect
+        self._inserts = {
+            model: BulkInsert(Base.metadata.tables[model.__tablename__], dialect)
+            for model in (ExchangeRow, PayloadRow, FieldDiffRow, ExampleRow)
+        }
 
     @classmethod
     async def open(
@@ -111,12 +118,10 @@ class Store:
                     payload_rows.append(rows.payload_values(comparison, exchange_id, kept))
                     diff_rows.extend(rows.diff_values(comparison, exchange_id))
                     example_rows.extend(_example_values(keys, exchange_id))
-                await conn.execute(insert(ExchangeRow), exchange_rows)
-                await conn.execute(insert(PayloadRow), payload_rows)
-                if diff_rows:
-                    await conn.execute(insert(FieldDiffRow), diff_rows)
-                if example_rows:
-                    await conn.execute(insert(ExampleRow), example_rows)
+                await self._inserts[ExchangeRow].run(conn, exchange_rows)
+                await self._inserts[PayloadRow].run(conn, payload_rows)
+                await self._inserts[FieldDiffRow].run(conn, diff_rows)
+                await self._inserts[ExampleRow].run(conn, example_rows)
             self._quota.commit(chosen)
 
     async def get_exchange(self, exchange_id: str) -> StoredExchange | None:
