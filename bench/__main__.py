@@ -3,20 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench import report
 from bench.load import wrk_path
-from bench.runner import REPO, SCENARIOS, Options, run
+from bench.nginx import nginx_version
+from bench.runner import SCENARIOS, Options, run
+from bench.systems import REPO
 
 RESULTS = REPO / "bench" / "RESULTS.md"
+
+
+def machine(command: str, tool: str) -> dict[str, Any]:
+    """Where and when this ran."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        mem = 0
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    wrk = subprocess.run([wrk_path() or "true", "-v"], capture_output=True, text=True) if wrk_path() else None
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory_mib": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nginx": nginx_version() or "not installed",
+        "wrk": (wrk.stdout or wrk.stderr).split("[")[0].strip() if wrk else "not installed",
+        "load_tool": tool,
+        "commit": commit.stdout.strip() or "unknown",
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=workdir,
     )
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
-    meta = report.machine(command, tool)
+    meta = machine(command, tool)
     keep = True  # unless the run ends cleanly, the logs are what explains it
     try:
         outcome = run(opts)

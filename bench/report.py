@@ -1,113 +1,15 @@
-"""Turn an outcome into tables (console and Markdown), ratios measured in the same run, target checks and JSON."""
+"""An outcome as tables: on the console (rich), in bench/RESULTS.md (Markdown) and as JSON."""
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.load import wrk_path
-from bench.nginx import nginx_version
-from bench.runner import REPO, Outcome, Row
+from bench.analysis import MIB, NOISY_PCT, added_p50, contention, ratio, targets
+from bench.runner import Outcome
 
 BEGIN = "<!-- bench:begin (written by `python -m bench`; edit outside these markers) -->"
 END = "<!-- bench:end -->"
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One goal from the issue and what this run measured against it."""
-
-    name: str
-    goal: str
-    measured: str
-    met: bool | None
-    """None when the run did not measure it."""
-
-
-def machine(command: str, tool: str) -> dict[str, Any]:
-    """Where and when this ran."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        mem = 0
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    wrk = subprocess.run([wrk_path() or "true", "-v"], capture_output=True, text=True) if wrk_path() else None
-    return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": command,
-        "cpu": f"{cpu}, {os.cpu_count()} cores",
-        "memory_mib": mem,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "nginx": nginx_version() or "not installed",
-        "wrk": (wrk.stdout or wrk.stderr).split("[")[0].strip() if wrk else "not installed",
-        "load_tool": tool,
-        "commit": commit.stdout.strip() or "unknown",
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
-    }
-
-
-def _find(rows: list[Row], key: str, concurrency: int) -> Row | None:
-    return next((r for r in rows if r.key == key and r.concurrency == concurrency), None)
-
-
-def ratio(rows: list[Row], row: Row, against: str) -> float | None:
-    """`row`'s throughput over `against`'s at the same concurrency, both from this run."""
-    other = _find(rows, against, row.concurrency)
-    return row.result.rps / other.result.rps if other and other.result.rps else None
-
-
-def added_p50(rows: list[Row], key: str) -> float | None:
-    """p50 at concurrency 1 through `key` minus p50 going direct, in ms."""
-    row, direct = _find(rows, key, 1), _find(rows, "direct", 1)
-    return row.result.p50_ms - direct.result.p50_ms if row and direct else None
-
-
-def targets(outcome: Outcome) -> list[Target]:
-    """The issue's four goals, checked against this run."""
-    found: list[Target] = []
-    for c in (16, 64):
-        row = _find(outcome.rows, "shadowdiff-2w", c)
-        r = ratio(outcome.rows, row, "nginx-mirror") if row else None
-        measured = f"{r:.2f}×" if r is not None else "not measured"
-        found.append(Target(f"throughput c={c}", "mirroring on, 2 workers ≥ 0.4× nginx mirror", measured, _ge(r, 0.4)))
-    added = added_p50(outcome.rows, "shadowdiff-1w")
-    measured = f"{added:+.3f} ms" if added is not None else "not measured"
-    met = None if added is None else added < 1
-    found.append(Target("added p50 c=1", "mirroring on < 1 ms over direct", measured, met))
-    healthy = {s.load: s for s in outcome.stall if s.shadow == "healthy"}
-    for stall in (s for s in outcome.stall if s.shadow != "healthy" and s.paced):
-        base = healthy.get(stall.load)
-        r = stall.result.p99_ms / base.result.p99_ms if base and base.result.p99_ms else None
-        measured = f"{r:.2f}× ({stall.result.p99_ms:.2f} vs {base.result.p99_ms:.2f} ms)" if r and base else "—"
-        goal = "primary p99 within 10% of healthy"
-        found.append(Target(f"shadow {stall.shadow}, {stall.load}", goal, measured, _le(r, 1.10)))
-    for shadow in dict.fromkeys(s.shadow for s in outcome.stall if s.shadow != "healthy"):
-        runs = [s for s in outcome.stall if s.shadow == shadow]
-        first, last = runs[0].rss_before, runs[-1].rss_after
-        growth = (last - first) / first if first else 0.0
-        measured = f"{first / MIB:.0f} → {last / MIB:.0f} MiB ({growth:+.0%}) over {len(runs)} runs"
-        found.append(Target(f"proxy RSS, shadow {shadow}", "flat (< 10% growth)", measured, growth < 0.10))
-    return found
-
-
-def _ge(value: float | None, bound: float) -> bool | None:
-    return None if value is None else value >= bound
-
-
-def _le(value: float | None, bound: float) -> bool | None:
-    return None if value is None else value <= bound
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -152,6 +54,7 @@ def latency_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
 def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Primary latency and proxy memory with a sick shadow."""
     header = ["shadow", "load", "req/s", "p50 ms", "p99 ms", "p99 vs healthy", "errors", "RSS before", "RSS after"]
+    header += ["other CPU"]
     healthy = {s.load: s.result.p99_ms for s in outcome.stall if s.shadow == "healthy"}
     rows = []
     for s in outcome.stall:
@@ -167,6 +70,7 @@ def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 str(s.result.errors),
                 f"{s.rss_before / MIB:.1f} MiB",
                 f"{s.rss_after / MIB:.1f} MiB",
+                _fmt(s.other_cpu_pct, ".0f", "%"),
             ]
         )
     return header, rows
@@ -175,7 +79,10 @@ def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
 def targets_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Each goal, what was measured, and whether it was met."""
     mark = {True: "met", False: "MISSED", None: "not measured"}
-    rows = [[t.name, t.goal, t.measured, mark[t.met]] for t in targets(outcome)]
+    rows = [
+        [t.name, t.goal, t.measured, mark[t.met] + (" (noisy run)" if t.noisy and t.met is not None else "")]
+        for t in targets(outcome)
+    ]
     return ["target", "goal", "measured", "verdict"], rows
 
 
@@ -213,6 +120,9 @@ def print_console(outcome: Outcome) -> None:
         console.print(table)
     for name, reason in outcome.skipped.items():
         console.print(f"[yellow]skipped {name}[/]: {reason}")
+    warning = contention_note(outcome)
+    if warning:
+        console.print(f"[yellow]{warning}[/]")
 
 
 def sections(outcome: Outcome) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
@@ -223,6 +133,17 @@ def sections(outcome: Outcome) -> list[tuple[str, tuple[list[str], list[list[str
         ("Shadow stall: shadowdiff, mirroring on, 1 worker", stall_table(outcome)),
         ("Targets", targets_table(outcome)),
     ]
+
+
+def contention_note(outcome: Outcome) -> str | None:
+    """A warning when other work on the machine took a noticeable share of the CPU while we measured."""
+    shares = contention(outcome)
+    if shares is None or shares[1] < NOISY_PCT:
+        return None
+    return (
+        f"Other processes used {shares[0]:.0f}% of the machine's CPU during the median measurement "
+        f"(up to {shares[1]:.0f}%): absolute numbers are low and ratios noisy; re-run on a quiet machine."
+    )
 
 
 def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
@@ -250,10 +171,15 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
                 **s.result.as_dict(),
                 "rss_before": s.rss_before,
                 "rss_after": s.rss_after,
+                "other_cpu_pct": s.other_cpu_pct,
             }
             for s in outcome.stall
         ],
-        "targets": [{"name": t.name, "goal": t.goal, "measured": t.measured, "met": t.met} for t in targets(outcome)],
+        "other_cpu_pct_median_max": contention(outcome),
+        "targets": [
+            {"name": t.name, "goal": t.goal, "measured": t.measured, "met": t.met, "noisy": t.noisy}
+            for t in targets(outcome)
+        ],
         "skipped": outcome.skipped,
         "sections": outcome.sections,
     }
@@ -269,16 +195,44 @@ def markdown(outcome: Outcome, meta: dict[str, Any]) -> str:
         f"- machine: {meta['cpu']}, {meta['memory_mib']:,} MiB RAM, Linux {meta['kernel']}, Python {meta['python']}",
         f"- {meta['nginx']}; wrk: {meta['wrk']}; load generator used: **{meta['load_tool']}**",
         f"- load average when the run started: {' '.join(meta['loadavg_at_start'])}",
+        "- everything shares the cores: wrk (2 threads), both stand-in upstreams, the system under test",
     ]
+    shares = contention(outcome)
+    if shares is not None:
+        parts.append(
+            f"- CPU used by processes outside the benchmark while measuring: median {shares[0]:.0f}%, "
+            f"max {shares[1]:.0f}% of the machine"
+        )
+    note = contention_note(outcome)
+    if note:
+        parts += ["", f"> **Warning:** {note}"]
     for title, (header, rows) in sections(outcome):
         if rows:
             parts += ["", f"## {title}", "", markdown_table(header, rows)]
+            if title in LEGENDS:
+                parts += ["", LEGENDS[title]]
     if outcome.skipped:
         parts += ["", "## Skipped", ""] + [f"- {name}: {reason}" for name, reason in outcome.skipped.items()]
     for section in outcome.sections.values():
         parts += ["", f"## Section: `python -m {section['module']}` (exit {section['returncode']})", "", "```"]
         parts += [section["output"] or "(no output)", "```"]
     return "\n".join(parts)
+
+
+LEGENDS = {
+    "Throughput and latency (closed loop)": (
+        "× direct / × nginx: req/s over that system's req/s at the same concurrency, in this run. "
+        "CPU µs/req: CPU time of the system under test (all its processes) per request. "
+        "primary CPU: how busy the primary stand-in was (near 100% would make it the bottleneck). "
+        "mirrored: requests the shadow received over requests the primary received. "
+        "other CPU: share of all cores used by processes outside the benchmark (should be ~0%)."
+    ),
+    "Shadow stall: shadowdiff, mirroring on, 1 worker": (
+        "The paced rows are open loop at a fixed rate, latency counted from when each request was due: their p99 "
+        "is the one the target is about. The closed-loop rows (c=16, c=64) saturate the proxy, where p99 is "
+        "mostly queueing. RSS is the proxy's, before and after each run."
+    ),
+}
 
 
 def write_results(path: Path, outcome: Outcome, meta: dict[str, Any]) -> None:

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.load import LoadResult, run_load, run_paced_load
-from bench.nginx import nginx_path, run_nginx
-from bench.procs import Child, cpu_seconds, free_port, machine_busy_seconds, own_cpu_seconds, rss_bytes, spawn
+from bench.nginx import nginx_path
+from bench.procs import Child, cpu_seconds, machine_busy_seconds, own_cpu_seconds, rss_bytes
+from bench.systems import PATH, REPO, Upstreams, run_shadowdiff, run_upstream, start_system, upstream_requests
 
-REPO = Path(__file__).resolve().parent.parent
-PATH = "/bench/orders/42"  # falls in the "default" service
 CONCURRENCY = (1, 16, 64)
 SYSTEMS = ("direct", "shadowdiff-off", "shadowdiff-1w", "shadowdiff-2w", "nginx-mirror")
 SECTIONS = {"compare": "bench.compare_bench", "store": "bench.store_bench"}
@@ -68,6 +65,7 @@ class StallRow:
     result: LoadResult
     rss_before: int
     rss_after: int
+    other_cpu_pct: float | None = None
 
     @property
     def paced(self) -> bool:
@@ -84,86 +82,6 @@ class Outcome:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-@dataclass
-class Upstreams:
-    """The primary and shadow stand-ins every scenario shares."""
-
-    primary: Child
-    primary_port: int
-    shadow: Child
-    shadow_port: int
-
-
-def upstream_requests(port: int) -> int:
-    """How many requests the stand-in on `port` has served."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/__stats", timeout=5) as response:
-        count: int = json.loads(response.read())["requests"]
-        return count
-
-
-@contextlib.contextmanager
-def run_upstream(name: str, opts: Options, *extra: str) -> Iterator[tuple[Child, int]]:
-    """A stand-in upstream subprocess on a fresh port."""
-    port = free_port()
-    argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), *extra]
-    with spawn(name, argv, logdir=opts.workdir, port=port) as child:
-        yield child, port
-
-
-def shadowdiff_command() -> list[str] | None:
-    """How to start `shadowdiff proxy`, or None while the CLI has no such command."""
-    script = Path(sys.executable).with_name("shadowdiff")
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "from proxy.cli import main; main()"]
-    try:
-        done = subprocess.run([*command, "proxy", "--help"], capture_output=True, timeout=60, check=False, cwd=REPO)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return command if done.returncode == 0 else None
-
-
-def _clean_env() -> dict[str, str]:
-    """Our environment without the caller's SHADOWDIFF_* / USE_V2_* settings; logging at warning, as nginx's is."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHADOWDIFF_", "USE_V2_"))}
-    return {**env, "SHADOWDIFF_LOG_LEVEL": "warning"}
-
-
-def _wait_proxied(url: str, child: Child, timeout: float = 30.0) -> None:
-    """Until a request through the proxy comes back 200 (workers may start after the port is bound)."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if child.popen.poll() is not None:
-            raise RuntimeError(f"{child.name} exited with {child.popen.returncode}:\n{child.log_tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-                last = f"status {response.status}"
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise RuntimeError(f"{child.name} did not proxy {url} within {timeout:.0f} s ({last}):\n{child.log_tail()}")
-
-
-@contextlib.contextmanager
-def run_shadowdiff(
-    name: str, opts: Options, *, primary_port: int, shadow_port: int, workers: int, mirror: bool
-) -> Iterator[tuple[Child, int]]:
-    """`shadowdiff proxy` with V1 as primary, V2 as shadow, its own SQLite store and a one-service config."""
-    command = shadowdiff_command()
-    if command is None:
-        raise RuntimeError("`shadowdiff proxy` is not available yet (proxy/cli.py has no proxy command)")
-    port, admin_port = free_port(), free_port()
-    config = opts.workdir / f"{name}.toml"
-    config.write_text(f'[services.default]\nprefixes = ["/"]\nmirror = {"true" if mirror else "false"}\n')
-    argv = [*command, "proxy", "--v1", f"http://127.0.0.1:{primary_port}", "--v2", f"http://127.0.0.1:{shadow_port}"]
-    argv += ["--port", str(port), "--admin-port", str(admin_port), "--workers", str(workers)]
-    argv += ["--database-url", f"sqlite+aiosqlite:///{opts.workdir / name}.db", "--config", str(config)]
-    with spawn(name, argv, logdir=opts.workdir, env=_clean_env(), port=port, ready_timeout=60) as child:
-        _wait_proxied(f"http://127.0.0.1:{port}{PATH}", child)
-        yield child, port
-
-
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     """Counters read around a load run."""
@@ -172,30 +90,35 @@ class _Snapshot:
     system_cpu: float
     primary_cpu: float
     ours_cpu: float
+    """Everything the benchmark runs: system, upstreams, this process and wrk."""
     machine_busy: float
 
     @classmethod
-    def take(cls, system: Child, ups: Upstreams) -> _Snapshot:
+    def take(cls, system: Child, primary: Child, shadow: Child) -> _Snapshot:
         return cls(
             at=time.monotonic(),
             system_cpu=cpu_seconds(system.pid),
-            primary_cpu=cpu_seconds(ups.primary.pid),
-            ours_cpu=cpu_seconds(system.pid, ups.primary.pid, ups.shadow.pid) + own_cpu_seconds(),
+            primary_cpu=cpu_seconds(primary.pid),
+            ours_cpu=cpu_seconds(system.pid, primary.pid, shadow.pid) + own_cpu_seconds(),
             machine_busy=machine_busy_seconds(),
         )
+
+    def other_cpu_pct(self, later: _Snapshot) -> float:
+        """Share of all cores that processes outside the benchmark used between the two snapshots."""
+        foreign = (later.machine_busy - self.machine_busy) - (later.ours_cpu - self.ours_cpu)
+        return max(0.0, foreign / max(later.at - self.at, 1e-9) / (os.cpu_count() or 1) * 100)
 
 
 def measure(key: str, label: str, port: int, system: Child, ups: Upstreams, concurrency: int, opts: Options) -> Row:
     """One load run against 127.0.0.1:`port`, with CPU times and the upstreams' request counts around it."""
     primary_before, shadow_before = upstream_requests(ups.primary_port), upstream_requests(ups.shadow_port)
-    before = _Snapshot.take(system, ups)
+    before = _Snapshot.take(system, ups.primary, ups.shadow)
     result = run_load(f"http://127.0.0.1:{port}{PATH}", concurrency, opts.seconds, tool=opts.tool)
-    after = _Snapshot.take(system, ups)
+    after = _Snapshot.take(system, ups.primary, ups.shadow)
     time.sleep(0.2)  # let the last mirrored requests land before counting them
     primary = upstream_requests(ups.primary_port) - primary_before
     shadow = upstream_requests(ups.shadow_port) - shadow_before
     wall = after.at - before.at
-    foreign = (after.machine_busy - before.machine_busy) - (after.ours_cpu - before.ours_cpu)
     row = Row(
         key=key,
         label=label,
@@ -204,7 +127,7 @@ def measure(key: str, label: str, port: int, system: Child, ups: Upstreams, conc
         cpu_us_per_request=(after.system_cpu - before.system_cpu) / result.requests * 1e6 if result.requests else None,
         upstream_cpu_pct=(after.primary_cpu - before.primary_cpu) / wall * 100,
         mirrored=shadow / primary if primary and key != "direct" else None,
-        other_cpu_pct=max(0.0, foreign / wall / (os.cpu_count() or 1) * 100),
+        other_cpu_pct=before.other_cpu_pct(after),
     )
     opts.progress(
         f"  {label:<38} c={concurrency:<3} {result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
@@ -217,23 +140,6 @@ def warm_up(port: int, opts: Options) -> None:
     """Open connections, fill pools and caches; the numbers are thrown away."""
     if opts.warmup > 0:
         run_load(f"http://127.0.0.1:{port}{PATH}", 16, opts.warmup, tool=opts.tool)
-
-
-@contextlib.contextmanager
-def start_system(key: str, ups: Upstreams, opts: Options) -> Iterator[tuple[Child, int]]:
-    """The system under test for `key`: the primary itself, shadowdiff in some mode, or nginx."""
-    if key == "direct":
-        yield ups.primary, ups.primary_port
-    elif key == "nginx-mirror":
-        port = free_port()
-        ports = {"primary_port": ups.primary_port, "shadow_port": ups.shadow_port}
-        with run_nginx(opts.workdir / "nginx", port=port, logdir=opts.workdir, **ports) as child:
-            yield child, port
-    else:
-        workers, mirror = {"shadowdiff-off": (1, False), "shadowdiff-1w": (1, True), "shadowdiff-2w": (2, True)}[key]
-        ports = {"primary_port": ups.primary_port, "shadow_port": ups.shadow_port}
-        with run_shadowdiff(key, opts, workers=workers, mirror=mirror, **ports) as started:
-            yield started
 
 
 LABELS = {
@@ -251,7 +157,7 @@ def run_system(key: str, ups: Upstreams, opts: Options, outcome: Outcome) -> Non
         outcome.skipped[key] = "nginx is not installed (apt-get install -y nginx-light)"
         return
     opts.progress(f"{LABELS[key]}:")
-    with start_system(key, ups, opts) as (child, port):
+    with start_system(key, ups, opts.workdir) as (child, port):
         warm_up(port, opts)
         for concurrency in CONCURRENCY:
             outcome.rows.append(measure(key, LABELS[key], port, child, ups, concurrency, opts))
@@ -265,28 +171,38 @@ def run_stall(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
     pressure.
     """
     opts.progress(f"shadow stall (shadowdiff, mirroring on, 1 worker; paced at {opts.stall_rate:g} req/s, c=16, c=64):")
-    url = f"http://127.0.0.1:{{port}}{PATH}"
     for shadow, extra in STALL_SHADOWS.items():
         with contextlib.ExitStack() as stack:
-            shadow_port = ups.shadow_port
+            shadow_child, shadow_port = ups.shadow, ups.shadow_port
             if extra:
-                _, shadow_port = stack.enter_context(run_upstream(f"shadow-{extra[0][2:]}", opts, *extra))
+                shadow_child, shadow_port = stack.enter_context(
+                    run_upstream(f"shadow-{extra[0][2:]}", opts.workdir, *extra)
+                )
             ports = {"primary_port": ups.primary_port, "shadow_port": shadow_port}
             name = f"stall-{shadow.split()[0]}"
-            child, port = stack.enter_context(run_shadowdiff(name, opts, workers=1, mirror=True, **ports))
+            proxy, port = stack.enter_context(run_shadowdiff(name, opts.workdir, workers=1, mirror=True, **ports))
             warm_up(port, opts)
             for load in (f"{opts.stall_rate:g} req/s paced", "c=16", "c=64"):
-                before = rss_bytes(child.pid)
-                if load.endswith("paced"):
-                    result = run_paced_load(url.format(port=port), opts.stall_rate, opts.seconds)
-                else:
-                    result = run_load(url.format(port=port), int(load[2:]), opts.seconds, tool=opts.tool)
-                after = rss_bytes(child.pid)
-                outcome.stall.append(StallRow(shadow, load, result, before, after))
-                opts.progress(
-                    f"  shadow {shadow:<14} {load:<18} {result.rps:>7,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
-                    f"  p99 {result.p99_ms:7.2f} ms  RSS {before / 2**20:.0f} → {after / 2**20:.0f} MiB"
-                )
+                row = _stall_run(shadow, load, port, (proxy, ups.primary, shadow_child), opts)
+                outcome.stall.append(row)
+
+
+def _stall_run(shadow: str, load: str, port: int, processes: tuple[Child, Child, Child], opts: Options) -> StallRow:
+    """One paced or closed-loop run through the proxy (the first of `processes`), with its RSS around it."""
+    url = f"http://127.0.0.1:{port}{PATH}"
+    proxy = processes[0]
+    rss_before, cpu_before = rss_bytes(proxy.pid), _Snapshot.take(*processes)
+    if load.endswith("paced"):
+        result = run_paced_load(url, opts.stall_rate, opts.seconds)
+    else:
+        result = run_load(url, int(load.removeprefix("c=")), opts.seconds, tool=opts.tool)
+    rss_after, other = rss_bytes(proxy.pid), cpu_before.other_cpu_pct(_Snapshot.take(*processes))
+    opts.progress(
+        f"  shadow {shadow:<14} {load:<18} {result.rps:>7,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
+        f"  p99 {result.p99_ms:7.2f} ms  RSS {rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} MiB"
+        f"  (other processes: {other:.0f}% CPU)"
+    )
+    return StallRow(shadow, load, result, rss_before, rss_after, other)
 
 
 def run_section(name: str, opts: Options, outcome: Outcome) -> None:
@@ -321,8 +237,8 @@ def run(opts: Options) -> Outcome:
     with contextlib.ExitStack() as stack:
         ups = None
         if needs_upstreams:
-            primary, primary_port = stack.enter_context(run_upstream("primary", opts))
-            shadow, shadow_port = stack.enter_context(run_upstream("shadow", opts))
+            primary, primary_port = stack.enter_context(run_upstream("primary", opts.workdir))
+            shadow, shadow_port = stack.enter_context(run_upstream("shadow", opts.workdir))
             ups = Upstreams(primary, primary_port, shadow, shadow_port)
         for name in wanted:
             try:

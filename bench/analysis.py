@@ -1,0 +1,101 @@
+"""What the rows mean: ratios measured in the same run, the issue's targets, and how noisy the machine was."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.runner import Outcome, Row, StallRow
+
+MIB = 1024 * 1024
+NOISY_PCT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One goal from the issue and what this run measured against it."""
+
+    name: str
+    goal: str
+    measured: str
+    met: bool | None
+    """None when the run did not measure it."""
+    noisy: bool = False
+    """Other work on the machine took more than NOISY_PCT of the CPU during the runs behind it: the verdict is weak."""
+
+
+def _find(rows: list[Row], key: str, concurrency: int) -> Row | None:
+    return next((r for r in rows if r.key == key and r.concurrency == concurrency), None)
+
+
+def ratio(rows: list[Row], row: Row, against: str) -> float | None:
+    """`row`'s throughput over `against`'s at the same concurrency, both from this run."""
+    other = _find(rows, against, row.concurrency)
+    return row.result.rps / other.result.rps if other and other.result.rps else None
+
+
+def cpu_ratio(rows: list[Row], row: Row) -> float | None:
+    """nginx's CPU per request over `row`'s: the throughput ratio two systems would reach on cores of their own."""
+    other = _find(rows, "nginx-mirror", row.concurrency)
+    if other is None or not other.cpu_us_per_request or not row.cpu_us_per_request:
+        return None
+    return other.cpu_us_per_request / row.cpu_us_per_request
+
+
+def contention(outcome: Outcome) -> tuple[float, float] | None:
+    """Median and highest share of the machine that processes outside the benchmark used during measurements."""
+    measured = [r.other_cpu_pct for r in outcome.rows] + [s.other_cpu_pct for s in outcome.stall]
+    shares = sorted(x for x in measured if x is not None)
+    return (shares[len(shares) // 2], shares[-1]) if shares else None
+
+
+def added_p50(rows: list[Row], key: str) -> float | None:
+    """p50 at concurrency 1 through `key` minus p50 going direct, in ms."""
+    row, direct = _find(rows, key, 1), _find(rows, "direct", 1)
+    return row.result.p50_ms - direct.result.p50_ms if row and direct else None
+
+
+def targets(outcome: Outcome) -> list[Target]:
+    """The issue's four goals, checked against this run."""
+    found: list[Target] = []
+    for c in (16, 64):
+        row = _find(outcome.rows, "shadowdiff-2w", c)
+        r = ratio(outcome.rows, row, "nginx-mirror") if row else None
+        measured = f"{r:.2f}×" if r is not None else "not measured"
+        by_cpu = cpu_ratio(outcome.rows, row) if row else None
+        if by_cpu is not None:
+            measured += f" (by CPU per request: {by_cpu:.2f}×)"
+        goal = "mirroring on, 2 workers ≥ 0.4× nginx mirror"
+        noisy = _noisy(row, _find(outcome.rows, "nginx-mirror", c))
+        found.append(Target(f"throughput c={c}", goal, measured, _ge(r, 0.4), noisy))
+    added = added_p50(outcome.rows, "shadowdiff-1w")
+    measured = f"{added:+.3f} ms" if added is not None else "not measured"
+    met = None if added is None else added < 1
+    noisy = _noisy(_find(outcome.rows, "shadowdiff-1w", 1), _find(outcome.rows, "direct", 1))
+    found.append(Target("added p50 c=1", "mirroring on < 1 ms over direct", measured, met, noisy))
+    healthy = {s.load: s for s in outcome.stall if s.shadow == "healthy"}
+    for stall in (s for s in outcome.stall if s.shadow != "healthy" and s.paced):
+        base = healthy.get(stall.load)
+        r = stall.result.p99_ms / base.result.p99_ms if base and base.result.p99_ms else None
+        measured = f"{r:.2f}× ({stall.result.p99_ms:.2f} vs {base.result.p99_ms:.2f} ms)" if r and base else "—"
+        goal = "primary p99 within 10% of healthy"
+        noisy = _noisy(stall, base)
+        found.append(Target(f"shadow {stall.shadow}, {stall.load}", goal, measured, _le(r, 1.10), noisy))
+    for shadow in dict.fromkeys(s.shadow for s in outcome.stall if s.shadow != "healthy"):
+        runs = [s for s in outcome.stall if s.shadow == shadow]
+        first, last = runs[0].rss_before, runs[-1].rss_after
+        growth = (last - first) / first if first else 0.0
+        measured = f"{first / MIB:.0f} → {last / MIB:.0f} MiB ({growth:+.0%}) over {len(runs)} runs"
+        found.append(Target(f"proxy RSS, shadow {shadow}", "flat (< 10% growth)", measured, growth < 0.10))
+    return found
+
+
+def _noisy(*measured: Row | StallRow | None) -> bool:
+    return any(m is not None and (m.other_cpu_pct or 0) > NOISY_PCT for m in measured)
+
+
+def _ge(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound
+
+
+def _le(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value <= bound
