@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from diffs.decoding import decode_body
-from diffs.exchange import Headers
-from diffs.paths import ROOT, key_segment
-from diffs.reporting import (
-    Counts,
-    Criteria,
-    EndpointSummary,
-    FieldSummary,
-    Latency,
-    Percentiles,
-    Readiness,
-    Report,
-    ServiceSummary,
-    Verdict,
-)
+from diffs.percentiles import Latency, Percentiles
+from diffs.readiness import Criteria, Readiness
+from diffs.reporting import Counts, EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
 
 SCHEMA_VERSION = 1
 
@@ -249,122 +234,3 @@ def render_text(report: Report) -> str:
                 f"{e.finding_fields} finding field(s)"
             )
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- exchange bodies, line by line
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One line of a pretty-printed body and the field it shows; `marked` when that field differs."""
-
-    text: str
-    path: str | None = None
-    marked: bool = False
-
-
-def json_lines(value: Any) -> list[tuple[str, str]]:
-    """Pretty-print JSON (indent 2) as (path template, line) pairs, lists folded to `[*]` as diff paths are."""
-    out: list[tuple[str, str]] = []
-
-    def emit(node: Any, path: str, depth: int, prefix: str, trailing: str) -> None:
-        pad = "  " * depth
-        if isinstance(node, dict) and node:
-            out.append((path, f"{pad}{prefix}{{"))
-            items = list(node.items())
-            for n, (key, child) in enumerate(items):
-                comma = "," if n < len(items) - 1 else ""
-                emit(
-                    child,
-                    path + key_segment(str(key)),
-                    depth + 1,
-                    json.dumps(str(key), ensure_ascii=False) + ": ",
-                    comma,
-                )
-            out.append((path, f"{pad}}}{trailing}"))
-        elif isinstance(node, list) and node:
-            out.append((path, f"{pad}{prefix}["))
-            for n, child in enumerate(node):
-                emit(child, path + "[*]", depth + 1, "", "," if n < len(node) - 1 else "")
-            out.append((path, f"{pad}]{trailing}"))
-        else:
-            out.append((path, f"{pad}{prefix}{json.dumps(node, ensure_ascii=False)}{trailing}"))
-
-    emit(value, ROOT, 0, "", "")
-    return out
-
-
-def differs(path: str, diff_paths: frozenset[str]) -> bool:
-    """Whether `path` is a differing field or lies inside one."""
-    if path in diff_paths:
-        return True
-    return any(path.startswith(d) and path[len(d)] in ".[" for d in diff_paths if len(path) > len(d))
-
-
-def mark_lines(lines: Iterable[tuple[str, str]], diff_paths: Iterable[str]) -> tuple[Line, ...]:
-    wanted = frozenset(diff_paths)
-    return tuple(Line(text, path, differs(path, wanted)) for path, text in lines)
-
-
-def body_view(body: bytes | None, headers: Headers, diff_paths: Iterable[str]) -> tuple[Line, ...]:
-    """A stored body as lines to show: JSON pretty-printed with differing fields marked, else text as it is."""
-    if body is None:
-        return (Line("(body not kept for this exchange)"),)
-    decoded = decode_body(body, headers)
-    if decoded.kind == "json":
-        return mark_lines(json_lines(decoded.value), diff_paths)
-    if decoded.kind == "empty":
-        return (Line("(empty body)"),)
-    if decoded.kind == "binary":
-        return (Line(f"(binary body, {decoded.size} bytes, sha256 {decoded.value})"),)
-    text = decoded.value if isinstance(decoded.value, str) else json.dumps(decoded.value, indent=2)
-    marked = ROOT in frozenset(diff_paths)
-    return tuple(Line(line, ROOT, marked) for line in text.splitlines() or [""])
-
-
-def header_view(status: int | None, headers: Headers, diff_paths: Iterable[str]) -> tuple[Line, ...]:
-    """The status line and headers, marking a differing status or header."""
-    wanted = frozenset(diff_paths)
-    lines = [Line(f"status {status if status is not None else '–'}", "status", "status" in wanted)]
-    for name, value in headers:
-        path = f"header.{name.lower()}"
-        lines.append(Line(f"{name}: {value}", path, path in wanted))
-    return tuple(lines)
-
-
-# ---------------------------------------------------------------- the field tree of an endpoint
-
-_SEGMENT = re.compile(r'\.[A-Za-z0-9_$@-]+|\["(?:[^"\\]|\\.)*"\]|\[\*\]')
-
-
-@dataclass(frozen=True, slots=True)
-class TreeRow:
-    """One row of an endpoint's field tree: a differing field, or an ancestor shown only to hold the tree together."""
-
-    label: str
-    path: str
-    depth: int
-    field: FieldSummary | None = None
-
-
-def _segments(path: str) -> list[str]:
-    return _SEGMENT.findall(path, len(ROOT))
-
-
-def field_tree(fields: Iterable[FieldSummary]) -> tuple[TreeRow, ...]:
-    """Status and header fields first, then body fields nested under their ancestors, in path order."""
-    by_path = {f.path: f for f in fields}
-    flat = sorted(p for p in by_path if not p.startswith(ROOT))
-    rows = [TreeRow(p, p, 0, by_path[p]) for p in flat]
-    body = sorted((p for p in by_path if p.startswith(ROOT)), key=_segments)
-    shown: set[str] = set()
-    for path in body:
-        segments = _segments(path)
-        for depth in range(len(segments) + 1):
-            prefix = ROOT + "".join(segments[:depth])
-            if prefix in shown:
-                continue
-            shown.add(prefix)
-            label = ROOT if depth == 0 else segments[depth - 1].lstrip(".")
-            rows.append(TreeRow(label, prefix, depth, by_path.get(prefix)))
-    return tuple(rows)

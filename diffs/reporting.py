@@ -1,4 +1,4 @@
-"""The report model: per service, endpoint and field summaries, latency percentiles and the readiness verdict (pure).
+"""The report model: per service, endpoint and field summaries with their latency and readiness verdict (pure).
 
 The store's queries hand over raw aggregates (`EndpointCounts`, `FieldCounts`, `LatencyHistogram`); everything here
 is arithmetic on them, so the web overview, the JSON API and `shadowdiff check` agree by construction.
@@ -6,7 +6,6 @@ is arithmetic on them, so the web overview, the JSON API and `shadowdiff check` 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,16 +13,8 @@ from datetime import datetime, timedelta
 
 from diffs.exchange import Outcome
 from diffs.noise import Marks
-
-LATENCY_BUCKETS_PER_E = 100
-"""Latency histogram resolution: bucket = floor(ln(ms) * this), so a bucket is 1% wide."""
-MIN_LATENCY_MS = 0.001
-
-
-def latency_bucket(latency_ms: float) -> int:
-    """The histogram bucket the store's queries put `latency_ms` in."""
-    return math.floor(math.log(max(latency_ms, MIN_LATENCY_MS)) * LATENCY_BUCKETS_PER_E)
-
+from diffs.percentiles import Latency, LatencyHistogram, build_latency
+from diffs.readiness import Criteria, Readiness, assess
 
 # ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
 
@@ -48,108 +39,6 @@ class FieldCounts:
     raw: int
     noise: int
     kinds: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class HistogramBucket:
-    bucket: int
-    count: int
-    mean_ms: float
-    """Mean of the latencies in the bucket: exact when they are all equal, within 1% otherwise."""
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyHistogram:
-    service: str
-    endpoint: str
-    role: str
-    """"primary" or "shadow"."""
-    buckets: tuple[HistogramBucket, ...]
-    app: str = ""
-    """Which app answered in that role: "v1" or "v2" (both roles can hold either across a promotion)."""
-
-
-# ---------------------------------------------------------------- latency
-
-
-@dataclass(frozen=True, slots=True)
-class Percentiles:
-    count: int
-    p50: float | None
-    p90: float | None
-    p99: float | None
-
-
-NO_LATENCY = Percentiles(0, None, None, None)
-
-
-def merge_buckets(histograms: Iterable[Iterable[HistogramBucket]]) -> tuple[HistogramBucket, ...]:
-    """One histogram from several (an endpoint's into its service's)."""
-    totals: dict[int, tuple[int, float]] = {}
-    for buckets in histograms:
-        for b in buckets:
-            count, weighted = totals.get(b.bucket, (0, 0.0))
-            totals[b.bucket] = (count + b.count, weighted + b.mean_ms * b.count)
-    return tuple(HistogramBucket(k, c, w / c) for k, (c, w) in sorted(totals.items()) if c)
-
-
-def percentiles(buckets: Iterable[HistogramBucket]) -> Percentiles:
-    """Nearest-rank p50, p90 and p99 of a latency histogram."""
-    ordered = sorted(buckets, key=lambda b: b.bucket)
-    total = sum(b.count for b in ordered)
-    if total == 0:
-        return NO_LATENCY
-
-    def rank(q: float) -> float:
-        wanted = max(1, math.ceil(q * total))
-        seen = 0
-        for b in ordered:
-            seen += b.count
-            if seen >= wanted:
-                return round(b.mean_ms, 3)
-        return round(ordered[-1].mean_ms, 3)
-
-    return Percentiles(total, rank(0.50), rank(0.90), rank(0.99))
-
-
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """Primary and shadow percentiles over the same exchanges (both sides are sent at the same instant)."""
-
-    primary: Percentiles = NO_LATENCY
-    shadow: Percentiles = NO_LATENCY
-    v1: Percentiles = NO_LATENCY
-    """V1's answers in whichever role it had; with `v2`, what the migration guide's "20% faster" compares."""
-    v2: Percentiles = NO_LATENCY
-
-    def ratio(self, which: str) -> float | None:
-        """shadow / primary at "p50", "p90" or "p99"; None without data."""
-        return _ratio(getattr(self.shadow, which), getattr(self.primary, which))
-
-    @property
-    def v2_speedup(self) -> float | None:
-        """1 − V2 p50 / V1 p50: the migration guide expects at least 0.20 (V2 20% faster)."""
-        ratio = _ratio(self.v2.p50, self.v1.p50)
-        return None if ratio is None else round(1 - ratio, 3)
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator <= 0:
-        return None
-    return round(float(numerator) / float(denominator), 3)
-
-
-def build_latency(histograms: Iterable[LatencyHistogram]) -> Latency:
-    """Percentiles per role and per app from any number of histograms (one endpoint's, or a whole service's)."""
-    by_key: dict[str, list[tuple[HistogramBucket, ...]]] = {}
-    for h in histograms:
-        by_key.setdefault(h.role, []).append(h.buckets)
-        by_key.setdefault(h.app, []).append(h.buckets)
-
-    def of(key: str) -> Percentiles:
-        return percentiles(merge_buckets(by_key.get(key, ())))
-
-    return Latency(primary=of("primary"), shadow=of("shadow"), v1=of("v1"), v2=of("v2"))
 
 
 # ---------------------------------------------------------------- counts and fields
@@ -297,93 +186,6 @@ def classify_fields(
 def finding_fields(fields: Iterable[FieldSummary]) -> tuple[tuple[str, str], ...]:
     """(endpoint, path) of every finding field: what the store counts finding exchanges over."""
     return tuple((f.endpoint, f.path) for f in fields if f.verdict == Verdict.FINDING)
-
-
-# ---------------------------------------------------------------- readiness
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    """When a service's shadow is ready to become its primary."""
-
-    min_samples: int = 100
-    max_diff_rate: float = 0.01
-    """Exchanges with a finding (noise excluded) / samples."""
-    max_error_rate: float = 0.01
-    max_p99_ratio: float = 1.2
-    """shadow p99 / primary p99."""
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    criterion: str
-    """"min_samples", "max_diff_rate", "max_error_rate" or "max_p99_ratio"."""
-    actual: float | None
-    limit: float
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    failures: tuple[Failure, ...]
-
-    @property
-    def ready(self) -> bool:
-        return not self.failures
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.2f}%"
-
-
-def assess(counts: Counts, latency: Latency, criteria: Criteria) -> Readiness:
-    """The criteria the shadow fails; none means ready."""
-    failures = []
-    if counts.samples < criteria.min_samples:
-        failures.append(
-            Failure(
-                "min_samples",
-                counts.samples,
-                criteria.min_samples,
-                f"only {counts.samples} samples, need {criteria.min_samples}",
-            )
-        )
-    diff_rate = counts.diff_rate
-    if diff_rate is not None and diff_rate > criteria.max_diff_rate:
-        failures.append(
-            Failure(
-                "max_diff_rate",
-                diff_rate,
-                criteria.max_diff_rate,
-                f"diff rate {_pct(diff_rate)} > {_pct(criteria.max_diff_rate)}",
-            )
-        )
-    error_rate = counts.error_rate
-    if error_rate is not None and error_rate > criteria.max_error_rate:
-        failures.append(
-            Failure(
-                "max_error_rate",
-                error_rate,
-                criteria.max_error_rate,
-                f"shadow error rate {_pct(error_rate)} > {_pct(criteria.max_error_rate)}",
-            )
-        )
-    ratio = latency.ratio("p99")
-    if ratio is None:
-        if counts.samples:
-            failures.append(
-                Failure("max_p99_ratio", None, criteria.max_p99_ratio, "no shadow latencies to compare p99 with")
-            )
-    elif ratio > criteria.max_p99_ratio:
-        failures.append(
-            Failure(
-                "max_p99_ratio",
-                ratio,
-                criteria.max_p99_ratio,
-                f"shadow p99 is {ratio:.2f}x the primary's > {criteria.max_p99_ratio:.2f}x",
-            )
-        )
-    return Readiness(tuple(failures))
 
 
 # ---------------------------------------------------------------- the report

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -19,9 +18,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from diffs import rendering
+from diffs import presentation, rendering
 from diffs.exchange import Outcome
-from diffs.reporting import Criteria, Latency, Report, Verdict
+from diffs.readiness import Criteria
+from diffs.reporting import Report, Verdict
 from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy import api_v1
 from proxy.config import Settings
@@ -68,7 +68,9 @@ def environment() -> jinja2.Environment:
 
 def render_report_html(report: Report) -> str:
     """A self-contained HTML report (inline CSS and SVG, no links back to a server) for `--format html`."""
-    charts = {(e.service, e.endpoint): latency_chart(e.latency) for s in report.services for e in s.endpoints}
+    charts = {
+        (e.service, e.endpoint): presentation.latency_chart(e.latency) for s in report.services for e in s.endpoints
+    }
     return (
         environment()
         .get_template("overview.html")
@@ -85,58 +87,6 @@ def render_report_html(report: Report) -> str:
     )
 
 
-# ---------------------------------------------------------------- the latency chart
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    role: str
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class Chart:
-    width: int
-    height: int
-    baseline: float
-    bars: tuple[Bar, ...]
-    groups: tuple[tuple[float, str], ...]
-    """(x centre, "p50") under each pair of bars."""
-    empty: bool
-
-
-def latency_chart(latency: Latency, width: int = 360, height: int = 170) -> Chart:
-    """Bar geometry for primary vs shadow p50/p90/p99 (inline SVG; no chart library, no script)."""
-    top, bottom, left = 18.0, 24.0, 10.0
-    baseline = height - bottom
-    values = [
-        (q, role, getattr(getattr(latency, role), q)) for q in ("p50", "p90", "p99") for role in ("primary", "shadow")
-    ]
-    peak = max((v for _, _, v in values if v is not None), default=None)
-    group_width = (width - 2 * left) / 3
-    bar_width = group_width * 0.32
-    bars, groups = [], []
-    for n, q in enumerate(("p50", "p90", "p99")):
-        centre = left + group_width * (n + 0.5)
-        groups.append((centre, q))
-        for k, role in enumerate(("primary", "shadow")):
-            value = getattr(getattr(latency, role), q)
-            h = 0.0 if value is None or not peak else (baseline - top) * value / peak
-            x = centre - bar_width - 2 if k == 0 else centre + 2
-            bars.append(Bar(round(x, 1), round(baseline - h, 1), round(bar_width, 1), round(h, 1), role, _short(value)))
-    return Chart(width, height, baseline, tuple(bars), tuple(groups), peak is None)
-
-
-def _short(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
-
-
 # ---------------------------------------------------------------- pages
 
 
@@ -146,8 +96,8 @@ def _side_view(name: str, side: StoredSide | None, paths: list[str]) -> dict[str
     return {
         "name": name,
         "side": side,
-        "head": rendering.header_view(side.status, side.headers, paths),
-        "body": rendering.body_view(side.body, side.headers, paths),
+        "head": presentation.header_view(side.status, side.headers, paths),
+        "body": presentation.body_view(side.body, side.headers, paths),
     }
 
 
@@ -232,10 +182,10 @@ class WebReport:
             report=report,
             summary=summary,
             ep=found,
-            tree=rendering.field_tree(found.fields),
+            tree=presentation.field_tree(found.fields),
             marks=marks,
             examples=await queries.field_examples(self.ctx.store, name),
-            chart=latency_chart(found.latency),
+            chart=presentation.latency_chart(found.latency),
             here=str(request.url.path) + _qs(endpoint=name, since=request.query_params.get("since")),
         )
 
@@ -279,8 +229,8 @@ class WebReport:
             title=f"Exchange {exchange_id}",
             x=found,
             sides=sides,
-            request_head=rendering.header_view(None, found.request_headers, ())[1:],
-            request_body=rendering.body_view(found.request_body, found.request_headers, ()),
+            request_head=presentation.header_view(None, found.request_headers, ())[1:],
+            request_body=presentation.body_view(found.request_body, found.request_headers, ()),
         )
 
     async def latency(self, request: Request) -> Response:
@@ -288,8 +238,10 @@ class WebReport:
         if service is not None and service not in self.ctx.state.services:
             raise UnknownService(service, tuple(self.ctx.state.services))
         report = await self.ctx.report(window_from(request.query_params), service)
-        charts = {(e.service, e.endpoint): latency_chart(e.latency) for s in report.services for e in s.endpoints}
-        service_charts = {s.service: latency_chart(s.latency) for s in report.services}
+        charts = {
+            (e.service, e.endpoint): presentation.latency_chart(e.latency) for s in report.services for e in s.endpoints
+        }
+        service_charts = {s.service: presentation.latency_chart(s.latency) for s in report.services}
         return self._render(
             request,
             "latency.html",

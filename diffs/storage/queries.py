@@ -16,14 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from diffs.exchange import Outcome
+from diffs.percentiles import LATENCY_BUCKETS_PER_E, MIN_LATENCY_MS, HistogramBucket, LatencyHistogram
+from diffs.readiness import Criteria
 from diffs.reporting import (
-    LATENCY_BUCKETS_PER_E,
-    MIN_LATENCY_MS,
-    Criteria,
     EndpointCounts,
     FieldCounts,
-    HistogramBucket,
-    LatencyHistogram,
     NoiseThresholds,
     Report,
     Window,

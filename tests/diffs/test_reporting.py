@@ -1,4 +1,4 @@
-"""The report model, readiness and the renderers: pure functions, tables of cases."""
+"""The report model and its renderers: counts, field verdicts, assembly, windows, JSON/Markdown/text."""
 
 from __future__ import annotations
 
@@ -8,29 +8,26 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from diffs import rendering
+from diffs.percentiles import (
+    HistogramBucket,
+    LatencyHistogram,
+    build_latency,
+    latency_bucket,
+)
+from diffs.readiness import Criteria
 from diffs.reporting import (
     Counts,
-    Criteria,
     EndpointCounts,
     FieldCounts,
     FieldSummary,
-    HistogramBucket,
-    Latency,
-    LatencyHistogram,
     NoiseThresholds,
-    Percentiles,
     Verdict,
     Window,
-    assess,
-    build_latency,
     build_report,
     classify_fields,
     field_verdict,
     finding_fields,
-    latency_bucket,
-    merge_buckets,
     parse_since,
-    percentiles,
 )
 
 NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
@@ -42,57 +39,6 @@ def histogram(*latencies: float) -> tuple[HistogramBucket, ...]:
     for value in latencies:
         grouped.setdefault(latency_bucket(value), []).append(value)
     return tuple(HistogramBucket(b, len(v), sum(v) / len(v)) for b, v in sorted(grouped.items()))
-
-
-def lat(p50: float, p99: float, s50: float, s99: float, count: int = 100) -> Latency:
-    return Latency(Percentiles(count, p50, p50, p99), Percentiles(count, s50, s50, s99))
-
-
-# ---------------------------------------------------------------- percentiles
-
-
-@pytest.mark.parametrize(
-    ("values", "expected"),
-    [
-        ([10.0] * 100, (10.0, 10.0, 10.0)),
-        ([float(n) for n in range(1, 101)], (50.0, 90.0, 99.0)),
-        ([5.0] * 98 + [500.0, 900.0], (5.0, 5.0, 500.0)),
-        ([7.0], (7.0, 7.0, 7.0)),
-    ],
-)
-def test_nearest_rank_percentiles_from_a_histogram(values: list[float], expected: tuple[float, ...]) -> None:
-    p = percentiles(histogram(*values))
-    assert p.count == len(values)
-    assert (p.p50, p.p90, p.p99) == pytest.approx(expected, rel=0.01)
-
-
-def test_no_latencies_means_no_percentiles() -> None:
-    assert percentiles(()) == Percentiles(0, None, None, None)
-
-
-def test_buckets_are_one_percent_wide_so_percentiles_stay_within_one_percent() -> None:
-    values = [1.0 + n * 0.37 for n in range(1000)]
-    exact = sorted(values)[989]  # nearest-rank p99 of 1000 values
-    assert percentiles(histogram(*values)).p99 == pytest.approx(exact, rel=0.01)
-
-
-def test_merging_histograms_equals_one_histogram_of_everything() -> None:
-    a, b = [3.0, 4.0, 50.0], [3.0, 7.0, 7.0, 90.0]
-    assert percentiles(merge_buckets([histogram(*a), histogram(*b)])) == percentiles(histogram(*a, *b))
-
-
-def test_latency_per_role_and_ratio() -> None:
-    latency = build_latency(
-        [
-            LatencyHistogram("orders", "GET /a", "primary", histogram(*[20.0] * 100)),
-            LatencyHistogram("orders", "GET /b", "primary", histogram(*[40.0] * 100)),
-            LatencyHistogram("orders", "GET /a", "shadow", histogram(*[15.0] * 200)),
-        ]
-    )
-    assert latency.primary.count == 200 and latency.shadow.count == 200
-    assert latency.primary.p99 == 40.0
-    assert latency.ratio("p99") == pytest.approx(15.0 / 40.0, abs=0.001)
-    assert Latency().ratio("p99") is None
 
 
 # ---------------------------------------------------------------- counts, fields, verdicts
@@ -143,53 +89,6 @@ def test_classify_fields_applies_marks_patterns_and_exact_paths() -> None:
     assert [f.path for f in result if f.endpoint == "GET /o/{id}"][0] == "root.items[*].created_at"  # most first
     assert finding_fields(result) == (("GET /o/{id}", "root.total"), ("GET /p/{id}", "root.total"))
     assert next(f for f in result if f.path == "root.total").raw_rate == 0.10
-
-
-# ---------------------------------------------------------------- readiness
-
-
-def counts(samples: int = 200, findings: int = 0, errors: int = 0) -> Counts:
-    return Counts(match=samples - errors - findings, diff=findings, shadow_error=errors, findings=findings)
-
-
-@pytest.mark.parametrize(
-    ("c", "latency", "failing"),
-    [
-        (counts(), lat(20, 40, 15, 30), []),
-        (counts(samples=99), lat(20, 40, 15, 30), ["min_samples"]),
-        (counts(findings=3), lat(20, 40, 15, 30), ["max_diff_rate"]),  # 1.5% > 1%
-        (counts(findings=2), lat(20, 40, 15, 30), []),  # exactly 1% passes
-        (counts(errors=3), lat(20, 40, 15, 30), ["max_error_rate"]),
-        (counts(), lat(20, 40, 15, 49), ["max_p99_ratio"]),  # 1.225x
-        (counts(), lat(20, 40, 15, 48), []),  # exactly 1.2x passes
-        (counts(), Latency(), ["max_p99_ratio"]),  # compared but no latencies: cannot tell
-        (Counts(), Latency(), ["min_samples"]),
-        (counts(samples=50, findings=5, errors=5), lat(20, 40, 30, 90), list(Criteria.__dataclass_fields__)),
-    ],
-)
-def test_readiness_lists_exactly_the_failing_criteria(c: Counts, latency: Latency, failing: list[str]) -> None:
-    readiness = assess(c, latency, Criteria())
-    assert [f.criterion for f in readiness.failures] == failing
-    assert readiness.ready is (not failing)
-
-
-def test_failures_say_what_and_by_how_much() -> None:
-    failures = assess(counts(findings=20, errors=4), lat(20, 40, 30, 60), Criteria()).failures
-    assert [f.message for f in failures] == [
-        "diff rate 10.00% > 1.00%",
-        "shadow error rate 2.00% > 1.00%",
-        "shadow p99 is 1.50x the primary's > 1.20x",
-    ]
-    assert failures[0].actual == 0.10 and failures[0].limit == 0.01
-
-
-def test_criteria_are_adjustable() -> None:
-    strict = Criteria(min_samples=1000, max_diff_rate=0.0, max_error_rate=0.0, max_p99_ratio=0.8)
-    assert [f.criterion for f in assess(counts(findings=1), lat(20, 40, 15, 35), strict).failures] == [
-        "min_samples",
-        "max_diff_rate",
-        "max_p99_ratio",
-    ]
 
 
 # ---------------------------------------------------------------- the report
@@ -314,49 +213,3 @@ def test_plain_text_report() -> None:
     text = rendering.render_text(report())  # type: ignore[arg-type]
     assert "orders: primary v1 · NOT READY" in text and "  ✗ diff rate 4.98% > 1.00%" in text
     assert "ai: primary v1 · no traffic" in text
-
-
-def test_json_lines_mark_the_differing_fields_and_everything_inside_them() -> None:
-    body = {"id": 1, "items": [{"price": "1.00", "qty": 1}], "total": "1.00", "meta": {"a": {"b": 1}}, "x.y": 2}
-    lines = rendering.mark_lines(rendering.json_lines(body), ["root.items[*].price", "root.meta"])
-    marked = [line.text.strip() for line in lines if line.marked]
-    assert marked == ['"price": "1.00",', '"meta": {', '"a": {', '"b": 1', "}", "},"]
-    assert json.loads("\n".join(line.text for line in lines)) == body  # still the same JSON
-    assert next(line.path for line in lines if '"x.y"' in line.text) == 'root["x.y"]'
-
-
-def test_body_view_for_missing_text_and_json_bodies() -> None:
-    headers = (("content-type", "application/json"),)
-    assert rendering.body_view(None, headers, ())[0].text == "(body not kept for this exchange)"
-    assert rendering.body_view(b"", headers, ())[0].text == "(empty body)"
-    plain = rendering.body_view(b"hello\nworld", (("content-type", "text/plain"),), ["root"])
-    assert [(line.text, line.marked) for line in plain] == [("hello", True), ("world", True)]
-    assert any(line.marked for line in rendering.body_view(b'{"a": 1}', headers, ["root.a"]))
-
-
-def test_header_view_marks_a_differing_status_and_header() -> None:
-    lines = rendering.header_view(
-        404, (("Content-Type", "text/plain"), ("x-a", "1")), ["status", "header.content-type"]
-    )
-    assert [(line.text, line.marked) for line in lines] == [
-        ("status 404", True),
-        ("Content-Type: text/plain", True),
-        ("x-a: 1", False),
-    ]
-
-
-def test_field_tree_nests_body_fields_under_their_ancestors() -> None:
-    fields = [
-        FieldSummary("E", p, 1, 0, Verdict.FINDING)
-        for p in ("root.items[*].price", "status", "root.total", "root.items[*].name")
-    ]
-    rows = [(r.depth, r.label, r.field is not None) for r in rendering.field_tree(fields)]
-    assert rows == [
-        (0, "status", True),
-        (0, "root", False),
-        (1, "items", False),
-        (2, "[*]", False),
-        (3, "name", True),
-        (3, "price", True),
-        (1, "total", True),
-    ]

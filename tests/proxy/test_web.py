@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from diffs.pipeline import Comparer
-from diffs.reporting import Criteria, NoiseThresholds, Window
+from diffs.readiness import Criteria
+from diffs.reporting import NoiseThresholds, Window
 from diffs.storage import queries
 from proxy.web import render_report_html
 from tests import factories as f

@@ -1,0 +1,115 @@
+"""Latency percentiles from log-bucketed histograms: what the store's SQL groups, merged and ranked here (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+LATENCY_BUCKETS_PER_E = 100
+"""Latency histogram resolution: bucket = floor(ln(ms) * this), so a bucket is 1% wide."""
+MIN_LATENCY_MS = 0.001
+
+
+def latency_bucket(latency_ms: float) -> int:
+    """The histogram bucket the store's queries put `latency_ms` in."""
+    return math.floor(math.log(max(latency_ms, MIN_LATENCY_MS)) * LATENCY_BUCKETS_PER_E)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramBucket:
+    bucket: int
+    count: int
+    mean_ms: float
+    """Mean of the latencies in the bucket: exact when they are all equal, within 1% otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyHistogram:
+    service: str
+    endpoint: str
+    role: str
+    """"primary" or "shadow"."""
+    buckets: tuple[HistogramBucket, ...]
+    app: str = ""
+    """Which app answered in that role: "v1" or "v2" (both roles can hold either across a promotion)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+NO_LATENCY = Percentiles(0, None, None, None)
+
+
+def merge_buckets(histograms: Iterable[Iterable[HistogramBucket]]) -> tuple[HistogramBucket, ...]:
+    """One histogram from several (an endpoint's into its service's)."""
+    totals: dict[int, tuple[int, float]] = {}
+    for buckets in histograms:
+        for b in buckets:
+            count, weighted = totals.get(b.bucket, (0, 0.0))
+            totals[b.bucket] = (count + b.count, weighted + b.mean_ms * b.count)
+    return tuple(HistogramBucket(k, c, w / c) for k, (c, w) in sorted(totals.items()) if c)
+
+
+def percentiles(buckets: Iterable[HistogramBucket]) -> Percentiles:
+    """Nearest-rank p50, p90 and p99 of a latency histogram."""
+    ordered = sorted(buckets, key=lambda b: b.bucket)
+    total = sum(b.count for b in ordered)
+    if total == 0:
+        return NO_LATENCY
+
+    def rank(q: float) -> float:
+        wanted = max(1, math.ceil(q * total))
+        seen = 0
+        for b in ordered:
+            seen += b.count
+            if seen >= wanted:
+                return round(b.mean_ms, 3)
+        return round(ordered[-1].mean_ms, 3)
+
+    return Percentiles(total, rank(0.50), rank(0.90), rank(0.99))
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Primary and shadow percentiles over the same exchanges (both sides are sent at the same instant)."""
+
+    primary: Percentiles = NO_LATENCY
+    shadow: Percentiles = NO_LATENCY
+    v1: Percentiles = NO_LATENCY
+    """V1's answers in whichever role it had; with `v2`, what the migration guide's "20% faster" compares."""
+    v2: Percentiles = NO_LATENCY
+
+    def ratio(self, which: str) -> float | None:
+        """shadow / primary at "p50", "p90" or "p99"; None without data."""
+        return _ratio(getattr(self.shadow, which), getattr(self.primary, which))
+
+    @property
+    def v2_speedup(self) -> float | None:
+        """1 − V2 p50 / V1 p50: the migration guide expects at least 0.20 (V2 20% faster)."""
+        ratio = _ratio(self.v2.p50, self.v1.p50)
+        return None if ratio is None else round(1 - ratio, 3)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return round(float(numerator) / float(denominator), 3)
+
+
+def build_latency(histograms: Iterable[LatencyHistogram]) -> Latency:
+    """Percentiles per role and per app from any number of histograms (one endpoint's, or a whole service's)."""
+    by_key: dict[str, list[tuple[HistogramBucket, ...]]] = {}
+    for h in histograms:
+        by_key.setdefault(h.role, []).append(h.buckets)
+        by_key.setdefault(h.app, []).append(h.buckets)
+
+    def of(key: str) -> Percentiles:
+        return percentiles(merge_buckets(by_key.get(key, ())))
+
+    return Latency(primary=of("primary"), shadow=of("shadow"), v1=of("v1"), v2=of("v2"))

@@ -1,0 +1,98 @@
+"""The readiness gate: whether a service's shadow may become its primary, and which criteria it fails (pure).
+
+The web overview, /api/v1/readiness and `shadowdiff check` all call `assess`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from diffs.percentiles import Latency
+
+if TYPE_CHECKING:
+    from diffs.reporting import Counts
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """When a service's shadow is ready to become its primary."""
+
+    min_samples: int = 100
+    max_diff_rate: float = 0.01
+    """Exchanges with a finding (noise excluded) / samples."""
+    max_error_rate: float = 0.01
+    max_p99_ratio: float = 1.2
+    """shadow p99 / primary p99."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    criterion: str
+    """"min_samples", "max_diff_rate", "max_error_rate" or "max_p99_ratio"."""
+    actual: float | None
+    limit: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    failures: tuple[Failure, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.failures
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def assess(counts: Counts, latency: Latency, criteria: Criteria) -> Readiness:
+    """The criteria the shadow fails; none means ready."""
+    failures = []
+    if counts.samples < criteria.min_samples:
+        failures.append(
+            Failure(
+                "min_samples",
+                counts.samples,
+                criteria.min_samples,
+                f"only {counts.samples} samples, need {criteria.min_samples}",
+            )
+        )
+    diff_rate = counts.diff_rate
+    if diff_rate is not None and diff_rate > criteria.max_diff_rate:
+        failures.append(
+            Failure(
+                "max_diff_rate",
+                diff_rate,
+                criteria.max_diff_rate,
+                f"diff rate {_pct(diff_rate)} > {_pct(criteria.max_diff_rate)}",
+            )
+        )
+    error_rate = counts.error_rate
+    if error_rate is not None and error_rate > criteria.max_error_rate:
+        failures.append(
+            Failure(
+                "max_error_rate",
+                error_rate,
+                criteria.max_error_rate,
+                f"shadow error rate {_pct(error_rate)} > {_pct(criteria.max_error_rate)}",
+            )
+        )
+    ratio = latency.ratio("p99")
+    if ratio is None:
+        if counts.samples:
+            failures.append(
+                Failure("max_p99_ratio", None, criteria.max_p99_ratio, "no shadow latencies to compare p99 with")
+            )
+    elif ratio > criteria.max_p99_ratio:
+        failures.append(
+            Failure(
+                "max_p99_ratio",
+                ratio,
+                criteria.max_p99_ratio,
+                f"shadow p99 is {ratio:.2f}x the primary's > {criteria.max_p99_ratio:.2f}x",
+            )
+        )
+    return Readiness(tuple(failures))
