@@ -53,7 +53,9 @@ def _body(i: int, price: str) -> bytes:
 
 
 def make_comparisons(count: int, diffs: int, prefix: str) -> list[Comparison]:
-    headers = (("content-type", "application/json"), ("authorization", "Bearer abc"), ("x-request-id", "r"))
+    # Requests carry a credential to redact, responses only ordinary headers: the common case.
+    request_headers = (("accept", "application/json"), ("authorization", "Bearer abc"), ("x-request-id", "r"))
+    headers = (("content-type", "application/json"), ("content-length", "491"), ("x-request-id", "r"))
     result = []
     for i in range(count):
         endpoint = ENDPOINTS[i % len(ENDPOINTS)]
@@ -62,7 +64,7 @@ def make_comparisons(count: int, diffs: int, prefix: str) -> list[Comparison]:
             id=exchange_id,
             started_at=T0 + timedelta(microseconds=i * 10),
             service="orders",
-            request=RecordedRequest(endpoint.split()[0], f"/api/orders/{i}", "", headers, b""),
+            request=RecordedRequest(endpoint.split()[0], f"/api/orders/{i}", "", request_headers, b""),
             primary=SideResponse(Role.PRIMARY, "v1", 200, headers, _body(i, "12.50"), 4.2),
             shadow=SideResponse(Role.SHADOW, "v2", 200, headers, _body(i, "12.5"), 3.9),
         )

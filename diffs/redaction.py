@@ -65,9 +65,11 @@ class Redactor:
     """Body and query field names, e.g. the settings' `redact_fields`."""
     headers: frozenset[str] = SECRET_HEADERS
     _field_words: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
-    _needles: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _needle: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
     _known: dict[str, bool] = field(init=False, repr=False, compare=False)
-    """Answers of `is_secret_key` so far: header names and JSON keys repeat endlessly."""
+    """Answers of `is_secret_key` so far (and below, of the header and path checks): they repeat endlessly."""
+    _known_headers: dict[str, bool] = field(init=False, repr=False, compare=False)
+    _known_paths: dict[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         split = tuple(dict.fromkeys(w for w in (words(f) for f in self.fields) if w))
@@ -75,9 +77,11 @@ class Redactor:
         # "\\u": a JSON escape could spell a key without its plain bytes, so such bodies are always parsed.
         needles = {sep.join(w).encode() for w in split for sep in ("_", "-", "")} | {b"\\u"}
         object.__setattr__(self, "_field_words", split)
-        object.__setattr__(self, "_needles", tuple(sorted(needles)))
         object.__setattr__(self, "headers", frozenset(h.lower() for h in self.headers))
+        object.__setattr__(self, "_needle", re.compile(b"|".join(map(re.escape, sorted(needles)))))
         object.__setattr__(self, "_known", {})
+        object.__setattr__(self, "_known_headers", {})
+        object.__setattr__(self, "_known_paths", {})
 
     def is_secret_key(self, key: str) -> bool:
         """Whether a JSON key or query parameter named `key` holds a secret."""
@@ -90,22 +94,25 @@ class Redactor:
         return known
 
     def is_secret_header(self, name: str) -> bool:
-        cache_key = "\0h" + name  # NUL never starts a JSON key the caller cares about; keeps the caches apart
-        known = self._known.get(cache_key)
+        known = self._known_headers.get(name)
         if known is None:
             known = name.lower() in self.headers or self.is_secret_key(name)
-            self._remember(cache_key, known)
+            self._remember(name, known, self._known_headers)
         return known
 
-    def _remember(self, key: str, answer: bool) -> None:
-        if len(self._known) < 65_536:  # bounded: keys come from clients
-            self._known[key] = answer
+    def _remember(self, key: str, answer: bool, known: dict[str, bool] | None = None) -> None:
+        known = self._known if known is None else known
+        if len(known) < 65_536:  # bounded: keys come from clients
+            known[key] = answer
 
     def redact_headers(self, headers: Headers) -> Headers:
         """Secret header values become "[REDACTED]"; names and order stay."""
-        if not any(self.is_secret_header(name) for name, _ in headers):
-            return headers
-        return tuple((name, REDACTED if self.is_secret_header(name) else value) for name, value in headers)
+        redacted: list[tuple[str, str]] | None = None
+        for i, (name, _) in enumerate(headers):
+            if self.is_secret_header(name):
+                redacted = redacted if redacted is not None else list(headers)
+                redacted[i] = (name, REDACTED)
+        return headers if redacted is None else tuple(redacted)
 
     def redact_value(self, value: Any) -> Any:
         """A JSON value with every secret key's value replaced, at any depth (the same object when none is)."""
@@ -152,11 +159,10 @@ class Redactor:
 
     def is_secret_path(self, path: str) -> bool:
         """Whether a diff path ("root.user.password", "header.cookie") ends in a secret field or header."""
-        cache_key = "\0p" + path
-        known = self._known.get(cache_key)
+        known = self._known_paths.get(path)
         if known is None:
             known = self._secret_path(path)
-            self._remember(cache_key, known)
+            self._remember(path, known, self._known_paths)
         return known
 
     def _secret_path(self, path: str) -> bool:
@@ -221,5 +227,5 @@ class Redactor:
         return replace(comparison, exchange=exchange, diffs=diffs)
 
     def _might_hold_secret(self, body: bytes) -> bool:
-        lowered = body.lower()
-        return any(needle in lowered for needle in self._needles)
+        # Lower-casing first and then one case-sensitive scan is ~10x faster than an IGNORECASE alternation.
+        return self._needle.search(body.lower()) is not None

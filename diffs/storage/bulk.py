@@ -8,6 +8,7 @@ SQLite's booleans) is applied directly and the rows go to the driver as tuples.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -29,14 +30,17 @@ class BulkInsert:
         processors: list[Callable[[Any], Any] | None] = [
             table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in self.columns
         ]
-        self._plan = tuple(zip(self.columns, processors, strict=True))
+        self._get = itemgetter(*self.columns)
+        self._convert = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """One row's parameters in statement order, converted for the driver."""
-        return tuple(
-            values[name] if process is None or values[name] is None else process(values[name])
-            for name, process in self._plan
-        )
+        got = self._get(values)
+        params: list[Any] = list(got) if len(self.columns) > 1 else [got]
+        for i, process in self._convert:
+            if params[i] is not None:
+                params[i] = process(params[i])
+        return tuple(params)
 
     async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from diffs.exchange import Comparison, Outcome
@@ -32,6 +33,7 @@ from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, Stor
 from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
 from diffs.storage.urls import async_url
+from proxy.errors import StoreError
 
 __all__ = ["Store", "StoreUnavailable"]
 
@@ -106,23 +108,35 @@ class Store:
         redacted = [self.redactor.redact_comparison(c) for c in comparisons]
         async with self._write_lock:
             chosen = self._quota.plan(redacted)
-            async with engines.writing(self._engine) as conn:
-                ids = await _unique_ids(conn, [c.exchange.id for c in redacted])
-                exchange_rows: list[dict[str, Any]] = []
-                payload_rows: list[dict[str, Any]] = []
-                diff_rows: list[dict[str, Any]] = []
-                example_rows: list[dict[str, Any]] = []
-                for comparison, exchange_id, keys in zip(redacted, ids, chosen, strict=True):
-                    kept = bool(keys)
-                    exchange_rows.append(rows.exchange_values(comparison, exchange_id, kept))
-                    payload_rows.append(rows.payload_values(comparison, exchange_id, kept))
-                    diff_rows.extend(rows.diff_values(comparison, exchange_id))
-                    example_rows.extend(_example_values(keys, exchange_id))
-                await self._inserts[ExchangeRow].run(conn, exchange_rows)
-                await self._inserts[PayloadRow].run(conn, payload_rows)
-                await self._inserts[FieldDiffRow].run(conn, diff_rows)
-                await self._inserts[ExampleRow].run(conn, example_rows)
+            try:
+                await self._insert(redacted, chosen, [rows.clip(c.exchange.id, MAX_ID) for c in redacted])
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, IntegrityError):
+                    raise
+                # Ids are unique but for a client reusing its X-Request-ID: look them up only when that happened.
+                async with engines.reading(self._engine) as conn:
+                    ids = await _unique_ids(conn, [c.exchange.id for c in redacted])
+                await self._insert(redacted, chosen, ids)
             self._quota.commit(chosen)
+
+    async def _insert(
+        self, comparisons: Sequence[Comparison], chosen: Sequence[tuple[ExampleKey, ...]], ids: Sequence[str]
+    ) -> None:
+        exchange_rows: list[dict[str, Any]] = []
+        payload_rows: list[dict[str, Any]] = []
+        diff_rows: list[dict[str, Any]] = []
+        example_rows: list[dict[str, Any]] = []
+        for comparison, exchange_id, keys in zip(comparisons, ids, chosen, strict=True):
+            kept = bool(keys)
+            exchange_rows.append(rows.exchange_values(comparison, exchange_id, kept))
+            payload_rows.append(rows.payload_values(comparison, exchange_id, kept))
+            diff_rows.extend(rows.diff_values(comparison, exchange_id))
+            example_rows.extend(_example_values(keys, exchange_id))
+        async with engines.writing(self._engine) as conn:
+            await self._inserts[ExchangeRow].run(conn, exchange_rows)
+            await self._inserts[PayloadRow].run(conn, payload_rows)
+            await self._inserts[FieldDiffRow].run(conn, diff_rows)
+            await self._inserts[ExampleRow].run(conn, example_rows)
 
     async def get_exchange(self, exchange_id: str) -> StoredExchange | None:
         """One exchange with its headers, kept bodies and field diffs."""
