@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ import orjson
 from starlette.applications import Starlette
 
 from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
+from proxy.bodies import ClientGone, Receive, Send, chain, read_body
 from proxy.config import Settings
 from proxy.correlation import IdCorrelator, IdMap, extract_ids
 from proxy.errors import UpstreamError, UpstreamTimeout
@@ -29,55 +30,10 @@ from proxy.routing import PrimaryLookup, RouteTable, ServicePlan
 from proxy.sink import ExchangeSink
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _OTHER = {"v1": "v2", "v2": "v1"}
 GC_YOUNG_THRESHOLD = 20_000
 _JSON = [(b"content-type", b"application/json")]
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request body arrived."""
-
-
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
-    """The request body, read once: all of it, or the first `limit`+ bytes and an iterator over the rest."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body, None
-    chunks = [body]
-    size = len(body)
-    while size <= limit:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), None
-    return b"".join(chunks), _rest_of_body(receive)
-
-
-async def _rest_of_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
-
-
-async def _chain(prefix: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield prefix
-    async for chunk in rest:
-        yield chunk
 
 
 class Proxy:
@@ -162,7 +118,7 @@ class Proxy:
         headers = upstream_headers(inbound, host=self._host(inbound, primary), shadow=False)
         payload: Body = body if body or method in ("POST", "PUT", "PATCH") else None
         if rest is not None:
-            payload = _chain(body, rest)
+            payload = chain(body, rest)
             if inbound.content_length is not None:
                 headers.append(("content-length", str(inbound.content_length)))
         target = f"{target_path}?{query}" if query else target_path
