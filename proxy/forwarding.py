@@ -23,7 +23,8 @@ from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 RawResponseHeaders = tuple[tuple[bytes, bytes], ...]
 Body = bytes | AsyncIterable[bytes] | None
 STREAM_CHUNK = 64 * 1024
-_NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict((name, None) for name in ("Content-Type", "User-Agent"))
+# Consulted by aiohttp after `update_auto_headers`: keeps it from adding a Content-Type for a body.
+_NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict((("Content-Type", None),))
 _BODYLESS_STATUS = frozenset((204, 304))
 # Deadlines are asyncio.timeout in `send` (and per chunk in `BodyStream`): aiohttp's own per-read timers would
 # be rescheduled on every socket read, for nothing.
@@ -33,8 +34,8 @@ _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None,
 class ForwardedRequest(aiohttp.ClientRequest):
     """A request that carries only the client's headers.
 
-    aiohttp adds User-Agent, Accept-Encoding and Content-Type when the caller sends none; a proxy must not. Doing it
-    here rather than with `skip_auto_headers` also skips the header copy aiohttp makes for that (~10 µs a request).
+    aiohttp adds Accept, Accept-Encoding, User-Agent and Content-Type when the caller sends none; a proxy must not.
+    Doing it here rather than with `skip_auto_headers` also spares the copy of the headers aiohttp makes for that.
     """
 
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
