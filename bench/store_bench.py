@@ -159,12 +159,7 @@ async def pages(total: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(f"sqlite:///{Path(tmp) / 'pages.db'}")
         try:
-            start = time.perf_counter()
-            chunk = 5_000
-            for offset in range(0, total, chunk):
-                batch = make_comparisons(min(chunk, total - offset), 1 if offset % 2 else 0, f"p{offset}")
-                await store.write_batch(batch)
-            print(f"filled {total:,} exchanges in {time.perf_counter() - start:.1f}s")
+            print(f"filled {total:,} exchanges in {await _fill(store, total, (0, 1)):.1f}s")
             newest = await store.list_exchanges(limit=1)
             assert newest.items
             positions = {"newest": None, "middle": 0.5, "oldest": 0.999}
@@ -187,18 +182,73 @@ async def pages(total: int) -> None:
             await store.close()
 
 
+async def _fill(store: Store, total: int, diffs: tuple[int, ...]) -> float:
+    """Write `total` comparisons straight through `write_batch`, chunk k with diffs[k % len(diffs)] field diffs."""
+    start = time.perf_counter()
+    chunk = 5_000
+    for k, offset in enumerate(range(0, total, chunk)):
+        batch = make_comparisons(min(chunk, total - offset), diffs[k % len(diffs)], f"f{offset}")
+        await store.write_batch(batch)
+    return time.perf_counter() - start
+
+
+async def prune_timing(total: int) -> None:
+    """Fill each backend with `total` exchanges (3 field diffs each), then time pruning half of them."""
+    from diffs.storage import RetentionPolicy
+
+    policy = RetentionPolicy(max_exchanges=total // 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await Store.open(f"sqlite:///{Path(tmp) / 'prune.db'}", retention=policy)
+        try:
+            filled = await _fill(store, total, (3,))
+            begin = time.perf_counter()
+            deleted = await store.prune()
+            print(
+                f"sqlite: filled {total:,} in {filled:.1f}s; pruned {deleted:,} in {time.perf_counter() - begin:.1f}s"
+            )
+        finally:
+            await store.close()
+    if not _postgres_reachable():
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        store = await Store.open(POSTGRES_URL, schema=schema, retention=policy)
+        try:
+            filled = await _fill(store, total, (3,))
+            begin = time.perf_counter()
+            deleted = await store.prune()
+            elapsed = time.perf_counter() - begin
+            print(f"postgresql: filled {total:,} in {filled:.1f}s; pruned {deleted:,} in {elapsed:.1f}s")
+        finally:
+            await store.close()
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.store_bench", description=__doc__)
     parser.add_argument("--rows", type=int, default=20_000, help="comparisons per measurement (default 20,000)")
     parser.add_argument("--pages", type=int, default=0, metavar="N", help="also time keyset pages over N exchanges")
+    parser.add_argument("--prune", type=int, default=0, metavar="N", help="also time pruning N/2 of N exchanges")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the writer measurements")
     args = parser.parse_args()
-    results = asyncio.run(throughput(args.rows))
-    print("| backend    | diffs |    rows |      rows/s | µs CPU/row |")
-    print("|------------|------:|--------:|------------:|-----------:|")
-    for result in results:
-        print(result.line())
+    if args.no_throughput:
+        args.rows = 0
+    if args.rows:
+        results = asyncio.run(throughput(args.rows))
+        print("| backend    | diffs |    rows |      rows/s | µs CPU/row |")
+        print("|------------|------:|--------:|------------:|-----------:|")
+        for result in results:
+            print(result.line())
     if args.pages:
         asyncio.run(pages(args.pages))
+    if args.prune:
+        asyncio.run(prune_timing(args.prune))
 
 
 if __name__ == "__main__":

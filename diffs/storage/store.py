@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,6 +38,21 @@ from proxy.errors import StoreError
 __all__ = ["Store", "StoreUnavailable"]
 
 SIDES = frozenset({"v1", "v2"})
+
+
+class StoreSettings(Protocol):
+    """What `Store.from_settings` reads (`proxy.config.Settings` has it all)."""
+
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def redact_fields(self) -> tuple[str, ...]: ...
+    @property
+    def examples_per_field(self) -> int: ...
+    @property
+    def retention_max_exchanges(self) -> int: ...
+
+
 MAX_ID = 100
 """Request ids are client-controlled; longer ones are cut so the row still fits."""
 
@@ -87,6 +102,14 @@ class Store:
             await engine.dispose()
             raise
         return cls(engine, Redactor(tuple(redact_fields)), quota)
+
+    @classmethod
+    async def from_settings(cls, settings: StoreSettings) -> Store:
+        """`open` with the settings' database URL, redacted fields and retention bounds."""
+        retention = RetentionPolicy(
+            examples_per_field=settings.examples_per_field, max_exchanges=settings.retention_max_exchanges
+        )
+        return await cls.open(settings.database_url, redact_fields=settings.redact_fields, retention=retention)
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -99,3 +99,23 @@ def test_urls_map_to_async_drivers(given: str, driver: str) -> None:
 def test_unsupported_urls_fail_with_the_config_key(bad: str) -> None:
     with pytest.raises(ConfigError, match="database_url"):
         async_url(bad)
+
+
+async def test_from_settings_uses_the_redaction_and_retention_settings(tmp_path: Path) -> None:
+    from proxy.config import load_settings
+
+    settings = load_settings(
+        overrides={
+            "database_url": f"sqlite:///{tmp_path / 's.db'}",
+            "redact_fields": ["ssn"],
+            "examples_per_field": 3,
+            "retention_max_exchanges": 5000,
+        },
+        environ={},
+    )
+    store = await Store.from_settings(settings)
+    try:
+        assert store.retention.examples_per_field == 3 and store.retention.max_exchanges == 5000
+        assert store.redactor.is_secret_key("ssn") and not store.redactor.is_secret_key("password")
+    finally:
+        await store.close()
