@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="3 s per measurement, 1 s warm-up (default 8 s, 2 s)")
     parser.add_argument("--seconds", type=float, help="seconds per measurement (overrides --quick)")
+    parser.add_argument("--rounds", type=int, default=1, help="run everything N times, keep each one's best run")
     parser.add_argument("--only", choices=SCENARIOS, help="run one scenario")
     parser.add_argument("--stall-rate", type=float, default=300.0, help="paced rate of the stall scenario (req/s)")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto", help="load generator")
@@ -89,12 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         seconds=seconds,
         warmup=1.0 if args.quick else 2.0,
         stall_rate=args.stall_rate,
+        rounds=max(1, args.rounds),
         tool=tool,
         only=args.only,
         workdir=workdir,
     )
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
-    meta = machine(command, tool)
+    meta = {**machine(command, tool), "seconds": seconds, "rounds": opts.rounds}
     keep = True  # unless the run ends cleanly, the logs are what explains it
     try:
         outcome = run(opts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,7 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
         ],
         "skipped": outcome.skipped,
         "sections": outcome.sections,
+        "every_run": [asdict(r) for r in outcome.all_rows] + [asdict(s) for s in outcome.all_stall],
     }
 
 
@@ -196,6 +198,12 @@ def markdown(outcome: Outcome, meta: dict[str, Any]) -> str:
         f"- {meta['nginx']}; wrk: {meta['wrk']}; load generator used: **{meta['load_tool']}**",
         f"- load average when the run started: {' '.join(meta['loadavg_at_start'])}",
         "- everything shares the cores: wrk (2 threads), both stand-in upstreams, the system under test",
+        f"- {meta.get('seconds', '?')} s per measurement after a warm-up; "
+        + (
+            f"{meta['rounds']} rounds, each row the best of its runs (most req/s; paced stall rows: lowest p99)"
+            if meta.get("rounds", 1) > 1
+            else "one round"
+        ),
     ]
     shares = contention(outcome)
     if shares is not None:

@@ -12,7 +12,7 @@ from bench.load import LoadResult, percentile, run_python
 from bench.nginx import render_config
 from bench.procs import free_port
 from bench.report import BEGIN, END, markdown_table, write_results
-from bench.runner import Outcome, Row
+from bench.runner import Outcome, Row, StallRow, best
 from bench.upstream import BODY, serve
 
 pytestmark = pytest.mark.timeout(30)
@@ -154,3 +154,12 @@ def test_results_file_keeps_hand_written_text_around_the_measured_block(tmp_path
 def test_markdown_table_right_aligns_numbers() -> None:
     table = markdown_table(["name", "req/s"], [["a", "1,234"], ["b", "—"]])
     assert table.splitlines()[1] == "|---|---:|"
+
+
+def test_best_keeps_the_least_disturbed_run_of_each() -> None:
+    slow, fast = _row("nginx-mirror", 800), _row("nginx-mirror", 1000)
+    quiet = StallRow("healthy", "300 req/s paced", LoadResult("python-paced", 16, 1.0, 300, 0, 1.0, 5.0, 9.0), 1, 1)
+    noisy = StallRow("healthy", "300 req/s paced", LoadResult("python-paced", 16, 1.0, 300, 0, 1.0, 50.0, 90.0), 1, 1)
+    rows, stall = best([slow, fast, _row("direct", 5000)], [noisy, quiet])
+    assert rows == [_row("direct", 5000), fast]  # in the order of SYSTEMS, the most req/s kept
+    assert stall == [quiet]  # paced: the lowest p99 kept
