@@ -120,6 +120,7 @@ def report_dict(report: Report, *, endpoints: bool = True, fields: bool = True) 
             "until": report.window.until.isoformat() if report.window.until else None,
         },
         "criteria": criteria_dict(report.criteria),
+        "latency_sample_one_in": report.latency_stride,
         "ready": report.ready,
         "services": [service_dict(s, endpoints=endpoints, fields=fields) for s in report.services],
     }

@@ -237,6 +237,8 @@ class Report:
     window: Window
     criteria: Criteria
     services: tuple[ServiceSummary, ...] = field(default_factory=tuple)
+    latency_stride: int = 1
+    """Latency percentiles of the busiest endpoints come from 1 exchange in this many (1: from every exchange)."""
 
     def service(self, name: str) -> ServiceSummary | None:
         return next((s for s in self.services if s.service == name), None)
@@ -262,6 +264,7 @@ def build_report(
     histograms: Iterable[LatencyHistogram],
     primaries: Mapping[str, str],
     services: Iterable[str] = (),
+    latency_stride: int = 1,
 ) -> Report:
     """Assemble the report; `services` lists those to show even without traffic (configured ones)."""
     fields_by_endpoint: dict[str, list[FieldSummary]] = {}
@@ -298,7 +301,13 @@ def build_report(
                 endpoints=eps,
             )
         )
-    return Report(generated_at=generated_at, window=window, criteria=criteria, services=tuple(summaries))
+    return Report(
+        generated_at=generated_at,
+        window=window,
+        criteria=criteria,
+        services=tuple(summaries),
+        latency_stride=latency_stride,
+    )
 
 
 # ---------------------------------------------------------------- windows

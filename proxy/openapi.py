@@ -120,6 +120,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "generated_at": STR,
             "window": _obj({"since": STR, "until": STR}),
             "criteria": _ref("Criteria"),
+            "latency_sample_one_in": INT,
             "ready": BOOL,
             "services": _array(_ref("Service")),
         }

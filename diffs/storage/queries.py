@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, distinct, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, distinct, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -35,6 +35,7 @@ from diffs.storage.records import Cursor, Page
 from diffs.storage.store import Store
 
 MAX_PAGE = 500
+LATENCY_SAMPLE_PER_ENDPOINT = 50_000
 COMPARED = (Outcome.MATCH.value, Outcome.DIFF.value)
 """Both sides answered: latency percentiles use only these, so primary and shadow cover the same requests."""
 
@@ -112,9 +113,36 @@ def _bucket(column: Any) -> ColumnElement[int]:
     return cast(func.floor(func.ln(clamped) * LATENCY_BUCKETS_PER_E), Integer)
 
 
-async def latency_histograms(store: Store, window: Window, service: str | None = None) -> list[LatencyHistogram]:
-    """Log-bucketed latencies per (service, endpoint, role, app), over exchanges where both sides answered."""
+def latency_strides(store: Store, endpoints: Iterable[EndpointCounts]) -> dict[str, int]:
+    """Per busy endpoint, sample 1 exchange in N for its latency histogram (SQLite only; others need no sampling).
+
+    SQLite groups by sorting, so a histogram over a million rows costs seconds; a deterministic 1-in-N rowid sample
+    of ~LATENCY_SAMPLE_PER_ENDPOINT exchanges per endpoint keeps percentiles within a bucket of the exact ones.
+    """
+    if store.dialect != "sqlite":
+        return {}
+    compared: dict[str, int] = {}
+    for e in endpoints:
+        compared[e.endpoint] = compared.get(e.endpoint, 0) + sum(e.outcomes.get(o, 0) for o in COMPARED)
+    return {ep: -(-n // LATENCY_SAMPLE_PER_ENDPOINT) for ep, n in compared.items() if n > LATENCY_SAMPLE_PER_ENDPOINT}
+
+
+async def latency_histograms(
+    store: Store, window: Window, service: str | None = None, strides: Mapping[str, int] | None = None
+) -> list[LatencyHistogram]:
+    """Log-bucketed latencies per (service, endpoint, role, app), over exchanges where both sides answered.
+
+    With `strides` (SQLite), an endpoint's histogram counts 1 exchange in N, each standing for N.
+    """
     e = ExchangeRow
+    strides = strides or {}
+    sampled: list[ColumnElement[bool]] = []
+    if strides:
+        stride = case(dict(strides), value=e.endpoint, else_=1)
+        # High bits of a multiplicative hash: `rowid % N` alone would follow any period in the traffic (endpoints
+        # requested in turn land on alternating rowids) and could sample none of an endpoint's exchanges.
+        mixed = literal_column("exchanges.rowid") * 2654435761 % 4294967296 / 65536
+        sampled.append(mixed % stride == 0)
     result: list[LatencyHistogram] = []
     async with engines.reading(_engine(store)) as conn:
         for role, column, app in (
@@ -124,15 +152,16 @@ async def latency_histograms(store: Store, window: Window, service: str | None =
             bucket = _bucket(column).label("bucket")
             query = (
                 select(e.service, e.endpoint, app, bucket, func.count(), func.avg(column))
-                .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e.started_at, window))
+                .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e.started_at, window), *sampled)
                 .group_by(e.service, e.endpoint, app, bucket)
             )
             if service is not None:
                 query = query.where(e.service == service)
             grouped: dict[tuple[str, str, str], list[HistogramBucket]] = {}
             for svc, endpoint, name, b, count, mean in (await conn.execute(query)).all():
+                weight = strides.get(endpoint, 1)
                 grouped.setdefault((svc, endpoint, name or ""), []).append(
-                    HistogramBucket(int(b), int(count), float(mean))
+                    HistogramBucket(int(b), int(count) * weight, float(mean))
                 )
             result += [LatencyHistogram(s, ep, role, tuple(bs), name) for (s, ep, name), bs in grouped.items()]
     return result
@@ -185,7 +214,8 @@ async def load_report(
     classified = classify_fields(fields, samples, thresholds, marks)
     findings = await finding_exchanges(store, window, finding_fields(classified))
     endpoints = [EndpointCounts(e.service, e.endpoint, e.outcomes, findings.get(e.endpoint, 0)) for e in endpoints]
-    histograms = await latency_histograms(store, window, service)
+    strides = latency_strides(store, endpoints)
+    histograms = await latency_histograms(store, window, service, strides)
     shown = [s for s in services if service is None or s == service]
     return build_report(
         generated_at=now or datetime.now(UTC),
@@ -196,6 +226,7 @@ async def load_report(
         histograms=histograms,
         primaries=primaries,
         services=shown,
+        latency_stride=max(strides.values(), default=1),
     )
 
 

@@ -189,3 +189,33 @@ async def test_every_exchange_page_is_an_index_range_scan_without_a_sort(
             plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, parameters))
             assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
             assert "SCAN exchanges" not in plan or "USING INDEX" in plan, plan
+
+
+async def test_busy_endpoints_are_sampled_without_bias_even_when_requests_alternate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two endpoints requested strictly in turn: every other rowid belongs to each. A rowid-modulo sample would
+    # miss one of them entirely; the hashed sample sees both and weighs each sampled exchange back up.
+    monkeypatch.setattr(queries, "LATENCY_SAMPLE_PER_ENDPOINT", 100)
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'sampled.db'}")
+    try:
+        comparer = Comparer(load_settings(environ={}).services)
+        batch = []
+        for n in range(1200):
+            path, ms = ("/api/orders/1", 10.0 + n % 50) if n % 2 else ("/api/products/1", 100.0 + n % 50)
+            body = f.order_body()
+            x = f.exchange(primary=f.primary(body, latency_ms=ms), shadow=f.shadow(body, latency_ms=ms), path=path)
+            batch.append(
+                comparer.compare(replace(x, service=path.split("/")[2], started_at=NOW - timedelta(seconds=n)))
+            )
+        await store.write_batch(batch)
+        report = await load(store)
+    finally:
+        await store.close()
+    assert report.latency_stride == 6
+    for name, low in (("orders", 10.0), ("products", 100.0)):
+        summary = report.service(name)
+        assert summary is not None
+        primary = summary.latency.primary
+        assert 400 <= primary.count <= 800  # ~600 exchanges, each sampled one counting for 6
+        assert primary.p50 == pytest.approx(low + 25, abs=3) and primary.p99 == pytest.approx(low + 49, abs=2)
