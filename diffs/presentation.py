@@ -20,11 +20,13 @@ from diffs.reporting import FieldSummary
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of a pretty-printed body and the field it shows; `marked` when that field differs."""
+    """One line of a pretty-printed body and the field it shows; `marked` when that field differs, `noise` when it
+    differs but the difference is noise (it differs between two copies of the primary too, or a reviewer said so)."""
 
     text: str
     path: str | None = None
     marked: bool = False
+    noise: bool = False
 
 
 def json_lines(value: Any) -> list[tuple[str, str]]:
@@ -65,18 +67,26 @@ def differs(path: str, diff_paths: frozenset[str]) -> bool:
     return any(path.startswith(d) and path[len(d)] in ".[" for d in diff_paths if len(path) > len(d))
 
 
-def mark_lines(lines: Iterable[tuple[str, str]], diff_paths: Iterable[str]) -> tuple[Line, ...]:
-    wanted = frozenset(diff_paths)
-    return tuple(Line(text, path, differs(path, wanted)) for path, text in lines)
+def mark_lines(
+    lines: Iterable[tuple[str, str]], diff_paths: Iterable[str], noise_paths: Iterable[str] = ()
+) -> tuple[Line, ...]:
+    wanted, noisy = frozenset(diff_paths), frozenset(noise_paths)
+    result = []
+    for path, text in lines:
+        marked = differs(path, wanted)
+        result.append(Line(text, path, marked, not marked and differs(path, noisy)))
+    return tuple(result)
 
 
-def body_view(body: bytes | None, headers: Headers, diff_paths: Iterable[str]) -> tuple[Line, ...]:
+def body_view(
+    body: bytes | None, headers: Headers, diff_paths: Iterable[str], noise_paths: Iterable[str] = ()
+) -> tuple[Line, ...]:
     """A stored body as lines to show: JSON pretty-printed with differing fields marked, else text as it is."""
     if body is None:
         return (Line("(body not kept for this exchange)"),)
     decoded = decode_body(body, headers)
     if decoded.kind == "json":
-        return mark_lines(json_lines(decoded.value), diff_paths)
+        return mark_lines(json_lines(decoded.value), diff_paths, noise_paths)
     if decoded.kind == "empty":
         return (Line("(empty body)"),)
     if decoded.kind == "binary":
@@ -86,14 +96,14 @@ def body_view(body: bytes | None, headers: Headers, diff_paths: Iterable[str]) -
     return tuple(Line(line, ROOT, marked) for line in text.splitlines() or [""])
 
 
-def header_view(status: int | None, headers: Headers, diff_paths: Iterable[str]) -> tuple[Line, ...]:
+def header_view(
+    status: int | None, headers: Headers, diff_paths: Iterable[str], noise_paths: Iterable[str] = ()
+) -> tuple[Line, ...]:
     """The status line and headers, marking a differing status or header."""
-    wanted = frozenset(diff_paths)
-    lines = [Line(f"status {status if status is not None else '–'}", "status", "status" in wanted)]
-    for name, value in headers:
-        path = f"header.{name.lower()}"
-        lines.append(Line(f"{name}: {value}", path, path in wanted))
-    return tuple(lines)
+    wanted, noisy = frozenset(diff_paths), frozenset(noise_paths)
+    shown = [("status", f"status {status if status is not None else '–'}")]
+    shown += [(f"header.{name.lower()}", f"{name}: {value}") for name, value in headers]
+    return tuple(Line(text, path, path in wanted, path not in wanted and path in noisy) for path, text in shown)
 
 
 # ---------------------------------------------------------------- the field tree of an endpoint

@@ -20,13 +20,22 @@ from starlette.templating import Jinja2Templates
 
 from diffs import presentation, rendering
 from diffs.exchange import Outcome
+from diffs.noise import Marks
 from diffs.readiness import Criteria
 from diffs.reporting import Report, Verdict
 from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy import api_v1
 from proxy.config import Settings
 from proxy.promotion import NothingToRollBack, PrimaryState, UnknownService
-from proxy.report_context import BadRequest, ReportContext, cursor_from, exchange_filter, int_param, window_from
+from proxy.report_context import (
+    BadRequest,
+    ReportContext,
+    criteria_from,
+    cursor_from,
+    exchange_filter,
+    int_param,
+    window_from,
+)
 
 WINDOWS = (
     ("", "all time"),
@@ -90,14 +99,14 @@ def render_report_html(report: Report) -> str:
 # ---------------------------------------------------------------- pages
 
 
-def _side_view(name: str, side: StoredSide | None, paths: list[str]) -> dict[str, Any] | None:
+def _side_view(name: str, side: StoredSide | None, paths: list[str], noise_paths: list[str]) -> dict[str, Any] | None:
     if side is None:
         return None
     return {
         "name": name,
         "side": side,
-        "head": presentation.header_view(side.status, side.headers, paths),
-        "body": presentation.body_view(side.body, side.headers, paths),
+        "head": presentation.header_view(side.status, side.headers, paths, noise_paths),
+        "body": presentation.body_view(side.body, side.headers, paths, noise_paths),
     }
 
 
@@ -161,7 +170,8 @@ class WebReport:
         service = request.query_params.get("service") or None
         if service is not None and service not in self.ctx.state.services:
             raise UnknownService(service, tuple(self.ctx.state.services))
-        report = await self.ctx.report(window_from(request.query_params), service)
+        criteria = criteria_from(request.query_params, self.ctx.criteria)
+        report = await self.ctx.report(window_from(request.query_params), service, criteria)
         return self._render(request, "overview.html", report=report, service=service or "", charts={})
 
     async def endpoint(self, request: Request) -> Response:
@@ -212,14 +222,17 @@ class WebReport:
         found: StoredExchange | None = await self.ctx.store.get_exchange(exchange_id)
         if found is None:
             return self._error(request, 404, f"No exchange {exchange_id!r} (it may have been pruned).")
-        paths = [d.path for d in found.diffs if not d.noise]
-        noise_paths = [d.path for d in found.diffs if d.noise]
+        marks = Marks((m.endpoint, m.path) for m in await self.ctx.store.list_noise_marks())
+        noisy = [d.noise or marks.is_marked(d.endpoint, d.path) for d in found.diffs]
+        paths = [d.path for d, noise in zip(found.diffs, noisy, strict=True) if not noise]
+        noise_paths = [d.path for d, noise in zip(found.diffs, noisy, strict=True) if noise]
         sides = [
             view
             for view in (
-                _side_view("primary", found.primary, paths),
-                _side_view("shadow", found.shadow, paths),
-                _side_view("secondary", found.secondary, noise_paths),
+                _side_view("primary", found.primary, paths, noise_paths),
+                _side_view("shadow", found.shadow, paths, noise_paths),
+                # On the secondary only what it showed itself: the paths where it, too, differed from the primary.
+                _side_view("secondary", found.secondary, [], [d.path for d in found.diffs if d.noise]),
             )
             if view is not None
         ]

@@ -270,11 +270,28 @@ async def list_exchanges(store: Store, flt: ExchangeFilter, *, before: Cursor | 
 
 
 async def field_examples(store: Store, endpoint: str) -> dict[str, str]:
-    """For each field of `endpoint`, one exchange kept (with bodies) as an example of its difference."""
-    x = ExampleRow.__table__
-    query = select(x.c.path, func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint).group_by(x.c.path)
+    """For each field of `endpoint` that differed, one exchange whose bodies were kept, to show the difference."""
+    x, f, e = ExampleRow.__table__, FieldDiffRow.__table__, ExchangeRow.__table__
+    kept = select(x.c.path, func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint).group_by(x.c.path)
     async with engines.reading(_engine(store)) as conn:
-        return {path: exchange_id for path, exchange_id in (await conn.execute(query)).all()}
+        examples = {path: exchange_id for path, exchange_id in (await conn.execute(kept)).all()}
+        paths = select(f.c.path).where(f.c.endpoint == endpoint).distinct()
+        for (path,) in (await conn.execute(paths)).all():
+            if path in examples:
+                continue
+            # A field that only ever differed as noise sits on "match" exchanges, kept under "<match>", not its path.
+            # Quotas fill first, so the oldest diffs are the likeliest to have kept bodies.
+            query = (
+                select(f.c.exchange_id)
+                .join(e, e.c.id == f.c.exchange_id)
+                .where(f.c.endpoint == endpoint, f.c.path == path, e.c.bodies_kept.is_(True))
+                .order_by(f.c.started_at)
+                .limit(1)
+            )
+            found = (await conn.execute(query)).scalar_one_or_none()
+            if found is not None:
+                examples[path] = found
+    return {path: exchange_id for path, exchange_id in examples.items() if not path.startswith("<")}
 
 
 async def service_of(store: Store, endpoint: str) -> str | None:

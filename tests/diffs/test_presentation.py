@@ -52,3 +52,16 @@ def test_field_tree_nests_body_fields_under_their_ancestors() -> None:
         (3, "price", True),
         (1, "total", True),
     ]
+
+
+def test_noise_lines_are_told_apart_from_differing_ones() -> None:
+    lines = presentation.mark_lines(
+        presentation.json_lines({"total": "1.00", "created_at": "x", "id": 1}), ["root.total"], ["root.created_at"]
+    )
+    assert [(line.text.strip(), line.marked, line.noise) for line in lines[1:-1]] == [
+        ('"total": "1.00",', True, False),
+        ('"created_at": "x",', False, True),
+        ('"id": 1', False, False),
+    ]
+    head = presentation.header_view(200, (("date", "today"),), [], ["header.date"])
+    assert [(line.marked, line.noise) for line in head] == [(False, False), (False, True)]

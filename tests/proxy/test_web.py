@@ -248,3 +248,29 @@ async def test_the_html_report_file_is_self_contained(make: Make) -> None:
     assert "<style>" in html and "<svg" in html and 'data-service="orders"' in html
     assert 'href="/' not in html and "<script" not in html  # no links back to a server, nothing to fetch
     assert "root.total" in html and "diff rate 7.14% &gt; 1.00%" in html
+
+
+async def test_noise_differences_are_grey_not_highlighted(make: Make) -> None:
+    client, ctx = await make()
+    example = (await queries.field_examples(ctx.store, "POST /api/orders"))["root.order_number"]  # bodies kept
+    html = (await client.get("/exchanges/" + quote(example, safe=""))).text
+    assert '<mark class="diff"' not in html  # order_number differs on the secondary too: noise, not a finding
+    assert text_of(html, r'<mark class="noise" data-path="root.order_number"[^>]*>(.*?)</mark>')[0].startswith(
+        '"order_number": "ORD-'
+    )
+
+
+async def test_a_field_marked_as_noise_later_turns_grey_on_its_exchanges(make: Make) -> None:
+    client, ctx = await make()
+    await ctx.store.add_noise_mark(GET_ORDER, "root.total")
+    html = (await client.get(f"/exchanges/{ctx.seeded.diff_exchange_id}")).text
+    assert '<mark class="diff"' not in html
+    assert html.count('<mark class="noise" data-path="root.total"') == 2  # primary and shadow
+
+
+async def test_overview_takes_readiness_criteria_from_the_query(make: Make) -> None:
+    client, _ = await make()
+    html = (await client.get("/", params={"max_diff_rate": "0.1", "max_error_rate": "0.02"})).text
+    orders = html[html.index('data-service="orders"') : html.index('data-service="products"')]
+    assert 'data-verdict="ready"' in orders and "diff rate (findings, noise excluded) ≤ 10.00%" in html
+    assert (await client.get("/", params={"max_diff_rate": "lots"})).status_code == 422

@@ -146,6 +146,10 @@ async def test_field_examples_and_the_service_of_an_endpoint(store: Store, seede
     assert "root.total" in examples
     kept = await store.get_exchange(examples["root.total"])
     assert kept is not None and kept.shadow is not None and kept.shadow.body is not None
+    noise_only = await queries.field_examples(store, "POST /api/orders")  # differs only as noise: on matches
+    assert list(noise_only) == ["root.order_number"]
+    kept_match = await store.get_exchange(noise_only["root.order_number"])
+    assert kept_match is not None and kept_match.primary.body is not None
     assert await queries.service_of(store, GET_ORDER) == "orders"
     assert await queries.service_of(store, "GET /nowhere") is None
 
