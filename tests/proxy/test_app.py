@@ -98,14 +98,15 @@ async def test_a_chunked_primary_body_is_buffered_with_a_length() -> None:
 
 
 async def test_primary_and_shadow_receive_the_request_together() -> None:
-    v1, v2 = Recorder("v1"), Recorder("v2")
+    v1, v2 = Recorder("v1", delay=0.1), Recorder("v2", delay=0.1)  # sent one after the other, gaps would be 0.1 s
     async with run_server(v1) as u1, run_server(v2) as u2, proxy_stack(settings_for(u1, u2)) as stack:
         async with httpx.AsyncClient() as client:
             for n in range(6):
                 await client.post(f"{stack.url}/api/orders", content=b'{"n": %d}' % n)
                 await stack.sink.wait(n + 1)
-    gaps = [abs(b.at - a.at) for a, b in zip(v1.seen[1:], v2.seen[1:], strict=True)]  # the first one warms up
-    assert max(gaps) < 0.005, gaps
+    gaps = sorted(abs(b.at - a.at) for a, b in zip(v1.seen[1:], v2.seen[1:], strict=True))  # the first warms up
+    assert gaps[len(gaps) // 2] < 0.005, gaps  # within a few ms (measured ~0.1 ms)
+    assert gaps[-1] < 0.05, gaps  # even on a loaded machine, never one after the other
     assert [s.body for s in v1.seen] == [s.body for s in v2.seen]
 
 
