@@ -23,7 +23,7 @@ from proxy.bodies import ClientGone, Receive, Send, chain, read_body
 from proxy.config import Settings
 from proxy.correlation import IdCorrelator, IdMap, extract_ids
 from proxy.errors import UpstreamError, UpstreamTimeout
-from proxy.forwarding import Answer, Body, Upstream, error_kind
+from proxy.forwarding import KEEPALIVE_SECONDS, Answer, Body, Upstream, error_kind
 from proxy.headers import Inbound, RawHeaders, read_inbound, upstream_headers
 from proxy.metrics import ProxyMetrics
 from proxy.mirroring import Flight, Job, Mirror, MirrorCall, answered
@@ -58,7 +58,7 @@ class Proxy:
             sink=sink, metrics=metrics, correlator=correlator, max_inflight=settings.max_inflight_shadow
         )
         connections = int(getattr(settings, "upstream_connections", 0))
-        keepalive = float(getattr(settings, "upstream_keepalive_seconds", 30.0))
+        keepalive = float(getattr(settings, "upstream_keepalive_seconds", KEEPALIVE_SECONDS))
         self.upstreams = {
             "v1": Upstream("v1", settings.v1_url, connections=connections, keepalive=keepalive),
             "v2": Upstream("v2", settings.v2_url, connections=connections, keepalive=keepalive),

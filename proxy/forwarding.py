@@ -23,6 +23,9 @@ from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 RawResponseHeaders = tuple[tuple[bytes, bytes], ...]
 Body = bytes | AsyncIterable[bytes] | None
 STREAM_CHUNK = 64 * 1024
+# Idle pooled connections are closed before the upstream would close them (uvicorn: 5 s), so a request is never
+# written to a connection the upstream is closing at that moment (it would fail as a reset).
+KEEPALIVE_SECONDS = 4.0
 # Consulted by aiohttp after `update_auto_headers`: keeps it from adding a Content-Type for a body.
 _NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict((("Content-Type", None),))
 _BODYLESS_STATUS = frozenset((204, 304))
@@ -105,7 +108,7 @@ class BodyStream:
 class Upstream:
     """One upstream app (v1, v2 or the secondary) and its keep-alive connection pool."""
 
-    def __init__(self, app: str, base_url: str, *, connections: int = 0, keepalive: float = 30.0) -> None:
+    def __init__(self, app: str, base_url: str, *, connections: int = 0, keepalive: float = KEEPALIVE_SECONDS) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
         self.host = urlsplit(self.base_url).netloc

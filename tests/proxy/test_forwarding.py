@@ -165,6 +165,26 @@ async def test_connections_are_reused(opened: list[Upstream]) -> None:
     assert len(ports) == 1
 
 
+async def test_idle_connections_are_closed_before_the_upstream_would(opened: list[Upstream]) -> None:
+    ports: list[int] = []
+
+    class Peer(Recorder):
+        async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":
+                ports.append(scope["client"][1])
+            await super().__call__(scope, receive, send)
+
+    async with run_server(Peer("v1"), timeout_keep_alive=5) as url:
+        upstream = Upstream("v1", url, keepalive=0.2)
+        await upstream.open()
+        opened.append(upstream)
+        await send(upstream)
+        await send(upstream)
+        await asyncio.sleep(0.5)
+        await send(upstream)
+    assert ports[0] == ports[1] != ports[2]
+
+
 async def test_send_before_open_is_a_programmer_error() -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await send(Upstream("v1", "http://127.0.0.1:1"))
