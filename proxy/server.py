@@ -25,11 +25,13 @@ from diffs.exchange import Exchange
 from diffs.storage import Store
 from proxy.admin import create_admin_app
 from proxy.app import create_proxy_app
+from proxy.comparing import ComparisonSink
 from proxy.config import Settings, check_admin_exposure
+from proxy.correlation import IdCorrelator
+from proxy.correlation_store import CorrelationStore
 from proxy.errors import ShadowdiffError
 from proxy.metrics import ProxyMetrics
 from proxy.promotion import PrimaryState
-from proxy.sink import LoggingSink, QueueSink
 
 log = logging.getLogger("shadowdiff.server")
 
@@ -53,12 +55,8 @@ class ManagedSink(Protocol):
 
 
 def build_sink(settings: Settings, store: Store, metrics: ProxyMetrics) -> ManagedSink:
-    """Where exchanges go. LEAD: plug the comparison pipeline in here (this is the one place to change).
-
-    For now a bounded queue that logs each exchange; the pipeline's handler (normalize → compare → store) takes
-    LoggingSink's place, with `store` for its batch writer and `metrics` for its counters.
-    """
-    return QueueSink(LoggingSink(), maxsize=settings.queue_size, workers=1)
+    """Where exchanges go: the comparison pipeline (compare off the request path, store in batches)."""
+    return ComparisonSink(settings, store, metrics)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -178,7 +176,11 @@ async def build_proxy(
     sink = build_sink(settings, store, metrics)
     await sink.start()
     stack.push_async_callback(sink.aclose, settings.drain_seconds)
-    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics)
+    correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
+    correlations = CorrelationStore(store, correlator)
+    await correlations.load(settings.services)
+    stack.push_async_callback(correlations.aclose)
+    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator)
 
 
 def build_admin(settings: Settings, store: Store, state: PrimaryState, registry: CollectorRegistry) -> ASGIApp:

@@ -1,0 +1,102 @@
+"""The comparison pipeline behind the proxy: bounded queue → `Comparer` → `BatchWriter` → store, with its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from prometheus_client import Counter
+
+from diffs.exchange import Comparison, Exchange, Outcome
+from diffs.pipeline import Comparer
+from diffs.storage import Store
+from diffs.storage.writer import BatchWriter
+from proxy.config import Settings
+from proxy.metrics import ProxyMetrics
+from proxy.sink import QueueSink
+
+log = structlog.get_logger("shadowdiff.comparing")
+
+
+class ComparisonSink:
+    """Compares each exchange off the request path and stores the verdict; every drop is counted and, where it can
+    be, written as a `dropped` row so reports never silently undercount."""
+
+    def __init__(
+        self, settings: Settings, store: Store, metrics: ProxyMetrics, *, marks_refresh_seconds: float = 5.0
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.marks_refresh_seconds = marks_refresh_seconds
+        self.comparer = Comparer(settings.services, settings.noise)
+        self.writer = BatchWriter(store, on_drop=self._store_dropped)
+        self.queue = QueueSink(
+            self._handle,
+            maxsize=settings.queue_size,
+            max_bytes=max(settings.max_response_body, 1) * 64,
+        )
+        self.comparisons = Counter(
+            "shadowdiff_comparisons",
+            "Compared exchanges by outcome (match, diff, shadow_error, skipped, dropped).",
+            ("service", "endpoint", "outcome"),
+            registry=metrics.registry,
+        )
+        self.field_diffs = Counter(
+            "shadowdiff_field_diffs",
+            "Field differences found, by whether they were noise.",
+            ("service", "endpoint", "noise"),
+            registry=metrics.registry,
+        )
+        self._marks_task: asyncio.Task[None] | None = None
+
+    def submit(self, exchange: Exchange) -> bool:
+        if self.queue.submit(exchange):
+            return True
+        # The queue is full: keep a summary row of what was not compared (the writer has its own bound).
+        self._record(Comparison(exchange, self.comparer.endpoint(exchange), Outcome.DROPPED))
+        return False
+
+    def _handle(self, exchange: Exchange) -> None:
+        self._record(self.comparer.compare(exchange))
+
+    def _record(self, comparison: Comparison) -> None:
+        service, endpoint = comparison.exchange.service, comparison.endpoint
+        self.comparisons.labels(service, endpoint, comparison.outcome.value).inc()
+        if comparison.diffs:
+            noise = sum(1 for d in comparison.diffs if d.noise)
+            if noise:
+                self.field_diffs.labels(service, endpoint, "true").inc(noise)
+            if len(comparison.diffs) > noise:
+                self.field_diffs.labels(service, endpoint, "false").inc(len(comparison.diffs) - noise)
+        self.writer.submit(comparison)
+
+    def _store_dropped(self, count: int, reason: str) -> None:
+        self.metrics.dropped.labels(f"store_{reason}").inc(count)
+
+    async def start(self) -> None:
+        await self._refresh_marks()
+        self.writer.start()
+        await self.queue.start()
+        self._marks_task = asyncio.get_running_loop().create_task(self._marks_loop(), name="shadowdiff-noise-marks")
+
+    async def _refresh_marks(self) -> None:
+        try:
+            marks = await self.store.list_noise_marks()
+        except Exception as exc:  # the store being down must not stop comparisons; the last marks stay
+            log.warning("cannot read noise marks", error=str(exc))
+            return
+        self.comparer.set_marks((mark.endpoint, mark.path) for mark in marks)
+
+    async def _marks_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.marks_refresh_seconds)
+            await self._refresh_marks()
+
+    async def aclose(self, timeout: float) -> None:
+        if self._marks_task is not None:
+            self._marks_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._marks_task
+        await self.queue.aclose(timeout)
+        await self.writer.aclose(timeout)
