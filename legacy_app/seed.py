@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 
 from legacy_app.database import Database
-from legacy_app.models import Customer, Product, utcnow
+from legacy_app.models import Customer, Product
 from legacy_app.pricing import compute_price, to_cents, to_tenths
 from proxy.demo import DemoCatalogue
 
@@ -26,7 +26,7 @@ def seed_database(database_url: str, catalogue: DemoCatalogue) -> int:
             if session.scalar(select(Customer.id).limit(1)) is None:
                 for customer_id, customer in enumerate(catalogue.customers, start=1):
                     session.add(Customer(id=customer_id, name=customer.name, email=customer.email, tier=customer.tier))
-            now = utcnow()
+            now = catalogue.created_at
             for product_id, item in enumerate(catalogue.products, start=1):
                 cost_price, margin_rate = to_cents(item.cost_price), to_tenths(item.margin_rate)
                 session.add(

@@ -1,11 +1,15 @@
 """The demo catalogue that `shadowdiff seed` loads into both apps: same data on each side."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 _STATUSES = ("active", "active", "active", "active", "inactive", "out_of_stock", "discontinued")
 _MARGINS = (Decimal("10.0"), Decimal("15.0"), Decimal("25.5"), Decimal("40.0"), Decimal("5.0"))
 _NOUNS = ("Desk", "Chair", "Lamp", "Shelf", "Mug", "Notebook", "Backpack", "Monitor Arm", "Keyboard", "Headset")
+# Both databases hold the same rows with the same timestamps, as a migrated copy of production data would:
+# otherwise every product read would differ in created_at and bury the real differences.
+CATALOGUE_CREATED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 _ADJECTIVES = ("Walnut", "Oak", "Steel", "Compact", "Ergonomic", "Classic", "Travel")
 
 
@@ -30,6 +34,7 @@ class DemoCustomer:
 class DemoCatalogue:
     products: tuple[DemoProduct, ...]
     customers: tuple[DemoCustomer, ...]
+    created_at: datetime = CATALOGUE_CREATED_AT
 
 
 def demo_catalogue(product_count: int = 60) -> DemoCatalogue:

@@ -6,7 +6,7 @@ import asyncio
 
 from proxy.demo import DemoCatalogue
 from v2_app.database import Database
-from v2_app.models import Customer, Product, utcnow
+from v2_app.models import Customer, Product
 from v2_app.repository import CustomerRepository, ProductRepository
 from v2_app.settings import V2Settings
 
@@ -32,7 +32,7 @@ async def seed_database_async(database_url: str, catalogue: DemoCatalogue) -> in
                     Customer(id=n, name=c.name, email=c.email, tier=c.tier)
                     for n, c in enumerate(catalogue.customers, start=1)
                 )
-            now = utcnow()
+            now = catalogue.created_at
             session.add_all(
                 Product(
                     id=n,
