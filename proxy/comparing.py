@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
 import structlog
 from prometheus_client import Counter
 
-from diffs.exchange import Comparison, Exchange, Outcome
+from diffs.exchange import Comparison, DiffKind, Exchange, FieldDiff, Outcome
 from diffs.pipeline import Comparer
 from diffs.storage import Store
 from diffs.storage.writer import BatchWriter
 from proxy.config import Settings
+from proxy.correlation import IdCorrelator, IdFields
 from proxy.metrics import ProxyMetrics
 from proxy.sink import QueueSink
 
@@ -24,8 +26,16 @@ class ComparisonSink:
     be, written as a `dropped` row so reports never silently undercount."""
 
     def __init__(
-        self, settings: Settings, store: Store, metrics: ProxyMetrics, *, marks_refresh_seconds: float = 5.0
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: ProxyMetrics,
+        *,
+        correlator: IdCorrelator | None = None,
+        marks_refresh_seconds: float = 5.0,
     ) -> None:
+        self.settings = settings
+        self.correlator = correlator
         self.store = store
         self.metrics = metrics
         self.marks_refresh_seconds = marks_refresh_seconds
@@ -58,7 +68,30 @@ class ComparisonSink:
         return False
 
     def _handle(self, exchange: Exchange) -> None:
-        self._record(self.comparer.compare(exchange))
+        self._record(self._discount_correlated_ids(self.comparer.compare(exchange)))
+
+    def _discount_correlated_ids(self, comparison: Comparison) -> Comparison:
+        """An id the shadow generated for the primary's (order 1 here is order 2 there) is expected, not a finding."""
+        if self.correlator is None or comparison.outcome is not Outcome.DIFF:
+            return comparison
+        service = comparison.exchange.service
+        fields = self.correlator.fields(self.settings.services[service].id_fields)
+        diffs: list[FieldDiff] = []
+        for diff in comparison.diffs:
+            if not diff.noise and diff.kind is DiffKind.CHANGED and self._is_pair(service, fields, diff):
+                diff = dataclasses.replace(diff, noise=True)
+            diffs.append(diff)
+        outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
+        return dataclasses.replace(comparison, diffs=tuple(diffs), outcome=outcome)
+
+    def _is_pair(self, service: str, fields: IdFields, diff: FieldDiff) -> bool:
+        assert self.correlator is not None
+        key = diff.path.rsplit(".", 1)[-1].removesuffix("[*]")
+        primary = diff.primary_value
+        if key not in fields or isinstance(primary, bool) or not isinstance(primary, int | str):
+            return False
+        known = self.correlator.lookup(service, primary)
+        return known is not None and str(known) == str(diff.shadow_value)
 
     def _record(self, comparison: Comparison) -> None:
         service, endpoint = comparison.exchange.service, comparison.endpoint

@@ -54,9 +54,11 @@ class ManagedSink(Protocol):
     async def aclose(self, timeout: float) -> None: ...
 
 
-def build_sink(settings: Settings, store: Store, metrics: ProxyMetrics) -> ManagedSink:
+def build_sink(
+    settings: Settings, store: Store, metrics: ProxyMetrics, correlator: IdCorrelator | None = None
+) -> ManagedSink:
     """Where exchanges go: the comparison pipeline (compare off the request path, store in batches)."""
-    return ComparisonSink(settings, store, metrics)
+    return ComparisonSink(settings, store, metrics, correlator=correlator)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -173,13 +175,13 @@ async def build_proxy(
 ) -> ASGIApp:
     """The data-plane app with its metrics and a started sink (drained when `stack` closes)."""
     metrics = ProxyMetrics(registry)
-    sink = build_sink(settings, store, metrics)
-    await sink.start()
-    stack.push_async_callback(sink.aclose, settings.drain_seconds)
     correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
     correlations = CorrelationStore(store, correlator)
     await correlations.load(settings.services)
     stack.push_async_callback(correlations.aclose)
+    sink = build_sink(settings, store, metrics, correlator)
+    await sink.start()
+    stack.push_async_callback(sink.aclose, settings.drain_seconds)
     return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator)
 
 
