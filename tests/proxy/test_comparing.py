@@ -1,0 +1,106 @@
+"""The comparison pipeline behind the proxy: outcomes stored and counted, drops recorded, marks and id pairs applied."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from diffs.exchange import Outcome
+from diffs.storage import Store
+from proxy.comparing import ComparisonSink
+from proxy.config import Settings, load_settings
+from proxy.correlation import IdCorrelator
+from proxy.correlation_store import CorrelationStore
+from proxy.metrics import ProxyMetrics
+from tests.factories import exchange, order_body, primary, shadow
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    yield opened
+    await opened.close()
+
+
+def settings(**overrides: object) -> Settings:
+    return load_settings(overrides=overrides, environ={})
+
+
+def counted(metrics: ProxyMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_each_exchange_is_compared_stored_and_counted(store: Store) -> None:
+    metrics = ProxyMetrics(CollectorRegistry())
+    sink = ComparisonSink(settings(), store, metrics)
+    await sink.start()
+    same = exchange(path="/api/orders/7")
+    different = exchange(primary=primary(order_body(total="27.00")), shadow=shadow(order_body(total="28.00")))
+    assert sink.submit(same) and sink.submit(different)
+    await sink.aclose(5)
+
+    stored_same = await store.get_exchange(same.id)
+    stored_diff = await store.get_exchange(different.id)
+    assert stored_same is not None and stored_same.summary.outcome is Outcome.MATCH
+    assert stored_diff is not None and [d.path for d in stored_diff.diffs] == ["root.total"]
+    labels = {"service": "orders", "endpoint": "GET /api/orders/{id}"}
+    assert counted(metrics, "shadowdiff_comparisons_total", outcome="match", **labels) == 1
+    assert counted(metrics, "shadowdiff_comparisons_total", outcome="diff", **labels) == 1
+    assert counted(metrics, "shadowdiff_field_diffs_total", noise="false", **labels) == 1
+
+
+async def test_a_full_queue_still_leaves_a_dropped_row(store: Store) -> None:
+    sink = ComparisonSink(settings(queue_size=1), store, ProxyMetrics(CollectorRegistry()))
+    kept, dropped = exchange(), exchange()
+    assert sink.submit(kept)  # not started: the queue holds one and is full
+    assert not sink.submit(dropped)
+    await sink.start()
+    await sink.aclose(5)
+    row = await store.get_exchange(dropped.id)
+    assert row is not None and row.summary.outcome is Outcome.DROPPED
+    assert (await store.get_exchange(kept.id)) is not None
+
+
+async def test_a_field_marked_as_noise_is_no_longer_a_finding(store: Store) -> None:
+    await store.add_noise_mark("GET /api/orders/{id}", "root.total", "rounding differs by design")
+    sink = ComparisonSink(settings(), store, ProxyMetrics(CollectorRegistry()))
+    await sink.start()
+    different = exchange(primary=primary(order_body(total="27.00")), shadow=shadow(order_body(total="28.00")))
+    sink.submit(different)
+    await sink.aclose(5)
+    row = await store.get_exchange(different.id)
+    assert row is not None and row.summary.outcome is Outcome.MATCH
+    assert [(d.path, d.noise) for d in row.diffs] == [("root.total", True)]
+
+
+async def test_an_id_the_shadow_generated_for_the_primarys_is_expected(store: Store) -> None:
+    correlator = IdCorrelator(100, 0.1)
+    correlator.remember("orders", [(7, 1007)])
+    sink = ComparisonSink(settings(), store, ProxyMetrics(CollectorRegistry()), correlator=correlator)
+    await sink.start()
+    paired = exchange(primary=primary(order_body(id=7)), shadow=shadow(order_body(id=1007)))
+    unpaired = exchange(primary=primary(order_body(id=8)), shadow=shadow(order_body(id=9)))
+    sink.submit(paired)
+    sink.submit(unpaired)
+    await sink.aclose(5)
+    row = await store.get_exchange(paired.id)
+    assert row is not None and row.summary.outcome is Outcome.MATCH
+    other = await store.get_exchange(unpaired.id)
+    assert other is not None and other.summary.outcome is Outcome.DIFF
+
+
+async def test_learned_id_pairs_survive_a_restart_with_their_types(store: Store) -> None:
+    first = IdCorrelator(100, 0.1)
+    saver = CorrelationStore(store, first)
+    saver.save("orders", [(7, 1007), ("ORD-1", "ORD-9")])
+    await saver.aclose()
+
+    second = IdCorrelator(100, 0.1)
+    assert await CorrelationStore(store, second).load(["orders", "products"]) == 2
+    assert second.lookup("orders", 7) == 1007  # an int again, so rewritten JSON bodies keep their types
+    assert second.lookup("orders", "ORD-1") == "ORD-9"
+    assert second.lookup("products", 7) is None
