@@ -116,7 +116,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        """ "sqlite" or "postgresql"."""
+        """The database kind: "sqlite" or "postgresql"."""
         return self._engine.dialect.name
 
     # -- exchanges ----------------------------------------------------------------------------------------------------
