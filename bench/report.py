@@ -20,7 +20,7 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 def main_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the throughput/latency table."""
     header = ["scenario", "conc.", "req/s", "p50 ms", "p99 ms", "errors", "× direct", "× nginx"]
-    header += ["CPU µs/req", "primary CPU", "mirrored", "other CPU"]
+    header += ["CPU µs/req", "box CPU µs/req", "primary CPU", "mirrored", "other CPU"]
     rows = []
     for row in outcome.rows:
         rows.append(
@@ -34,6 +34,7 @@ def main_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 _fmt(ratio(outcome.rows, row, "direct"), ".2f", "×"),
                 _fmt(ratio(outcome.rows, row, "nginx-mirror"), ".2f", "×"),
                 _fmt(row.cpu_us_per_request, ",.0f"),
+                _fmt(row.box_cpu_us_per_request, ",.0f"),
                 _fmt(row.upstream_cpu_pct, ".0f", "%"),
                 _fmt(row.mirrored, ".0%"),
                 _fmt(row.other_cpu_pct, ".0f", "%"),
@@ -109,7 +110,7 @@ def print_console(outcome: Outcome) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 160))  # wide tables beat wrapped cells, also in logs and CI
+    console = Console(width=max(Console().width, 190))  # wide tables beat wrapped cells, also in logs and CI
     for title, (header, rows) in sections(outcome):
         if not rows:
             continue
@@ -157,6 +158,7 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
                 "label": r.label,
                 **r.result.as_dict(),
                 "cpu_us_per_request": r.cpu_us_per_request,
+                "box_cpu_us_per_request": r.box_cpu_us_per_request,
                 "primary_upstream_cpu_pct": r.upstream_cpu_pct,
                 "mirrored": r.mirrored,
                 "other_cpu_pct": r.other_cpu_pct,
@@ -230,7 +232,8 @@ def markdown(outcome: Outcome, meta: dict[str, Any]) -> str:
 LEGENDS = {
     "Throughput and latency (closed loop)": (
         "× direct / × nginx: req/s over that system's req/s at the same concurrency, in this run. "
-        "CPU µs/req: CPU time of the system under test (all its processes) per request. "
+        "CPU µs/req: CPU time of the system under test (all its processes) per request; box CPU µs/req: of "
+        "everything the benchmark runs (system, both upstreams, wrk), which bounds req/s on a quiet 2-core machine. "
         "primary CPU: how busy the primary stand-in was (near 100% would make it the bottleneck). "
         "mirrored: requests the shadow received over requests the primary received. "
         "other CPU: share of all cores used by processes outside the benchmark (should be ~0%)."

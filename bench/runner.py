@@ -48,6 +48,9 @@ class Row:
     concurrency: int
     result: LoadResult
     cpu_us_per_request: float | None = None
+    box_cpu_us_per_request: float | None = None
+    """CPU of everything the benchmark runs (system, upstreams, load generator) per request: what bounds req/s when
+    they all share the cores of a quiet machine."""
     """CPU time of the system under test (proxy / nginx / upstream for direct), all its processes, per request."""
     upstream_cpu_pct: float | None = None
     """How busy the primary stand-in was: near 100% would mean it, not the system, was the bottleneck."""
@@ -116,6 +119,10 @@ class _Snapshot:
         return max(0.0, foreign / max(later.at - self.at, 1e-9) / (os.cpu_count() or 1) * 100)
 
 
+def _per_request(cpu_seconds: float, result: LoadResult) -> float | None:
+    return cpu_seconds / result.requests * 1e6 if result.requests else None
+
+
 def measure(key: str, label: str, port: int, system: Child, ups: Upstreams, concurrency: int, opts: Options) -> Row:
     """One load run against 127.0.0.1:`port`, with CPU times and the upstreams' request counts around it."""
     primary_before, shadow_before = upstream_requests(ups.primary_port), upstream_requests(ups.shadow_port)
@@ -131,7 +138,8 @@ def measure(key: str, label: str, port: int, system: Child, ups: Upstreams, conc
         label=label,
         concurrency=concurrency,
         result=result,
-        cpu_us_per_request=(after.system_cpu - before.system_cpu) / result.requests * 1e6 if result.requests else None,
+        cpu_us_per_request=_per_request(after.system_cpu - before.system_cpu, result),
+        box_cpu_us_per_request=_per_request(after.ours_cpu - before.ours_cpu, result),
         upstream_cpu_pct=(after.primary_cpu - before.primary_cpu) / wall * 100,
         mirrored=shadow / primary if primary and key != "direct" else None,
         other_cpu_pct=before.other_cpu_pct(after),

@@ -83,6 +83,15 @@ def _wait_proxied(url: str, child: Child, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{child.name} did not proxy {url} within {timeout:.0f} s ({last}):\n{child.log_tail()}")
 
 
+def _fresh(workdir: Path, name: str) -> str:
+    """`name`, or `name-2`, `name-3`... so that no earlier run's files are reused."""
+    candidate, n = name, 1
+    while (workdir / f"{candidate}.toml").exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
 @contextlib.contextmanager
 def run_shadowdiff(
     name: str, workdir: Path, *, primary_port: int, shadow_port: int, workers: int, mirror: bool
@@ -92,6 +101,7 @@ def run_shadowdiff(
     if command is None:
         raise RuntimeError("`shadowdiff proxy` is not available yet (proxy/cli.py has no proxy command)")
     port, admin_port = free_port(), free_port()
+    name = _fresh(workdir, name)  # a new store (and log) for every start, also across rounds
     config = workdir / f"{name}.toml"
     config.write_text(f'[services.default]\nprefixes = ["/"]\nmirror = {"true" if mirror else "false"}\n')
     argv = [*command, "proxy", "--v1", f"http://127.0.0.1:{primary_port}", "--v2", f"http://127.0.0.1:{shadow_port}"]
