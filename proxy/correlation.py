@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 
 from diffs.exchange import Role
 
@@ -29,6 +30,7 @@ IdMap = dict[str, IdValue]
 """JSON location ("id", "order.id", "items[0].id") → id value."""
 _Key = tuple[str, Role]
 _MAX_ID_LENGTH = 128
+log = structlog.get_logger("shadowdiff.correlation")
 
 
 class IdFields:
@@ -116,15 +118,8 @@ class IdCorrelator:
         """Called with each create's new shadow pairs, so the control plane can persist them."""
         self._maps: dict[_Key, OrderedDict[str, IdValue]] = {}
         self._pending: dict[_Key, dict[str, PendingCreate]] = {}
-        self._fields: dict[tuple[str, ...], IdFields] = {}
         self.waits = 0
         self.wait_timeouts = 0
-
-    def fields(self, patterns: tuple[str, ...]) -> IdFields:
-        compiled = self._fields.get(patterns)
-        if compiled is None:
-            compiled = self._fields[patterns] = IdFields(patterns)
-        return compiled
 
     def active(self, service: str, role: Role = Role.SHADOW) -> bool:
         """Whether requests to this side may need rewriting (a cheap check for the hot path)."""
@@ -175,7 +170,11 @@ class IdCorrelator:
                 del self._pending[key]
         pending.event.set()
         if pairs and self.on_pairs is not None and pending.role is Role.SHADOW:
-            self.on_pairs(pending.service, pairs)
+            try:
+                self.on_pairs(pending.service, pairs)
+            except Exception:
+                # Persisting is best effort: the pairs are learnt here either way.
+                log.exception("on_pairs hook failed", service=pending.service)
         return pairs
 
     async def rewrite(

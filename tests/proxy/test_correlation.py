@@ -8,6 +8,7 @@ import time
 import httpx
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from diffs.exchange import Role
 from proxy.correlation import IdCorrelator, IdFields, Pairs, extract_ids
@@ -58,6 +59,19 @@ def test_complete_pairs_differing_ids_by_location() -> None:
     assert correlator.lookup("orders", 5) is None
     assert correlator.lookup("products", 7) is None  # per service
     assert correlator.lookup("orders", 7, Role.SECONDARY) is None  # per role
+
+
+def test_a_failing_on_pairs_hook_still_learns_and_releases() -> None:
+    def broken(service: str, pairs: Pairs) -> None:
+        raise RuntimeError("store down")
+
+    correlator = IdCorrelator(100, 1.0, on_pairs=broken)
+    pending = correlator.begin("orders", Role.SHADOW, {"id": 7})
+    assert pending is not None
+    with capture_logs() as logs:
+        correlator.complete(pending, {"id": 1007})
+    assert correlator.lookup("orders", 7) == 1007 and pending.event.is_set()
+    assert any(entry["event"] == "on_pairs hook failed" for entry in logs)
 
 
 def test_a_failed_shadow_create_learns_nothing_but_releases_waiters() -> None:
