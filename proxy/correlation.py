@@ -118,8 +118,16 @@ class IdCorrelator:
         """Called with each create's new shadow pairs, so the control plane can persist them."""
         self._maps: dict[_Key, OrderedDict[str, IdValue]] = {}
         self._pending: dict[_Key, dict[str, PendingCreate]] = {}
+        self._fields: dict[tuple[str, ...], IdFields] = {}
         self.waits = 0
         self.wait_timeouts = 0
+
+    def fields(self, patterns: tuple[str, ...]) -> IdFields:
+        """Compiled id-field patterns, one per distinct configuration (cached)."""
+        compiled = self._fields.get(patterns)
+        if compiled is None:
+            compiled = self._fields[patterns] = IdFields(patterns)
+        return compiled
 
     def active(self, service: str, role: Role = Role.SHADOW) -> bool:
         """Whether requests to this side may need rewriting (a cheap check for the hot path)."""

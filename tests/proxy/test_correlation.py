@@ -25,6 +25,12 @@ def test_id_fields_match_exact_names_and_globs(name: str, hit: bool) -> None:
     assert (name in FIELDS) is hit
 
 
+def test_compiled_fields_are_cached_per_configuration() -> None:
+    correlator = IdCorrelator(10, 1.0)
+    assert correlator.fields(("id", "*_id")) is correlator.fields(("id", "*_id"))
+    assert "sku" in correlator.fields(("sku",))
+
+
 def test_extract_ids_top_level_nested_and_in_lists() -> None:
     body = orjson.dumps(
         {
