@@ -7,6 +7,7 @@ refused from other origins and, when an admin token is configured, without it.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +70,8 @@ def environment() -> jinja2.Environment:
         ratio=rendering.fmt_ratio,
         speedup=rendering.fmt_speedup,
         quote=lambda value: quote(str(value), safe=""),
+        # Plain JSON text; autoescaping makes it safe (Jinja's tojson would show ">" as \u003e).
+        json=lambda value: json.dumps(value, ensure_ascii=False),
         when=lambda value: value.strftime("%Y-%m-%d %H:%M:%S") if value else "–",
     )
     env.globals.update(qs=_qs, Verdict=Verdict, window_text=rendering.window_text)

@@ -274,3 +274,18 @@ async def test_overview_takes_readiness_criteria_from_the_query(make: Make) -> N
     orders = html[html.index('data-service="orders"') : html.index('data-service="products"')]
     assert 'data-verdict="ready"' in orders and "diff rate (findings, noise excluded) ≤ 10.00%" in html
     assert (await client.get("/", params={"max_diff_rate": "lots"})).status_code == 422
+
+
+async def test_diff_values_are_shown_as_json_text_and_escaped(make: Make) -> None:
+    client, ctx = await make()
+    body = f.order_body(coupon="<b>a >= b</b>")
+    x = f.exchange(id="xss-1", primary=f.primary(body), shadow=f.shadow({**body, "coupon": None}))
+    await ctx.store.write_batch([Comparer(ctx.settings.services).compare(x)])
+    html = (await client.get("/exchanges/xss-1")).text
+    assert "<b>a" not in html and "\\u003e" not in html
+    row = html[html.index('<tr data-path="root.coupon">') :]
+    assert text_of(row[: row.index("</tr>")], r'<td class="mono">(.*?)</td>') == [
+        "root.coupon",
+        '"<b>a >= b</b>"',
+        "null",
+    ]
