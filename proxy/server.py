@@ -182,7 +182,7 @@ async def build_proxy(
     sink = build_sink(settings, store, metrics, correlator)
     await sink.start()
     stack.push_async_callback(sink.aclose, settings.drain_seconds)
-    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator)
+    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator, tune_gc=True)
 
 
 def build_admin(settings: Settings, store: Store, state: PrimaryState, registry: CollectorRegistry) -> ASGIApp:
