@@ -68,6 +68,7 @@ class Proxy:
             if settings.secondary_url
             else None
         )
+        self._secondary_app = settings.secondary_app
         self._rewrite_host = settings.host_header == "rewrite"
         self._max_request = settings.max_request_body
         self._max_response = settings.max_response_body
@@ -214,7 +215,7 @@ class Proxy:
                 upstream_headers(inbound, host=self._host(inbound, shadow), shadow=True),
             )
         ]
-        if self.secondary is not None:
+        if self.secondary is not None and primary_app == self._secondary_app:
             secondary = self.secondary
             headers = upstream_headers(inbound, host=self._host(inbound, secondary), shadow=True)
             calls.append(MirrorCall(Role.SECONDARY, primary_app, secondary, headers))

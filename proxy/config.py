@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     v2_url: str = "http://127.0.0.1:8002"
     secondary_url: str | None = None
     """A second instance of the primary's app, used to measure noise."""
+    secondary_app: Side = "v1"
+    """Which app the secondary runs. It is mirrored to only for services whose primary is that app: after a
+    promotion, V1-vs-V2 differences must not be mistaken for noise."""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     admin_host: str = "127.0.0.1"
