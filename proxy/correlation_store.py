@@ -44,6 +44,25 @@ class CorrelationStore:
             loaded += len(rows)
         return loaded
 
+    def share(self, services: Iterable[str], interval: float, *, newest: int = 1000) -> None:
+        """With several workers: every `interval` seconds, learn the newest pairs other workers saved."""
+        names = tuple(services)
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                for service in names:
+                    try:
+                        rows = await self.store.load_correlations(service, limit=newest)
+                    except Exception as exc:  # keep serving with what is known; the next round tries again
+                        log.warning("cannot read id correlations", service=service, error=str(exc))
+                        break
+                    self.correlator.remember(service, [(_decode(p), _decode(s)) for p, s in rows])
+
+        task = asyncio.get_running_loop().create_task(refresh(), name="shadowdiff-correlation-share")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def save(self, service: str, pairs: Pairs) -> None:
         encoded = [(_encode(p), _encode(s)) for p, s in pairs]
         task = asyncio.get_running_loop().create_task(self._save(service, encoded))
@@ -57,5 +76,8 @@ class CorrelationStore:
             log.warning("cannot persist id correlations", service=service, count=len(pairs), error=str(exc))
 
     async def aclose(self) -> None:
+        for task in self._tasks:
+            if task.get_name() == "shadowdiff-correlation-share":
+                task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -178,6 +178,8 @@ async def build_proxy(
     correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
     correlations = CorrelationStore(store, correlator)
     await correlations.load(settings.services)
+    if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another
+        correlations.share(settings.services, settings.state_refresh_seconds)
     stack.push_async_callback(correlations.aclose)
     sink = build_sink(settings, store, metrics, correlator)
     await sink.start()
