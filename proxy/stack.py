@@ -105,7 +105,11 @@ class Stack:
         return None
 
     def wait_healthy(self, timeout: float, *, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Until every child's health URL answers 200: True; False if `should_stop()`; StackError otherwise."""
+        """Until every child's health URL answers 200: True; False if `should_stop()`; StackError otherwise.
+
+        URLs are checked in order, each only once those before it answer: the proxy's /health is mirrored, so
+        asking it before V2 is up would record a shadow error in the report.
+        """
         deadline = time.monotonic() + timeout
         waiting = [(child.name, url) for child in self.children for url in child.health_urls]
         while waiting:
@@ -114,7 +118,8 @@ class Stack:
             gone = self.exited()
             if gone is not None:
                 raise StackError(f"{gone[0]} exited with code {gone[1]} while starting (see its output above)")
-            waiting = [(name, url) for name, url in waiting if not _answers(url)]
+            while waiting and _answers(waiting[0][1]):
+                waiting.pop(0)
             if time.monotonic() > deadline:
                 raise StackError(f"not healthy after {timeout:.0f}s: {', '.join(url for _, url in waiting)}")
             if waiting:
