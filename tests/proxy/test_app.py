@@ -105,8 +105,8 @@ async def test_primary_and_shadow_receive_the_request_together() -> None:
                 await client.post(f"{stack.url}/api/orders", content=b'{"n": %d}' % n)
                 await stack.sink.wait(n + 1)
     gaps = sorted(abs(b.at - a.at) for a, b in zip(v1.seen[1:], v2.seen[1:], strict=True))  # the first warms up
-    assert gaps[len(gaps) // 2] < 0.005, gaps  # within a few ms (measured ~0.1 ms)
-    assert gaps[-1] < 0.05, gaps  # even on a loaded machine, never one after the other
+    assert gaps[len(gaps) // 2] < 0.02, gaps  # within a few ms (measured ~0.1 ms; margin for a loaded CI machine)
+    assert gaps[-1] < 0.08, gaps  # even on a loaded machine, never one after the other (that would be 0.1 s)
     assert [s.body for s in v1.seen] == [s.body for s in v2.seen]
 
 
@@ -185,7 +185,7 @@ async def test_a_failing_shadow_changes_nothing_for_the_client(
     shadow: str, kind: ErrorKind, status: int | None
 ) -> None:
     v1 = Recorder("v1", fixed(200, b'{"ok": true}'))
-    services = {"default": ServiceConfig(prefixes=("/",), shadow_timeout=0.3)}
+    services = {"default": ServiceConfig(prefixes=("/",), shadow_timeout=0.8)}
     async with run_server(v1) as u1, _shadow(shadow) as u2:
         async with proxy_stack(settings_for(u1, u2, services=services)) as stack, httpx.AsyncClient() as client:
             started = time.perf_counter()
@@ -193,7 +193,7 @@ async def test_a_failing_shadow_changes_nothing_for_the_client(
             elapsed = time.perf_counter() - started
             [exchange] = await stack.sink.wait(1)
     assert response.status_code == 200 and response.content == b'{"ok": true}'
-    assert elapsed < 0.25  # never waits for the shadow (the slow one takes 1 s, its timeout 0.3 s)
+    assert elapsed < 0.5  # never waits for the shadow (the slow one takes 1.5 s, its timeout 0.8 s)
     assert exchange.shadow is not None
     assert exchange.shadow.error is kind and exchange.shadow.status == status
     assert exchange.primary.ok
@@ -206,7 +206,7 @@ def _shadow(kind: str):  # type: ignore[no-untyped-def]
     if kind == "down":
         return _Fixed(down_url())
     if kind == "slow":
-        return run_server(Recorder("v2", delay=1.0))
+        return run_server(Recorder("v2", delay=1.5))
     if kind == "reset":
         return raw_server(reset_mid_body)
     if kind == "garbage":
