@@ -91,19 +91,30 @@ def targets(outcome: Outcome) -> list[Target]:
         noisy = _noisy(stall, base)
         found.append(Target(f"shadow {stall.shadow}, {stall.load}", goal, measured, _le(r, 1.10), noisy))
     every = outcome.all_stall or outcome.stall
+    reference = _worst_growth(every, "healthy")
     for shadow in dict.fromkeys(s.shadow for s in every if s.shadow != "healthy"):
-        # one proxy process per shadow and round: growth is judged within each, the worst one reported
-        lives = [[s for s in every if s.shadow == shadow and s.round == r] for r in sorted({s.round for s in every})]
-        first, last, runs = max(
-            ((life[0].rss_before, life[-1].rss_after, len(life)) for life in lives if life),
-            key=lambda t: (t[1] - t[0]) / t[0] if t[0] else 0.0,
-        )
-        growth = (last - first) / first if first else 0.0
-        measured = f"{first / MIB:.0f} → {last / MIB:.0f} MiB ({growth:+.0%}) over {runs} runs"
-        if len(lives) > 1:
-            measured += f", worst of {len(lives)} rounds"
+        worst = _worst_growth(every, shadow)
+        if worst is None:
+            continue
+        first, last, growth = worst
+        measured = f"{first / MIB:.0f} → {last / MIB:.0f} MiB ({growth:+.0%})"
+        if reference is not None:
+            measured += f"; healthy shadow, same runs: {reference[2]:+.0%}"
         found.append(Target(f"proxy RSS, shadow {shadow}", "flat (< 10% growth)", measured, growth < 0.10))
     return found
+
+
+def _worst_growth(every: list[StallRow], shadow: str) -> tuple[int, int, float] | None:
+    """RSS before the first and after the last run of one proxy process (one per shadow and round), worst round."""
+    worst = None
+    for round_ in sorted({s.round for s in every}):
+        life = [s for s in every if s.shadow == shadow and s.round == round_]
+        if life and life[0].rss_before:
+            first, last = life[0].rss_before, life[-1].rss_after
+            growth = (last - first) / first
+            if worst is None or growth > worst[2]:
+                worst = (first, last, growth)
+    return worst
 
 
 def _noisy(*measured: Row | StallRow | None) -> bool:

@@ -20,7 +20,7 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 def main_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the throughput/latency table."""
     header = ["scenario", "conc.", "req/s", "p50 ms", "p99 ms", "errors", "× direct", "× nginx"]
-    header += ["CPU µs/req", "box CPU µs/req", "primary CPU", "mirrored", "other CPU"]
+    header += ["CPU µs/req", "box CPU µs/req", "primary CPU", "mirrored", "other CPU", "round"]
     rows = []
     for row in outcome.rows:
         rows.append(
@@ -38,6 +38,7 @@ def main_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 _fmt(row.upstream_cpu_pct, ".0f", "%"),
                 _fmt(row.mirrored, ".0%"),
                 _fmt(row.other_cpu_pct, ".0f", "%"),
+                str(row.round + 1),
             ]
         )
     return header, rows
@@ -56,7 +57,7 @@ def latency_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
 def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Primary latency and proxy memory with a sick shadow."""
     header = ["shadow", "load", "req/s", "p50 ms", "p99 ms", "p99 vs healthy", "errors", "RSS before", "RSS after"]
-    header += ["other CPU"]
+    header += ["other CPU", "round"]
     healthy = {s.load: s.result.p99_ms for s in outcome.stall if s.shadow == "healthy"}
     rows = []
     for s in outcome.stall:
@@ -73,6 +74,7 @@ def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 f"{s.rss_before / MIB:.1f} MiB",
                 f"{s.rss_after / MIB:.1f} MiB",
                 _fmt(s.other_cpu_pct, ".0f", "%"),
+                str(s.round + 1),
             ]
         )
     return header, rows
