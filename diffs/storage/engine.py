@@ -6,6 +6,9 @@ unreachable, connection lost), `StoreError` otherwise.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,7 +51,6 @@ def _sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int, *, wal: bool) -> 
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
             # WAL with NORMAL stays consistent after a crash; only the newest commits may be lost on power failure.
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
@@ -59,6 +61,33 @@ def _sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int, *, wal: bool) -> 
         # without waiting when another process wrote in between, while BEGIN IMMEDIATE waits out busy_timeout.
         mode = conn.get_execution_options().get("sqlite_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+async def use_wal(engine: AsyncEngine, timeout: float) -> None:
+    """Switch a SQLite database file to WAL mode (persistent: done once per file, checked on every open).
+
+    Several processes creating the file at once race for the switch, and SQLite answers the loser "database is
+    locked" at once instead of waiting out busy_timeout, so the switch is retried here until `timeout`.
+    """
+    if engine.dialect.name != "sqlite" or is_memory(engine.url):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection  # outside any transaction: SQLite refuses the switch inside one
+                assert driver is not None
+                cursor = await driver.execute("PRAGMA journal_mode = WAL")
+                row = await cursor.fetchone()
+                await cursor.close()
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            raise StoreError(f"SQLite refused WAL mode (journal_mode is {row[0] if row else None!r})")
+        except (SQLAlchemyError, sqlite3.OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise translate(exc) from exc
+            await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

@@ -95,6 +95,7 @@ class Store:
         url = async_url(database_url)
         engine = engines.make_engine(url, schema=schema, busy_timeout_ms=round(busy_timeout * 1000))
         try:
+            await engines.use_wal(engine, busy_timeout)
             async with engines.writing(engine) as conn:
                 await conn.run_sync(upgrade)
             quota = ExampleQuota(retention or RetentionPolicy(), await _example_counts(engine))

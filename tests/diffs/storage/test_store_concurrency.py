@@ -123,3 +123,17 @@ async def test_sqlite_pages_seek_an_index_and_never_sort(tmp_path: Path, filters
         await store.close()
     assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
     assert "started_at<?" in plan.replace(" ", ""), plan  # the cursor bounds the index range
+
+
+async def test_many_stores_creating_one_sqlite_file_at_once(tmp_path: Path) -> None:
+    # The switch to WAL on a new file is raced by every opener and SQLite answers the losers "locked" at once,
+    # without waiting out busy_timeout; before `use_wal` retried it this failed within a few rounds.
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path / f'new{round_}.db'}"
+        stores = await asyncio.gather(*(Store.open(url) for _ in range(6)))
+        try:
+            await stores[0].record_promotion("orders", "v1", "v2", "race", "test")
+            assert all([await s.get_primaries() == {"orders": "v2"} for s in stores])
+        finally:
+            for store in stores:
+                await store.close()
