@@ -76,6 +76,17 @@ class ExchangeRow(Base):
         Index("ix_exchanges_service_started", "service", "started_at", "id"),
         Index("ix_exchanges_endpoint_started", "endpoint", "started_at", "id"),
         Index("ix_exchanges_outcome_started", "outcome", "started_at", "id"),
+        Index(
+            "ix_exchanges_report",
+            "service",
+            "endpoint",
+            "outcome",
+            "started_at",
+            "primary_app",
+            "shadow_app",
+            "primary_latency_ms",
+            "shadow_latency_ms",
+        ),
     )
 
 
