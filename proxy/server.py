@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from diffs.exchange import Exchange
 from diffs.storage import Store
+from diffs.storage.pruning import Pruner
 from proxy.admin import create_admin_app
 from proxy.app import create_proxy_app
 from proxy.comparing import ComparisonSink
@@ -151,17 +152,24 @@ def handle_signals(stop: Callable[[bool], None]) -> Callable[[], None]:
 
 
 async def open_state(
-    settings: Settings, stack: AsyncExitStack, *, environ: Mapping[str, str] | None
+    settings: Settings, stack: AsyncExitStack, *, environ: Mapping[str, str] | None, prune: bool = False
 ) -> tuple[Store, PrimaryState]:
-    """Open the store and a refreshing PrimaryState; with `environ`, first record config decisions (see reconcile)."""
+    """Open the store and a refreshing PrimaryState; with `environ`, first record config decisions (see reconcile).
+
+    `prune`: also run the retention pruner here (one process per deployment: the server, or the supervisor).
+    """
     try:
-        store = await Store.open(settings.database_url)
+        store = await Store.from_settings(settings)
     except ShadowdiffError:
         # aiosqlite answers a failed connect from its own thread a moment later; let it land before the loop closes,
         # or it prints a "loop is closed" traceback after our one-line error.
         await asyncio.sleep(0.1)
         raise
     stack.push_async_callback(store.close)
+    if prune:
+        pruner = Pruner(store, store.retention.prune_interval)
+        pruner.start()
+        stack.push_async_callback(pruner.aclose)
     state = PrimaryState(settings.services, store, refresh_seconds=settings.state_refresh_seconds)
     if environ is not None:
         await state.reconcile(environ)
@@ -229,7 +237,7 @@ class ShadowdiffServer:
         self.proxy_url, self.admin_url = url_of(proxy_sock), url_of(admin_sock)
         try:
             async with AsyncExitStack() as stack:
-                store, self.state = await open_state(settings, stack, environ=self.environ)
+                store, self.state = await open_state(settings, stack, environ=self.environ, prune=True)
                 registry = CollectorRegistry()
                 proxy_app = await build_proxy(settings, stack, store, self.state, registry)
                 admin_app = build_admin(settings, store, self.state, registry)

@@ -102,7 +102,7 @@ class Supervisor:
     async def _main(self, proxy_sock: socket.socket, admin_sock: socket.socket, metrics_dir: Path) -> None:
         async with AsyncExitStack() as stack:
             # Config decisions are recorded once, here, before any worker reads the state.
-            store, state = await open_state(self.settings, stack, environ=self.environ)
+            store, state = await open_state(self.settings, stack, environ=self.environ, prune=True)
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
             admin_app = build_admin(self.settings, store, state, registry)

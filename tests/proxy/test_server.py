@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from diffs.storage import Store
 from proxy.config import ConfigError, Settings, load_settings
 from proxy.server import ListenError, ShadowdiffServer
 from tests.servers import free_port, run_server
@@ -109,6 +110,22 @@ async def test_one_process_serves_proxy_and_admin_and_promotes_without_restart(
 
         metrics = (await client.get(f"{admin}/metrics")).text
         assert 'shadowdiff_requests_total{method="GET",service="orders",status_class="2xx"} 3.0' in metrics
+
+
+async def test_the_server_stores_exchanges_with_the_configured_redaction(
+    tmp_path: Path, upstreams: tuple[str, str]
+) -> None:
+    settings = make_settings(tmp_path, upstreams, redact_fields=["ssn"])
+    async with serving(settings) as server, httpx.AsyncClient(timeout=5) as client:
+        response = await client.post(f"{server.proxy_url}/api/orders", json={"ssn": "123-45-6789", "n": 1})
+        request_id = response.headers["x-request-id"]
+    store = await Store.open(settings.database_url)
+    try:
+        stored = await store.get_exchange(request_id)
+    finally:
+        await store.close()
+    assert stored is not None and stored.request_body is not None
+    assert b"123-45-6789" not in stored.request_body and b"[REDACTED]" in stored.request_body
 
 
 async def test_a_guide_flag_at_start_up_sets_the_primary_and_is_audited(
