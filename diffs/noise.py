@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from diffs.exchange import FieldDiff
 from diffs.paths import ROOT, PatternSet, ancestors
-from proxy.config import NoiseConfig
+from diffs.rules import NoiseConfig
 
 ANY_ENDPOINT = "*"
 

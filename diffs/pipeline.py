@@ -8,18 +8,39 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from diffs.comparison import MAX_DIFFS, compare_responses, distinct_paths
 from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, SideResponse
 from diffs.noise import Marks, NoiseTracker, flag_noise
-from diffs.rules import CompareRules, merge_rules
+from diffs.rules import CompareRules, EndpointRules, NoiseConfig, merge_rules
 from diffs.templating import EndpointTemplater
-from proxy.config import NoiseConfig, ServiceConfig
 
 DEFAULT_SERVICE = "default"
 _PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
-_NO_SERVICE = ServiceConfig()
+
+
+class ServiceRules(Protocol):
+    """What the comparer reads of a service's configuration (`proxy.config.ServiceConfig` has it)."""
+
+    @property
+    def rules(self) -> CompareRules: ...
+    @property
+    def endpoints(self) -> tuple[EndpointRules, ...]: ...
+    @property
+    def endpoint_patterns(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _NoRules:
+    rules: CompareRules = CompareRules()
+    endpoints: tuple[EndpointRules, ...] = ()
+    endpoint_patterns: tuple[str, ...] = ()
+
+
+_NO_SERVICE = _NoRules()
 
 
 def _shape(endpoint: str) -> str:
@@ -54,7 +75,7 @@ class Comparer:
 
     def __init__(
         self,
-        services: Mapping[str, ServiceConfig],
+        services: Mapping[str, ServiceRules],
         noise_config: NoiseConfig | None = None,
         marks: Iterable[tuple[str, str]] = (),
         *,
@@ -78,7 +99,7 @@ class Comparer:
         """Replace the noise marks (the caller reloads them from the store)."""
         self._marks = Marks(marks)
 
-    def service(self, name: str) -> ServiceConfig:
+    def service(self, name: str) -> ServiceRules:
         return self.services.get(name) or self.services.get(DEFAULT_SERVICE) or _NO_SERVICE
 
     def endpoint(self, exchange: Exchange) -> str:

@@ -42,6 +42,15 @@ class CompareRules(BaseModel):
     compare_status: bool = True
 
 
+class NoiseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relative_threshold: float = Field(default=0.20, ge=0)
+    """A field is a finding only when raw diff rate exceeds noise rate by this fraction of it (Diffy: 20%)."""
+    absolute_threshold: float = Field(default=0.0003, ge=0)
+    """... and by at least this much in absolute rate (Diffy: 0.03%)."""
+
+
 class EndpointRules(CompareRules):
     """Rules for one endpoint template, e.g. "POST /api/ai/generate", merged over its service's rules."""
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from diffs.rules import CompareRules, EndpointRules
+from diffs.rules import CompareRules, EndpointRules, NoiseConfig
 from proxy.errors import ConfigError
 
 Side = Literal["v1", "v2"]
@@ -59,15 +59,6 @@ def default_services() -> dict[str, ServiceConfig]:
         "ai": ServiceConfig(prefixes=("/api/ai",)),
         "default": ServiceConfig(prefixes=("/",)),
     }
-
-
-class NoiseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    relative_threshold: float = Field(default=0.20, ge=0)
-    """A field is a finding only when raw diff rate exceeds noise rate by this fraction of it (Diffy: 20%)."""
-    absolute_threshold: float = Field(default=0.0003, ge=0)
-    """... and by at least this much in absolute rate (Diffy: 0.03%)."""
 
 
 class Settings(BaseSettings):
