@@ -198,7 +198,8 @@ def report(
     if format not in FORMATS:
         raise typer.BadParameter(f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
     with _one_line_errors():
-        result = load(config, database_url, since, service, Criteria())
+        readiness = _settings(config, database_url).readiness
+        result = load(config, database_url, since, service, Criteria(**readiness.model_dump()))
         if format == "table":
             console = Console(file=out.open("w", encoding="utf-8"), width=WIDE) if out else _console()
             with contextlib.closing(console.file) if out else contextlib.nullcontext():
@@ -230,25 +231,37 @@ def _render(result: Report, format: str) -> str:
 def check(
     service: Service = None,
     since: Since = None,
-    min_samples: Annotated[int, typer.Option(min=0, help="Fewest compared exchanges.")] = DEFAULTS.min_samples,
+    min_samples: Annotated[
+        int | None, typer.Option(min=0, help=f"Fewest compared exchanges [default: {DEFAULTS.min_samples}].")
+    ] = None,
     max_diff_rate: Annotated[
-        str, typer.Option(help="Most exchanges with a finding (noise excluded): 0.01 or 1%.")
-    ] = str(DEFAULTS.max_diff_rate),
-    max_error_rate: Annotated[str, typer.Option(help="Most shadow errors: 0.01 or 1%.")] = str(DEFAULTS.max_error_rate),
+        str | None,
+        typer.Option(
+            help=f"Most exchanges with a finding (noise excluded): 0.01 or 1% [default: {DEFAULTS.max_diff_rate}]."
+        ),
+    ] = None,
+    max_error_rate: Annotated[
+        str | None, typer.Option(help=f"Most shadow errors: 0.01 or 1% [default: {DEFAULTS.max_error_rate}].")
+    ] = None,
     max_p99_ratio: Annotated[
-        float, typer.Option(min=0, help="Most shadow p99 / primary p99.")
-    ] = DEFAULTS.max_p99_ratio,
+        float | None,
+        typer.Option(min=0, help=f"Most shadow p99 / primary p99 [default: {DEFAULTS.max_p99_ratio}]."),
+    ] = None,
     database_url: DatabaseUrl = None,
     config: Config = None,
 ) -> None:
-    """CI gate: exit 0 when V2 (the shadow) is ready to promote, 1 listing the failing criteria, 2 on errors."""
-    criteria = Criteria(
-        min_samples=min_samples,
-        max_diff_rate=_rate(max_diff_rate) or 0.0,
-        max_error_rate=_rate(max_error_rate) or 0.0,
-        max_p99_ratio=max_p99_ratio,
-    )
+    """CI gate: exit 0 when V2 (the shadow) is ready to promote, 1 listing the failing criteria, 2 on errors.
+
+    Criteria not given as flags come from the config file's [readiness] section (what the web overview uses).
+    """
     with _one_line_errors(CANNOT_TELL):
+        base = _settings(config, database_url).readiness
+        criteria = Criteria(
+            min_samples=base.min_samples if min_samples is None else min_samples,
+            max_diff_rate=base.max_diff_rate if max_diff_rate is None else _rate(max_diff_rate) or 0.0,
+            max_error_rate=base.max_error_rate if max_error_rate is None else _rate(max_error_rate) or 0.0,
+            max_p99_ratio=base.max_p99_ratio if max_p99_ratio is None else max_p99_ratio,
+        )
         result = load(config, database_url, since, service, criteria)
     judged = [s for s in result.services if s.service == service] if service else list(result.active)
     if not judged:

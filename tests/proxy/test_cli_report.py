@@ -156,6 +156,15 @@ def test_check_criteria_are_flags(database: str, args: list[str], code: int) -> 
     assert run("check", "--database-url", database, *args).exit_code == code
 
 
+def test_check_reads_the_config_files_readiness_section_and_flags_win(tmp_path: Path, database: str) -> None:
+    config = tmp_path / "shadowdiff.toml"
+    config.write_text("[readiness]\nmin_samples = 5\n", encoding="utf-8")
+    assert run("check", "--database-url", database, "--service", "ai").exit_code == 1  # 5 samples < 100
+    assert run("check", "--database-url", database, "--service", "ai", "--config", str(config)).exit_code == 0
+    flagged = run("check", "--database-url", database, "--service", "ai", "--config", str(config), "--min-samples", "6")
+    assert flagged.exit_code == 1
+
+
 def test_check_without_traffic_is_not_ready(database: str) -> None:
     result = run("check", "--database-url", database, "--since", "5m")
     assert result.exit_code == 1 and result.stdout == "not ready: no exchanges recorded since 5m\n"
