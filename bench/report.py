@@ -145,8 +145,9 @@ def contention_note(outcome: Outcome) -> str | None:
     if shares is None or shares[1] < NOISY_PCT:
         return None
     return (
-        f"Other processes used {shares[0]:.0f}% of the machine's CPU during the median measurement "
-        f"(up to {shares[1]:.0f}%): absolute numbers are low and ratios noisy; re-run on a quiet machine."
+        f"Processes outside the benchmark used up to {shares[1]:.0f}% of the machine's CPU during some measurements "
+        f"(median {shares[0]:.0f}%): rows whose 'other CPU' is above {NOISY_PCT:.0f}% are noisy, and so are the "
+        "verdicts built on them; re-run on a quiet machine."
     )
 
 
