@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
 
+from proxy.admin_client import call_admin
 from proxy.errors import ShadowdiffError
 
 app = typer.Typer(
@@ -315,26 +315,10 @@ def _whoami() -> str:
 
 
 def _post(admin_url: str, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = admin_url.rstrip("/") + path
     try:
-        response = httpx.post(url, json={k: v for k, v in body.items() if v}, headers=headers, timeout=10)
-    except httpx.ConnectError:
-        fail(f"cannot reach the admin API at {admin_url}: is `shadowdiff proxy` running?")
-    except httpx.TimeoutException:
-        fail(f"the admin API at {admin_url} did not answer within 10s")
-    except (httpx.HTTPError, ValueError) as exc:
-        fail(f"cannot call the admin API at {admin_url}: {exc}")
-    try:
-        data = response.json()
-    except ValueError:
-        fail(f"the admin API at {admin_url} answered {response.status_code} without JSON: is it shadowdiff's?")
-    if response.status_code == 401:
-        fail("the admin API refused the token: pass --token or set SHADOWDIFF_ADMIN_TOKEN")
-    if response.status_code >= 400:
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-        fail(message or f"the admin API answered {response.status_code}")
-    return dict(data)
+        return call_admin("POST", admin_url, path, json={k: v for k, v in body.items() if v}, token=token)
+    except ShadowdiffError as exc:
+        fail(str(exc))
 
 
 def _describe(result: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +23,7 @@ from diffs.rendering import fmt_ms, fmt_pct, fmt_ratio, fmt_speedup, render_json
 from diffs.reporting import NoiseThresholds, Report, ServiceSummary, Verdict, Window, parse_since
 from diffs.storage import Store, queries
 from diffs.storage.urls import async_url, is_memory, is_sqlite
+from proxy.admin_client import call_admin
 from proxy.config import Settings, load_settings
 from proxy.errors import ShadowdiffError
 from proxy.promotion import PrimaryState
@@ -333,23 +333,10 @@ def _console() -> Console:
 
 
 def _get(admin_url: str, path: str, params: dict[str, str]) -> dict[str, Any]:
-    url = admin_url.rstrip("/") + path
     try:
-        response = httpx.get(url, params=params, timeout=30)
-    except httpx.ConnectError:
-        _fail(f"cannot reach the admin plane at {admin_url}: is `shadowdiff proxy` running?")
-    except httpx.TimeoutException:
-        _fail(f"the admin plane at {admin_url} did not answer within 30s")
-    except (httpx.HTTPError, ValueError) as exc:
-        _fail(f"cannot call the admin plane at {admin_url}: {exc}")
-    try:
-        data = response.json()
-    except ValueError:
-        _fail(f"the admin plane at {admin_url} answered {response.status_code} without JSON: is it shadowdiff's?")
-    if response.status_code >= 400 or not isinstance(data, dict):
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-        _fail(message or f"the admin plane at {admin_url} answered {response.status_code} for {path}")
-    return data
+        return call_admin("GET", admin_url, path, params=params, timeout=30)
+    except ShadowdiffError as exc:
+        _fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

@@ -206,5 +206,5 @@ def test_status_without_an_admin_plane_is_one_line() -> None:
     result = run("status", "--admin-url", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert one_line_error(result) == (
-        "shadowdiff: cannot reach the admin plane at http://127.0.0.1:9: is `shadowdiff proxy` running?"
+        "shadowdiff: cannot reach the admin API at http://127.0.0.1:9: is `shadowdiff proxy` running?"
     )
