@@ -47,3 +47,25 @@ async def run_server(app: Any, *, port: int | None = None, **config: Any) -> Asy
         server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(task, timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def run_shadowdiff(settings: Any, environ: dict[str, str] | None = None) -> AsyncIterator[Any]:
+    """A whole `ShadowdiffServer` (proxy and admin listeners) in this event loop until the block exits."""
+    from proxy.server import ShadowdiffServer
+
+    server = ShadowdiffServer(settings, environ=environ or {})
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        else:
+            raise RuntimeError("shadowdiff did not start within 5 s")
+        yield server
+    finally:
+        server.request_exit()
+        await asyncio.wait_for(task, timeout=15)

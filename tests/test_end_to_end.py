@@ -22,8 +22,7 @@ from legacy_app.seed import seed_database as seed_legacy
 from legacy_app.settings import LegacySettings
 from proxy.config import load_settings
 from proxy.demo import demo_catalogue
-from proxy.server import ShadowdiffServer
-from tests.servers import run_server
+from tests.servers import run_server, run_shadowdiff
 from v2_app.app import create_app as create_v2
 from v2_app.seed import seed_database_async as seed_v2
 from v2_app.settings import V2Settings
@@ -62,19 +61,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             },
             environ={},
         )
-        server = ShadowdiffServer(settings, environ={})
-        task = asyncio.get_running_loop().create_task(server.serve())
-        try:
-            for _ in range(500):
-                if server.started:
-                    break
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
+        async with run_shadowdiff(settings) as server:
             yield Stack(server.proxy_url, v2, store_url)
-        finally:
-            server.request_exit()
-            await asyncio.wait_for(task, timeout=15)
 
 
 async def stored(database_url: str) -> dict[str, StoredExchange]:

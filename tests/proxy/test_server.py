@@ -24,7 +24,7 @@ from starlette.routing import Route
 from diffs.storage import Store
 from proxy.config import ConfigError, Settings, load_settings
 from proxy.server import ListenError, ShadowdiffServer
-from tests.servers import free_port, run_server
+from tests.servers import free_port, run_server, run_shadowdiff
 
 SHADOWDIFF = str(Path(sys.executable).with_name("shadowdiff"))
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -60,23 +60,8 @@ def make_settings(
     return load_settings(overrides=values, environ=environ or {})
 
 
-@contextlib.asynccontextmanager
-async def serving(settings: Settings, environ: dict[str, str] | None = None) -> AsyncIterator[ShadowdiffServer]:
-    server = ShadowdiffServer(settings, environ=environ or {})
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("server did not start within 5 s")
-        yield server
-    finally:
-        server.request_exit()
-        await asyncio.wait_for(task, timeout=10)
+def serving(settings: Settings, environ: dict[str, str] | None = None) -> Any:
+    return run_shadowdiff(settings, environ)
 
 
 async def which(client: httpx.AsyncClient, url: str) -> str:
