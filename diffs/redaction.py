@@ -219,6 +219,25 @@ class Redactor:
     def redact_comparison(self, comparison: Comparison) -> Comparison:
         """The comparison with its exchange and field diffs redacted."""
         exchange = self.redact_exchange(comparison.exchange)
+        return self._with(comparison, exchange)
+
+    def redact_summary(self, comparison: Comparison) -> Comparison:
+        """Only what a summary row and its field diffs carry redacted: the query string and the diff values.
+
+        Headers and bodies are left as they came, so the caller must not store them (the store writes no payload for
+        an exchange whose bodies retention does not keep).
+        """
+        exchange = comparison.exchange
+        request = exchange.request
+        query = self.redact_query(request.query)
+        if query is not request.query:
+            exchange = replace(exchange, request=replace(request, query=query))
+        return self._with(comparison, exchange)
+
+    def _with(self, comparison: Comparison, exchange: Exchange) -> Comparison:
+        """The comparison with this (redacted) exchange and its field diffs redacted."""
+        if not comparison.diffs:
+            return comparison if exchange is comparison.exchange else replace(comparison, exchange=exchange)
         diffs = tuple(self.redact_diff(d) for d in comparison.diffs)
         if exchange is comparison.exchange and all(
             new is old for new, old in zip(diffs, comparison.diffs, strict=True)

@@ -91,7 +91,7 @@ class ExchangeRow(Base):
 
 
 class PayloadRow(Base):
-    """Headers (redacted) of every exchange; bodies only when the retention policy keeps them."""
+    """Headers and bodies (redacted) of the exchanges the retention policy keeps as examples; others have no row."""
 
     __tablename__ = "exchange_payloads"
 

@@ -88,7 +88,7 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class StoredSide:
-    """One side's response as stored: headers redacted, body None when retention did not keep it."""
+    """One side's response as stored: headers redacted (empty) and body None when retention did not keep them."""
 
     app: str
     status: int | None
@@ -106,6 +106,7 @@ class StoredExchange:
     summary: ExchangeSummary
     query: str
     request_headers: Headers
+    """Empty when retention did not keep this exchange's payload."""
     request_body: bytes | None
     """None when retention did not keep bodies for this exchange."""
     primary: StoredSide

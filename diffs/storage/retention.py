@@ -1,10 +1,11 @@
 """Which exchanges keep their bodies: a bounded number of examples per (endpoint, field path), decided at write time.
 
-Every exchange's summary row, headers and field diffs are stored. Its bodies are stored only while it is among the
+Every exchange's summary row and field diffs are stored. Its headers and bodies are stored only while it is among the
 first `examples_per_field` examples of one of its diff paths on its endpoint, or of its shadow error kind, or among
-the first `match_examples_per_endpoint` matches of its endpoint. Past that, the diff is still counted and listed;
-only its bodies are not kept. The counts live in the `body_examples` table, so a restart (or pruning) reloads them.
-Each worker process counts on its own, so N workers on one database keep up to N times the examples.
+the first `match_examples_per_endpoint` matches of its endpoint. Past that, the diff is still counted and listed
+(header differences too, as field diffs); only its headers and bodies are not kept. The counts live in the
+`body_examples` table, so a restart (or pruning) reloads them. Each worker process counts on its own, so N workers
+on one database keep up to N times the examples.
 """
 
 from __future__ import annotations

@@ -71,25 +71,25 @@ def exchange_values(comparison: Comparison, exchange_id: str, bodies_kept: bool)
     return values
 
 
-def payload_values(comparison: Comparison, exchange_id: str, bodies_kept: bool) -> dict[str, Any]:
-    """The `exchange_payloads` row: headers always, bodies only when kept."""
+def payload_values(comparison: Comparison, exchange_id: str) -> dict[str, Any]:
+    """The `exchange_payloads` row of an exchange retention keeps: its headers and bodies."""
     exchange = comparison.exchange
     request = exchange.request
     values: dict[str, Any] = {
         "exchange_id": exchange_id,
         "request_headers": encode_headers(request.headers),
-        "request_body": request.body if bodies_kept else None,
+        "request_body": request.body,
         "request_truncated": request.body_truncated,
     }
     for name, side in (("primary", exchange.primary), ("shadow", exchange.shadow), ("secondary", exchange.secondary)):
-        values.update(_side_payload(name, side, bodies_kept))
+        values.update(_side_payload(name, side))
     return values
 
 
-def _side_payload(name: str, side: SideResponse | None, bodies_kept: bool) -> dict[str, Any]:
+def _side_payload(name: str, side: SideResponse | None) -> dict[str, Any]:
     return {
         f"{name}_headers": encode_headers(side.headers) if side else None,
-        f"{name}_body": side.body if side and bodies_kept else None,
+        f"{name}_body": side.body if side else None,
         f"{name}_truncated": side.body_truncated if side else False,
     }
 

@@ -123,15 +123,19 @@ class Store:
     # -- exchanges ----------------------------------------------------------------------------------------------------
 
     async def write_batch(self, comparisons: Sequence[Comparison]) -> None:
-        """Redact and store comparisons (exchange, headers, kept bodies, field diffs) in one transaction.
+        """Redact and store comparisons in one transaction: every summary row and field diff; headers and bodies
+        only for the exchanges retention keeps as examples.
 
         A request id already stored (clients may reuse theirs) is stored under `<id>#<8 hex>` rather than lost.
         """
         if not comparisons:
             return
-        redacted = [self.redactor.redact_comparison(c) for c in comparisons]
         async with self._write_lock:
-            chosen = self._quota.plan(redacted)
+            # Retention first (it reads only endpoints, outcomes and diff paths, which redaction leaves alone), so
+            # that only kept exchanges pay for redacting every header and body; the rest store neither.
+            chosen = self._quota.plan(comparisons)
+            redact, summary = self.redactor.redact_comparison, self.redactor.redact_summary
+            redacted = [redact(c) if keys else summary(c) for c, keys in zip(comparisons, chosen, strict=True)]
             try:
                 await self._insert(redacted, chosen, [rows.clip(c.exchange.id, MAX_ID) for c in redacted])
             except StoreError as exc:
@@ -153,7 +157,8 @@ class Store:
         for comparison, exchange_id, keys in zip(comparisons, ids, chosen, strict=True):
             kept = bool(keys)
             exchange_rows.append(rows.exchange_values(comparison, exchange_id, kept))
-            payload_rows.append(rows.payload_values(comparison, exchange_id, kept))
+            if kept:  # only these were redacted whole (see `write_batch`)
+                payload_rows.append(rows.payload_values(comparison, exchange_id))
             diff_rows.extend(rows.diff_values(comparison, exchange_id))
             example_rows.extend(_example_values(keys, exchange_id))
         async with engines.writing(self._engine) as conn:
@@ -163,7 +168,7 @@ class Store:
             await self._inserts[ExampleRow].run(conn, example_rows)
 
     async def get_exchange(self, exchange_id: str) -> StoredExchange | None:
-        """One exchange with its headers, kept bodies and field diffs."""
+        """One exchange with its field diffs, and its headers and bodies when retention kept them (else empty)."""
         exchanges, payloads, diffs = ExchangeRow.__table__, PayloadRow.__table__, FieldDiffRow.__table__
         async with engines.reading(self._engine) as conn:
             row = (await conn.execute(select(exchanges).where(exchanges.c.id == exchange_id))).first()

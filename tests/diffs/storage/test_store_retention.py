@@ -30,9 +30,13 @@ async def test_bodies_kept_for_the_first_examples_of_each_field(database: Databa
         a2 = await store.get_exchange("a2")
         assert a2 is not None
         assert a2.request_body is None and a2.primary.body is None and a2.shadow and a2.shadow.body is None
-        assert a2.diffs and a2.primary.headers  # the diff and headers stay; only the bodies are not kept
+        # The summary and the diff stay; headers and bodies only for examples (no payload row at all).
+        assert a2.diffs and a2.summary.bodies_kept is False
+        assert a2.request_headers == () and a2.primary.headers == () and a2.shadow.headers == ()
+        assert a2.primary.status == 200 and a2.shadow.app == "v2"
         a0 = await store.get_exchange("a0")
-        assert a0 is not None and a0.primary.body is not None
+        assert a0 is not None and a0.primary.body is not None and a0.primary.headers
+        assert a0.request_headers == (("accept", "application/json"),)
     finally:
         await store.close()
 
@@ -117,6 +121,21 @@ async def test_pruning_removes_children_too(database: Database) -> None:
         async with engine.connect() as conn:
             for table in ("exchanges", "exchange_payloads", "field_diffs", "body_examples"):
                 assert (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one() == 0, table
+    finally:
+        await engine.dispose()
+        await store.close()
+
+
+async def test_only_kept_exchanges_get_a_payload_row(database: Database) -> None:
+    store = await database.open(retention=POLICY)
+    engine = database.engine()
+    try:
+        await store.write_batch([comparison(exchange_id=f"m{i}") for i in range(3)])
+        async with engine.connect() as conn:
+            ids = (await conn.execute(text("SELECT exchange_id FROM exchange_payloads"))).scalars().all()
+        assert ids == ["m0"]  # one match example per endpoint; m1 and m2 are summary rows only
+        m1 = await store.get_exchange("m1")
+        assert m1 is not None and m1.summary.outcome is Outcome.MATCH and m1.primary.body is None
     finally:
         await engine.dispose()
         await store.close()
