@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from diffs.exchange import Comparison, DiffKind, Exchange, FieldDiff, Outcome
 from diffs.pipeline import Comparer
@@ -19,6 +19,13 @@ from proxy.metrics import ProxyMetrics
 from proxy.sink import QueueSink
 
 log = structlog.get_logger("shadowdiff.comparing")
+
+# Bounds on what waits in memory, per worker. A saturated loop or a slow store then drops (and counts) instead of
+# growing: the writer keeps up with a few hundred rows pending, so these are headroom for bursts, not a buffer.
+QUEUE_BYTES = 8 * 1024 * 1024
+"""Bodies held by exchanges waiting to be compared (at least four of the largest, 4 × max_response_body)."""
+STORE_PENDING = 5_000
+"""Comparisons (each with its exchange's bodies) waiting to be stored."""
 
 
 class ComparisonSink:
@@ -40,11 +47,11 @@ class ComparisonSink:
         self.metrics = metrics
         self.marks_refresh_seconds = marks_refresh_seconds
         self.comparer = Comparer(settings.services, settings.noise)
-        self.writer = BatchWriter(store, on_drop=self._store_dropped)
+        self.writer = BatchWriter(store, max_pending=STORE_PENDING, on_drop=self._store_dropped)
         self.queue = QueueSink(
             self._handle,
             maxsize=settings.queue_size,
-            max_bytes=max(settings.max_response_body, 1) * 64,
+            max_bytes=max(QUEUE_BYTES, 4 * settings.max_response_body),
         )
         self.comparisons = Counter(
             "shadowdiff_comparisons",
@@ -58,6 +65,14 @@ class ComparisonSink:
             ("service", "endpoint", "noise"),
             registry=metrics.registry,
         )
+        backlog = Gauge(
+            "shadowdiff_comparison_backlog",
+            "Exchanges waiting to be compared (queue) and comparisons waiting to be stored (store).",
+            ("stage",),
+            registry=metrics.registry,
+        )
+        backlog.labels("queue").set_function(lambda: self.queue.pending)
+        backlog.labels("store").set_function(lambda: self.writer.pending)
         self._marks_task: asyncio.Task[None] | None = None
 
     def submit(self, exchange: Exchange) -> bool:

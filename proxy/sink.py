@@ -71,6 +71,10 @@ class QueueSink:
     def held_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def max_bytes(self) -> int | None:
+        return self._max_bytes
+
     def submit(self, exchange: Exchange) -> bool:
         if self._closing:
             return self._drop("closed")

@@ -40,7 +40,7 @@ class BatchWriter:
         *,
         max_batch: int = 500,
         max_delay: float = 0.2,
-        max_pending: int = 50_000,
+        max_pending: int = 5_000,
         retry_for: float = 30.0,
         max_backoff: float = 2.0,
         on_drop: OnDrop | None = None,

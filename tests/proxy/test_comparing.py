@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from diffs.exchange import Outcome
 from diffs.storage import Store
-from proxy.comparing import ComparisonSink
+from proxy.comparing import QUEUE_BYTES, STORE_PENDING, ComparisonSink
 from proxy.config import Settings, load_settings
 from proxy.correlation import IdCorrelator
 from proxy.correlation_store import CorrelationStore
@@ -64,6 +64,29 @@ async def test_a_full_queue_still_leaves_a_dropped_row(store: Store) -> None:
     row = await store.get_exchange(dropped.id)
     assert row is not None and row.summary.outcome is Outcome.DROPPED
     assert (await store.get_exchange(kept.id)) is not None
+
+
+async def test_a_saturated_sink_drops_and_counts_instead_of_growing(store: Store) -> None:
+    metrics = ProxyMetrics(CollectorRegistry())
+    sink = ComparisonSink(settings(queue_size=10), store, metrics)  # not started: nothing drains it
+    extra = 7
+    accepted = [sink.submit(exchange()) for _ in range(10 + STORE_PENDING + extra)]
+    assert sum(accepted) == 10 and sink.queue.pending == 10
+    # Each exchange the queue refused became a `dropped` summary for the writer, itself bounded.
+    assert sink.writer.pending == STORE_PENDING
+    assert counted(metrics, "shadowdiff_dropped_total", reason="store_queue_full") == extra
+    assert counted(metrics, "shadowdiff_comparison_backlog", stage="store") == STORE_PENDING
+    assert counted(metrics, "shadowdiff_comparison_backlog", stage="queue") == 10
+    await sink.aclose(0)
+
+
+def test_the_queue_holds_a_bounded_amount_of_bodies() -> None:
+    small = ComparisonSink(settings(), Store.__new__(Store), ProxyMetrics(CollectorRegistry()))
+    assert small.queue.max_bytes == QUEUE_BYTES  # 8 MiB, not 64 × max_response_body
+    large = ComparisonSink(
+        settings(max_response_body=10 * 1024 * 1024), Store.__new__(Store), ProxyMetrics(CollectorRegistry())
+    )
+    assert large.queue.max_bytes == 40 * 1024 * 1024  # still room for a few of the largest exchanges
 
 
 async def test_a_field_marked_as_noise_is_no_longer_a_finding(store: Store) -> None:
