@@ -124,18 +124,7 @@ async def run_python(
 
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    latencies.sort()
-    return LoadResult(
-        tool="python",
-        concurrency=concurrency,
-        seconds=elapsed,
-        requests=len(latencies),
-        errors=errors,
-        p50_ms=percentile(latencies, 50),
-        p99_ms=percentile(latencies, 99),
-        max_ms=latencies[-1] if latencies else 0.0,
-    )
+    return _summarise("python", concurrency, time.perf_counter() - start, latencies, errors)
 
 
 async def run_paced(
@@ -184,17 +173,7 @@ async def run_paced(
                 await slots.acquire()
                 group.create_task(one(session, due))
         elapsed = time.perf_counter() - start
-    latencies.sort()
-    return LoadResult(
-        tool="python-paced",
-        concurrency=connections,
-        seconds=elapsed,
-        requests=len(latencies),
-        errors=errors,
-        p50_ms=percentile(latencies, 50),
-        p99_ms=percentile(latencies, 99),
-        max_ms=latencies[-1] if latencies else 0.0,
-    )
+    return _summarise("python-paced", connections, elapsed, latencies, errors)
 
 
 def _run_async(coroutine: Coroutine[Any, Any, LoadResult]) -> LoadResult:
@@ -216,3 +195,18 @@ def run_load(url: str, concurrency: int, seconds: float, *, tool: str) -> LoadRe
 def run_paced_load(url: str, rate: float, seconds: float, *, connections: int = 16) -> LoadResult:
     """Run one open-loop measurement at a fixed rate."""
     return _run_async(run_paced(url, rate, seconds, connections=connections))
+
+
+def _summarise(tool: str, concurrency: int, seconds: float, latencies: list[float], errors: int) -> LoadResult:
+    """A Python load run's result from its latencies in milliseconds (sorted here)."""
+    latencies.sort()
+    return LoadResult(
+        tool=tool,
+        concurrency=concurrency,
+        seconds=seconds,
+        requests=len(latencies),
+        errors=errors,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        max_ms=latencies[-1] if latencies else 0.0,
+    )
