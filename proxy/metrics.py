@@ -9,8 +9,6 @@ so use `_bucket` and `_count`, not `rate(_sum)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -82,16 +80,13 @@ class ProxyMetrics:
         )
         self.shadow_inflight = Gauge(
             "shadowdiff_shadow_inflight",
-            "Mirrored requests in flight now (bounded by max_inflight_shadow).",
+            "Mirrored requests in flight now (bounded by max_inflight_shadow per worker).",
             registry=r,
+            multiprocess_mode="livesum",  # with --workers N, the sum over live workers
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str, str], Histogram] = {}
         self._delta_children: dict[str, Histogram] = {}
-
-    def track_inflight(self, read: Callable[[], float]) -> None:
-        """Let the gauge read the in-flight count when scraped instead of being set on every request."""
-        self.shadow_inflight.set_function(read)
 
     def request(self, service: str, method: str, status: int) -> None:
         # Normalise first: the cache key must stay as bounded as the labels (clients send any method).

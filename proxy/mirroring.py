@@ -112,7 +112,6 @@ class Mirror:
         self._tasks: set[asyncio.Task[None]] = set()
         self.max_seen = 0
         """The most mirrored requests ever in flight at once (tests read it; never above the cap)."""
-        metrics.track_inflight(lambda: self._inflight)
 
     @property
     def inflight(self) -> int:
@@ -135,6 +134,9 @@ class Mirror:
             sent.append(call)
         if self._inflight > self.max_seen:
             self.max_seen = self._inflight
+        if sent:
+            # inc/dec rather than a scrape-time function: multiprocess mode (--workers N) only sums written values.
+            self._metrics.shadow_inflight.inc(len(sent))
         flight = Flight(job, tuple(sent), tuple(dropped))
         if sent:
             task = asyncio.get_running_loop().create_task(self._fly(flight))
@@ -245,6 +247,7 @@ class Mirror:
             return SideResponse(call.role, call.app, None, (), b"", 0.0, ErrorKind.RESET)
         finally:
             self._inflight -= 1
+            self._metrics.shadow_inflight.dec()
 
     def submit(self, exchange: Exchange) -> None:
         """Hand an exchange to the sink; a full sink is a counted drop."""

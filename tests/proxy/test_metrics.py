@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -39,13 +45,25 @@ def test_the_delta_histogram_spans_negative_values() -> None:
     assert sample(metrics, "shadowdiff_latency_delta_seconds_bucket", service="orders", le="0.5") == 2
 
 
-def test_inflight_gauge_reads_the_live_count() -> None:
-    metrics = ProxyMetrics(CollectorRegistry())
-    count = [3]
-    metrics.track_inflight(lambda: count[0])
-    assert sample(metrics, "shadowdiff_shadow_inflight") == 3
-    count[0] = 1
-    assert sample(metrics, "shadowdiff_shadow_inflight") == 1
+def test_inflight_gauge_is_summed_across_worker_processes(tmp_path: Path) -> None:
+    # With --workers N, /metrics reads what each worker wrote to PROMETHEUS_MULTIPROC_DIR: a scrape-time function
+    # would show 0 there. A fresh interpreter, since prometheus_client picks its mode at import.
+    script = textwrap.dedent(
+        """
+        from prometheus_client import CollectorRegistry, multiprocess
+        from proxy.metrics import ProxyMetrics
+        metrics = ProxyMetrics(CollectorRegistry())
+        metrics.shadow_inflight.inc(3)
+        metrics.shadow_inflight.dec()
+        scrape = CollectorRegistry()
+        multiprocess.MultiProcessCollector(scrape)
+        print(scrape.get_sample_value("shadowdiff_shadow_inflight"))
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2.0"
 
 
 async def test_metrics_after_traffic_have_the_right_labels_and_no_paths() -> None:
