@@ -87,7 +87,7 @@ class Proxy:
         return [*self.upstreams.values(), *([self.secondary] if self.secondary else [])]
 
     def _host(self, inbound: Inbound, upstream: Upstream) -> str | None:
-        # None lets aiohttp write the upstream's own host:port, which is what "rewrite" means.
+        # None lets the client write the upstream's own host:port, which is what "rewrite" means.
         return None if self._rewrite_host else (inbound.host or upstream.host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

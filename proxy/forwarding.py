@@ -1,23 +1,20 @@
-"""Forwarding: one aiohttp connection pool per upstream app; send one request, read its answer within bounds.
+"""Forwarding: one keep-alive connection pool per upstream app; send one request, read its answer within bounds.
 
-The one module that touches aiohttp's exceptions. They leave it as `UpstreamUnavailable` or `UpstreamTimeout`
-(`proxy.errors`) whose `kind` is the exchange's `ErrorKind`.
+The one module that touches the HTTP client (`proxy.http1`) and its exceptions. They leave it as
+`UpstreamUnavailable` or `UpstreamTimeout` (`proxy.errors`) whose `kind` is the exchange's `ErrorKind`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-import aiohttp
-from multidict import CIMultiDict
-from yarl import URL
-
 from diffs.exchange import ErrorKind
+from proxy import http1
 from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 RawResponseHeaders = tuple[tuple[bytes, bytes], ...]
@@ -26,23 +23,6 @@ STREAM_CHUNK = 64 * 1024
 # Idle pooled connections are closed before the upstream would close them (uvicorn: 5 s), so a request is never
 # written to a connection the upstream is closing at that moment (it would fail as a reset).
 KEEPALIVE_SECONDS = 4.0
-# Consulted by aiohttp after `update_auto_headers`: keeps it from adding a Content-Type for a body.
-_NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict((("Content-Type", None),))
-_BODYLESS_STATUS = frozenset((204, 304))
-# Deadlines are asyncio.timeout in `send` (and per chunk in `BodyStream`): aiohttp's own per-read timers would
-# be rescheduled on every socket read, for nothing.
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
-
-
-class ForwardedRequest(aiohttp.ClientRequest):
-    """A request that carries only the client's headers.
-
-    aiohttp adds Accept, Accept-Encoding, User-Agent and Content-Type when the caller sends none; a proxy must not.
-    Doing it here rather than with `skip_auto_headers` also spares the copy of the headers aiohttp makes for that.
-    """
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        self._skip_auto_headers = _NO_AUTO_HEADERS
 
 
 class ConnectFailed(UpstreamUnavailable):
@@ -83,26 +63,27 @@ class Answer:
 class BodyStream:
     """The rest of a too-large body, streamed chunk by chunk; always `aclose()` it."""
 
-    def __init__(self, upstream: Upstream, response: aiohttp.ClientResponse, timeout: float) -> None:
+    def __init__(self, upstream: Upstream, response: http1.Response, timeout: float) -> None:
         self._upstream = upstream
         self._response = response
         self._timeout = timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        content = self._response.content
+        response = self._response
         try:
             while True:
                 # Each chunk within the timeout, not the whole body: a large body to a slow client takes long.
                 async with asyncio.timeout(self._timeout):
-                    chunk = await content.read(STREAM_CHUNK)
+                    chunk = await response.read_chunk(STREAM_CHUNK)
                 if not chunk:
                     return
                 yield chunk
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (http1.ConnectionLost, OSError, TimeoutError) as exc:
+            response.close()
             raise self._upstream.failure(exc, self._timeout) from exc
 
     async def aclose(self) -> None:
-        self._response.release()
+        self._response.close()
 
 
 class Upstream:
@@ -111,44 +92,38 @@ class Upstream:
     def __init__(self, app: str, base_url: str, *, connections: int = 0, keepalive: float = KEEPALIVE_SECONDS) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
-        self.host = urlsplit(self.base_url).netloc
+        parts = urlsplit(self.base_url)
+        self.host = parts.netloc
+        self._tls = parts.scheme == "https"
+        self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if self._tls else 80))
+        self._prefix = parts.path
         self._connections = connections
         self._keepalive = keepalive
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: http1.Pool | None = None
 
     def __repr__(self) -> str:
         return f"Upstream({self.app!r}, {self.base_url!r})"
 
     async def open(self) -> None:
-        if self._session is not None:
-            return
-        connector = aiohttp.TCPConnector(
-            limit=self._connections, limit_per_host=0, keepalive_timeout=self._keepalive, ttl_dns_cache=300
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,  # compressed bodies pass through byte for byte
-            cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies must never reach another's request
-            request_class=ForwardedRequest,
-            timeout=_NO_TIMEOUT,
-            trust_env=False,
-        )
+        if self._pool is None:
+            host, port = self._address
+            self._pool = http1.Pool(host, port, tls=self._tls, limit=self._connections, keepalive=self._keepalive)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
 
     def failure(self, exc: BaseException, timeout: float) -> UpstreamError:
-        """Map an aiohttp or socket failure to ours."""
+        """Map a client or socket failure to ours."""
         where = f"{self.app} ({self.base_url})"
         if isinstance(exc, TimeoutError):
             return TimedOut(self.app, f"{where} did not answer within {timeout:g} s")
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, http1.ConnectFailed):
             if isinstance(exc.os_error, ConnectionRefusedError):
                 return ConnectFailed(self.app, f"{where} refused the connection")
-            return ConnectFailed(self.app, f"{where} could not be reached: {exc.os_error.strerror or exc}")
-        if isinstance(exc, aiohttp.ClientResponseError):
+            return ConnectFailed(self.app, f"{where} could not be reached: {exc}")
+        if isinstance(exc, http1.ConnectionLost) and exc.invalid:
             return ConnectionLost(self.app, f"{where} sent an invalid HTTP response")
         return ConnectionLost(self.app, f"{where} closed the connection before the response was complete")
 
@@ -166,46 +141,30 @@ class Upstream:
         """Send `method target` and read the answer within `timeout` seconds.
 
         A body above `max_body` bytes is handed back as `rest` to stream when `stream` is true, or else
-        discarded (the connection is closed rather than read to the end).
+        discarded (the connection is closed rather than read to the end). `headers` without a Host get the
+        upstream's own host:port.
         """
-        session = self._session
-        if session is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError(f"{self!r} is not open")
+        if not any(len(name) == 4 and name.lower() == "host" for name, _ in headers):
+            headers = [*headers, ("host", self.host)]
         started = time.perf_counter()
-        response: aiohttp.ClientResponse | None = None
+        response: http1.Response | None = None
         try:
             async with asyncio.timeout(timeout):
-                response = await session.request(
-                    method,
-                    URL(self.base_url + target, encoded=True),
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                )
-                length = response.content_length
-                bodyless = method == "HEAD" or response.status in _BODYLESS_STATUS
-                if bodyless or (length is not None and length <= max_body):
-                    data = await response.read()
-                    return Answer(response.status, response.raw_headers, data, time.perf_counter() - started)
-                prefix = bytearray()
-                if length is None:
-                    async for chunk in response.content.iter_any():
-                        prefix += chunk
-                        if len(prefix) > max_body:
-                            break
-                    else:
-                        response.release()
-                        return Answer(
-                            response.status, response.raw_headers, bytes(prefix), time.perf_counter() - started
-                        )
+                response = await pool.request(method, self._prefix + target, headers, body)
+                data, whole = await response.read_up_to(max_body)
             latency = time.perf_counter() - started
+            if whole:
+                return Answer(response.status, response.headers, data, latency)
             if stream:
                 rest = BodyStream(self, response, timeout)
                 held, response = response, None  # the stream owns it now
-                return Answer(held.status, held.raw_headers, bytes(prefix), latency, truncated=True, rest=rest)
-            return Answer(response.status, response.raw_headers, b"", latency, truncated=True)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                return Answer(held.status, held.headers, data, latency, truncated=True, rest=rest)
+            return Answer(response.status, response.headers, b"", latency, truncated=True)
+        except (http1.ConnectFailed, http1.ConnectionLost, OSError, TimeoutError) as exc:
             raise self.failure(exc, timeout) from exc
         finally:
-            if response is not None and not response.closed:
+            if response is not None:
                 response.close()

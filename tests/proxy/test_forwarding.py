@@ -26,7 +26,7 @@ from tests.servers import run_server
 
 @pytest.fixture
 async def opened() -> AsyncIterator[list[Upstream]]:
-    """Upstreams created by a test, closed after it (unclosed aiohttp sessions fail the test)."""
+    """Upstreams created by a test, closed after it (unclosed connections fail the test)."""
     made: list[Upstream] = []
     yield made
     for upstream in made:
