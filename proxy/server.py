@@ -107,6 +107,9 @@ def listener(app: ASGIApp, settings: Settings, *, lifespan: Literal["on", "off"]
         timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),
         server_header=False,
         date_header=False,
+        # uvicorn would otherwise replace the client address with the last X-Forwarded-For entry of a loopback
+        # peer, and the proxy, which appends the peer to that header, would then send the entry twice.
+        proxy_headers=False,
     )
     return Listener(config)
 

@@ -97,6 +97,25 @@ async def test_one_process_serves_proxy_and_admin_and_promotes_without_restart(
         assert 'shadowdiff_requests_total{method="GET",service="orders",status_class="2xx"} 3.0' in metrics
 
 
+async def test_the_peer_is_appended_to_x_forwarded_for_once(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def echo(request: Request) -> JSONResponse:
+        seen.append(request.headers["x-forwarded-for"])
+        return JSONResponse({})
+
+    upstream = Starlette(routes=[Route("/{path:path}", echo)])
+    async with run_server(upstream) as v1, run_server(upstream) as v2:
+        settings = make_settings(tmp_path, (v1, v2))
+        async with serving(settings) as server, httpx.AsyncClient(timeout=5) as client:
+            await client.get(f"{server.proxy_url}/api/products/1", headers={"x-forwarded-for": "203.0.113.7"})
+            for _ in range(100):
+                if len(seen) == 2:
+                    break
+                await asyncio.sleep(0.02)
+    assert seen == ["203.0.113.7, 127.0.0.1"] * 2  # primary and shadow alike
+
+
 async def test_the_server_stores_exchanges_with_the_configured_redaction(
     tmp_path: Path, upstreams: tuple[str, str]
 ) -> None:
