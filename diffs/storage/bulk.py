@@ -61,10 +61,10 @@ class BulkInsert:
             sql = self._statements[rows] = self._head + ", ".join([self._group] * rows)
         return sql
 
-    async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
+    async def run(self, conn: AsyncConnection, params: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows already converted by `row`."""
+        if not params:
             return
-        params = [self.row(r) for r in rows]
         if not self._multi_row:
             await conn.exec_driver_sql(self.sql, params)
             return

@@ -38,6 +38,9 @@ from proxy.errors import StoreError
 __all__ = ["Store", "StoreUnavailable"]
 
 SIDES = frozenset({"v1", "v2"})
+_SLICE = 250
+"""Rows prepared between two turns of the event loop: a batch of thousands is built on the loop that serves the
+proxy's requests, which must not stall for tens of milliseconds."""
 
 
 class StoreSettings(Protocol):
@@ -135,7 +138,11 @@ class Store:
             # that only kept exchanges pay for redacting every header and body; the rest store neither.
             chosen = self._quota.plan(comparisons)
             redact, summary = self.redactor.redact_comparison, self.redactor.redact_summary
-            redacted = [redact(c) if keys else summary(c) for c, keys in zip(comparisons, chosen, strict=True)]
+            redacted = []
+            for i, (comparison, keys) in enumerate(zip(comparisons, chosen, strict=True)):
+                if i and i % _SLICE == 0:
+                    await asyncio.sleep(0)
+                redacted.append(redact(comparison) if keys else summary(comparison))
             try:
                 await self._insert(redacted, chosen, [rows.clip(c.exchange.id, MAX_ID) for c in redacted])
             except StoreError as exc:
@@ -150,17 +157,21 @@ class Store:
     async def _insert(
         self, comparisons: Sequence[Comparison], chosen: Sequence[tuple[ExampleKey, ...]], ids: Sequence[str]
     ) -> None:
-        exchange_rows: list[dict[str, Any]] = []
-        payload_rows: list[dict[str, Any]] = []
-        diff_rows: list[dict[str, Any]] = []
-        example_rows: list[dict[str, Any]] = []
-        for comparison, exchange_id, keys in zip(comparisons, ids, chosen, strict=True):
+        to_exchange, to_payload = self._inserts[ExchangeRow].row, self._inserts[PayloadRow].row
+        to_diff, to_example = self._inserts[FieldDiffRow].row, self._inserts[ExampleRow].row
+        exchange_rows: list[tuple[Any, ...]] = []
+        payload_rows: list[tuple[Any, ...]] = []
+        diff_rows: list[tuple[Any, ...]] = []
+        example_rows: list[tuple[Any, ...]] = []
+        for i, (comparison, exchange_id, keys) in enumerate(zip(comparisons, ids, chosen, strict=True)):
+            if i and i % _SLICE == 0:
+                await asyncio.sleep(0)
             kept = bool(keys)
-            exchange_rows.append(rows.exchange_values(comparison, exchange_id, kept))
+            exchange_rows.append(to_exchange(rows.exchange_values(comparison, exchange_id, kept)))
             if kept:  # only these were redacted whole (see `write_batch`)
-                payload_rows.append(rows.payload_values(comparison, exchange_id))
-            diff_rows.extend(rows.diff_values(comparison, exchange_id))
-            example_rows.extend(_example_values(keys, exchange_id))
+                payload_rows.append(to_payload(rows.payload_values(comparison, exchange_id)))
+            diff_rows.extend(to_diff(d) for d in rows.diff_values(comparison, exchange_id))
+            example_rows.extend(to_example(e) for e in _example_values(keys, exchange_id))
         async with engines.writing(self._engine) as conn:
             await self._inserts[ExchangeRow].run(conn, exchange_rows)
             await self._inserts[PayloadRow].run(conn, payload_rows)

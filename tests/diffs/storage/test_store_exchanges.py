@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from store_fixtures import T0, Database, comparison, side
 
 from diffs.exchange import DiffKind, ErrorKind, Outcome, Role
-from diffs.storage import Cursor, Store
+from diffs.storage import Cursor, Store, rows
 from proxy.errors import StoreError
 
 
@@ -165,3 +167,36 @@ def test_cursor_tokens_round_trip_and_refuse_garbage() -> None:
     assert Cursor.decode(cursor.encode()) == cursor
     with pytest.raises(ValueError):
         Cursor.decode("not a cursor")
+
+
+async def test_a_large_batch_lets_the_event_loop_run_while_its_rows_are_prepared(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy's requests share this loop: a batch of thousands must not be prepared in one turn of it.
+    turns = 0
+    seen: list[int] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    prepare = rows.exchange_values
+
+    def counted(*args: Any) -> dict[str, Any]:
+        seen.append(turns)
+        return prepare(*args)
+
+    monkeypatch.setattr(rows, "exchange_values", counted)
+    task = asyncio.get_running_loop().create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        await store.write_batch([comparison(exchange_id=f"big-{i}", diffs=[]) for i in range(1000)])
+    finally:
+        stop.set()
+        await task
+    assert len(seen) == 1000
+    assert seen[-1] - seen[0] >= 3  # the loop turned at least once every 250 rows
+    assert await store.count_exchanges() == 1000
