@@ -8,6 +8,11 @@ SQLite's booleans) is applied directly and the rows go to the driver as tuples.
 SQLite runs in aiosqlite's thread, which needs the GIL back after every statement step: an executemany of 500 rows
 waited ~500 times for a busy event loop to let go of the GIL (measured: the writer fell behind at ~1,400 rows/s and
 its backlog grew without end under load). A multi-row statement steps once for hundreds of rows.
+
+Multi-row statements come in a few fixed shapes (512, 64, 8 and 1 rows): a batch of n rows is split into whole
+statements of each shape, one executemany (one trip to SQLite's thread) per shape used. A statement shaped to each
+batch's own size would be a new prepared statement, and a new cached SQL text, for every size met: measured, the
+proxy's memory then grew by tens of MiB as batch sizes varied under load.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ class BulkInsert:
         self._convert = tuple((i, p) for i, p in enumerate(processors) if p is not None)
         self._multi_row = dialect.name == "sqlite"
         head, values, group = self.sql.rpartition(" VALUES ")
-        self._head, self._group = head + values, group
-        self._rows_per_statement = max(1, _SQLITE_MAX_VARIABLES // len(self.columns))
-        self._statements: dict[int, str] = {}
+        fits = max(1, _SQLITE_MAX_VARIABLES // len(self.columns))
+        self.shapes = tuple(n for n in _SHAPES if n <= fits) or (1,)
+        self._statements = {n: head + values + ", ".join([group] * n) for n in self.shapes}
 
     def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """One row's parameters in statement order, converted for the driver."""
@@ -55,11 +60,8 @@ class BulkInsert:
         return tuple(params)
 
     def statement(self, rows: int) -> str:
-        """The INSERT of `rows` rows at once (SQLite)."""
-        sql = self._statements.get(rows)
-        if sql is None:
-            sql = self._statements[rows] = self._head + ", ".join([self._group] * rows)
-        return sql
+        """The INSERT of `rows` rows at once (SQLite); `rows` is one of `shapes`."""
+        return self._statements[rows]
 
     async def run(self, conn: AsyncConnection, params: Sequence[tuple[Any, ...]]) -> None:
         """Insert rows already converted by `row`."""
@@ -68,11 +70,19 @@ class BulkInsert:
         if not self._multi_row:
             await conn.exec_driver_sql(self.sql, params)
             return
-        step = self._rows_per_statement
-        for start in range(0, len(params), step):
-            chunk = params[start : start + step]
-            await conn.exec_driver_sql(self.statement(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+        start = 0
+        for shape in self.shapes:
+            count = (len(params) - start) // shape
+            if not count:
+                continue
+            groups = [
+                tuple(itertools.chain.from_iterable(params[at : at + shape]))
+                for at in range(start, start + count * shape, shape)
+            ]
+            start += count * shape
+            await conn.exec_driver_sql(self._statements[shape], groups if len(groups) > 1 else groups[0])
 
 
+_SHAPES = (512, 64, 8, 1)
 # SQLite's bound on parameters per statement: 32,766 since 3.32, 999 before.
 _SQLITE_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
