@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import MIB, NOISY_PCT, added_p50, contention, ratio, targets
-from bench.runner import Outcome
+from bench.runner import SUSTAIN_FACTOR, SUSTAINED, Outcome
 
 BEGIN = "<!-- bench:begin (written by `python -m bench`; edit outside these markers) -->"
 END = "<!-- bench:end -->"
@@ -57,6 +57,7 @@ def latency_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
 def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Primary latency and proxy memory with a sick shadow."""
     header = ["shadow", "load", "req/s", "p50 ms", "p99 ms", "p99 vs healthy", "errors", "RSS before", "RSS after"]
+    header += ["RSS peak"]
     header += ["other CPU", "round"]
     healthy = {s.load: s.result.p99_ms for s in outcome.stall if s.shadow == "healthy"}
     rows = []
@@ -73,6 +74,7 @@ def stall_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 str(s.result.errors),
                 f"{s.rss_before / MIB:.1f} MiB",
                 f"{s.rss_after / MIB:.1f} MiB",
+                f"{s.rss_peak / MIB:.1f} MiB" if s.rss_peak else "—",
                 _fmt(s.other_cpu_pct, ".0f", "%"),
                 str(s.round + 1),
             ]
@@ -177,6 +179,7 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
                 **s.result.as_dict(),
                 "rss_before": s.rss_before,
                 "rss_after": s.rss_after,
+                "rss_peak": s.rss_peak,
                 "other_cpu_pct": s.other_cpu_pct,
             }
             for s in outcome.stall
@@ -244,7 +247,9 @@ LEGENDS = {
     "Shadow stall: shadowdiff, mirroring on, 1 worker": (
         "The paced rows are open loop at a fixed rate, latency counted from when each request was due: their p99 "
         "is the one the target is about. The closed-loop rows (c=16, c=64) saturate the proxy, where p99 is "
-        "mostly queueing. RSS is the proxy's, before and after each run."
+        "mostly queueing. RSS is the proxy's, before and after each run, and the highest sampled during it. "
+        f"'{SUSTAINED}' repeats c=64 for {SUSTAIN_FACTOR}× as long once the ramp has brought the proxy to its "
+        "working size: its growth is what the stall itself keeps adding (the 'flat' target)."
     ),
 }
 

@@ -7,6 +7,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,12 @@ SYSTEMS = ("direct", "shadowdiff-off", "shadowdiff-1w", "shadowdiff-2w", "nginx-
 SECTIONS = {"compare": "bench.compare_bench", "store": "bench.store_bench"}
 SCENARIOS = (*SYSTEMS, "stall", *SECTIONS)
 STALL_SHADOWS = {"healthy": [], "slow 2 s": ["--delay", "2"], "never answers": ["--stall"]}
+SUSTAINED = "c=64 sustained"
+"""The last stall run: the same closed loop as c=64 again, SUSTAIN_FACTOR times as long, RSS sampled throughout.
+After the ramp (idle → paced → c=16 → c=64) the proxy is at its working size for that load; what this run adds is
+what the stall itself keeps adding, which is what "memory stays flat while the shadow is stalled" is about."""
+SUSTAIN_FACTOR = 3
+RSS_SAMPLE_SECONDS = 0.25
 
 
 @dataclass
@@ -73,10 +80,16 @@ class StallRow:
     rss_after: int
     other_cpu_pct: float | None = None
     round: int = 0
+    rss_peak: int = 0
+    """The highest RSS sampled during the run (every RSS_SAMPLE_SECONDS), 0 when not sampled."""
 
     @property
     def paced(self) -> bool:
         return self.load.endswith("paced")
+
+    @property
+    def sustained(self) -> bool:
+        return self.load == SUSTAINED
 
 
 @dataclass
@@ -185,7 +198,11 @@ def run_stall(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
     closed loop's p99 is mostly queueing and scheduler noise. The closed-loop runs show throughput and memory under
     pressure.
     """
-    opts.progress(f"shadow stall (shadowdiff, mirroring on, 1 worker; paced at {opts.stall_rate:g} req/s, c=16, c=64):")
+    sustained = opts.seconds * SUSTAIN_FACTOR
+    opts.progress(
+        f"shadow stall (shadowdiff, mirroring on, 1 worker; paced at {opts.stall_rate:g} req/s, c=16, c=64, "
+        f"then c=64 for {sustained:g} s):"
+    )
     for shadow, extra in STALL_SHADOWS.items():
         with contextlib.ExitStack() as stack:
             shadow_child, shadow_port = ups.shadow, ups.shadow_port
@@ -197,27 +214,55 @@ def run_stall(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
             name = f"stall-{shadow.split()[0]}"
             proxy, port = stack.enter_context(run_shadowdiff(name, opts.workdir, workers=1, mirror=True, **ports))
             warm_up(port, opts)
-            for load in (f"{opts.stall_rate:g} req/s paced", "c=16", "c=64"):
+            for load in (f"{opts.stall_rate:g} req/s paced", "c=16", "c=64", SUSTAINED):
                 row = _stall_run(shadow, load, port, (proxy, ups.primary, shadow_child), opts)
                 outcome.stall.append(row)
 
 
 def _stall_run(shadow: str, load: str, port: int, processes: tuple[Child, Child, Child], opts: Options) -> StallRow:
-    """One paced or closed-loop run through the proxy (the first of `processes`), with its RSS around it."""
+    """One paced or closed-loop run through the proxy (the first of `processes`), with its RSS around and during it."""
     url = f"http://127.0.0.1:{port}{PATH}"
     proxy = processes[0]
     rss_before, cpu_before = rss_bytes(proxy.pid), _Snapshot.take(*processes)
-    if load.endswith("paced"):
-        result = run_paced_load(url, opts.stall_rate, opts.seconds)
-    else:
-        result = run_load(url, int(load.removeprefix("c=")), opts.seconds, tool=opts.tool)
+    with _RssSampler(proxy.pid) as sampler:
+        if load.endswith("paced"):
+            result = run_paced_load(url, opts.stall_rate, opts.seconds)
+        else:
+            concurrency = int(load.removeprefix("c=").split()[0])
+            seconds = opts.seconds * (SUSTAIN_FACTOR if load == SUSTAINED else 1)
+            result = run_load(url, concurrency, seconds, tool=opts.tool)
     rss_after, other = rss_bytes(proxy.pid), cpu_before.other_cpu_pct(_Snapshot.take(*processes))
+    peak = max(sampler.peak, rss_after)
     opts.progress(
         f"  shadow {shadow:<14} {load:<18} {result.rps:>7,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
         f"  p99 {result.p99_ms:7.2f} ms  RSS {rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} MiB"
-        f"  (other processes: {other:.0f}% CPU)"
+        f" (peak {peak / 2**20:.0f})  (other processes: {other:.0f}% CPU)"
     )
-    return StallRow(shadow, load, result, rss_before, rss_after, other)
+    return StallRow(shadow, load, result, rss_before, rss_after, other, rss_peak=peak)
+
+
+class _RssSampler:
+    """The highest RSS of a process tree, read every RSS_SAMPLE_SECONDS in a thread while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            if self._stop.wait(RSS_SAMPLE_SECONDS):
+                return
 
 
 def run_section(name: str, opts: Options, outcome: Outcome) -> None:
@@ -311,5 +356,5 @@ def best(rows: list[Row], stall: list[StallRow]) -> tuple[list[Row], list[StallR
     shadows = {name: i for i, name in enumerate(STALL_SHADOWS)}
     return (
         sorted(chosen.values(), key=lambda r: (systems[r.key], r.concurrency)),
-        sorted(picked.values(), key=lambda r: (shadows[r.shadow], not r.paced, r.result.concurrency)),
+        sorted(picked.values(), key=lambda r: (shadows[r.shadow], not r.paced, r.result.concurrency, r.sustained)),
     )

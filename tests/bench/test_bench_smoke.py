@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis import targets
 from bench.load import LoadResult, percentile, run_python
 from bench.nginx import render_config
 from bench.procs import free_port
 from bench.report import BEGIN, END, markdown_table, write_results
-from bench.runner import Outcome, Row, StallRow, best
+from bench.runner import SUSTAINED, Outcome, Row, StallRow, best
 from bench.upstream import BODY, serve
 
 pytestmark = pytest.mark.timeout(30)
@@ -163,3 +164,21 @@ def test_best_keeps_the_least_disturbed_run_of_each() -> None:
     rows, stall = best([slow, fast, _row("direct", 5000)], [noisy, quiet])
     assert rows == [_row("direct", 5000), fast]  # in the order of SYSTEMS, the most req/s kept
     assert stall == [quiet]  # paced: the lowest p99 kept
+
+
+def _stall(shadow: str, load: str, before_mib: int, after_mib: int, peak_mib: int = 0) -> StallRow:
+    result = LoadResult("wrk", 64, 1.0, 1000, 0, 1.0, 5.0, 9.0)
+    mib = 1024 * 1024
+    return StallRow(shadow, load, result, before_mib * mib, after_mib * mib, 0.0, rss_peak=peak_mib * mib)
+
+
+def test_flat_memory_is_judged_on_the_sustained_stall_and_its_peak() -> None:
+    ramp = [_stall("never answers", "300 req/s paced", 100, 101), _stall("never answers", "c=64", 101, 118)]
+    healthy = [_stall("healthy", "300 req/s paced", 100, 101), _stall("healthy", "c=64", 101, 121)]
+    flat = Outcome(stall=[*healthy, *ramp, _stall("never answers", SUSTAINED, 118, 120, 124)])
+    growing = Outcome(stall=[*healthy, *ramp, _stall("never answers", SUSTAINED, 118, 119, 140)])
+    [judged] = [t for t in targets(flat) if t.name == "proxy RSS, shadow never answers"]
+    assert judged.met is True  # +5% at its peak during the sustained run; the ramp's +20% is reported, not judged
+    assert "118 → peak 124 MiB (+5%)" in judged.measured and "ramp: +20%" in judged.measured
+    [judged] = [t for t in targets(growing) if t.name == "proxy RSS, shadow never answers"]
+    assert judged.met is False  # a peak of +19% during the run fails even though it ended lower
