@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from proxy.headers import REDACTED, client_headers, read_inbound, recorded_headers, upstream_headers
+from proxy.headers import (
+    REDACTED,
+    client_headers,
+    new_request_id,
+    read_inbound,
+    recorded_headers,
+    upstream_headers,
+)
 
 
 def inbound(*headers: tuple[bytes, bytes], client: str | None = "10.0.0.9", key: bytes | None = None):  # type: ignore[no-untyped-def]
@@ -116,3 +125,23 @@ def test_client_headers_add_length_for_a_buffered_chunked_body() -> None:
 
 def test_recorded_response_headers_redact_set_cookie() -> None:
     assert recorded_headers([(b"Set-Cookie", b"a=1"), (b"ETag", b"x")]) == (("set-cookie", REDACTED), ("etag", "x"))
+
+
+def test_generated_request_ids_stay_unique_across_buffer_refills() -> None:
+    ids = [new_request_id() for _ in range(5000)]  # 5,000 x 10 bytes: several 10 KiB refills
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_random_digits() -> None:
+    new_request_id()  # the parent's buffer is filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write, new_request_id()[12:].encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child != new_request_id()[12:]
