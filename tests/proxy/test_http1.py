@@ -200,17 +200,19 @@ async def test_informational_responses_are_skipped(pools: Callable[..., http1.Po
             response.close()
 
 
-async def test_a_stale_pooled_connection_is_retried_for_get(pools: Callable[..., http1.Pool]) -> None:
-    async def handler(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn: list[bytes] = []
-        peer.connections.append(conn)
-        await read_request(reader, peer, conn)
-        writer.write(ok())
-        await writer.drain()
-        # Then read the next request and close without a byte, as a server closing an idle connection does.
-        await read_request(reader, peer, conn)
+async def answer_once_then_close(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers the first request of a connection; reads the next and closes without a byte, as a server that closes
+    an idle keep-alive connection does when a request crosses its close."""
+    conn: list[bytes] = []
+    peer.connections.append(conn)
+    await read_request(reader, peer, conn)
+    writer.write(ok())
+    await writer.drain()
+    await read_request(reader, peer, conn)
 
-    async with scripted(handler) as (port, peer):
+
+async def test_a_stale_pooled_connection_is_retried_for_get(pools: Callable[..., http1.Pool]) -> None:
+    async with scripted(answer_once_then_close) as (port, peer):
         pool = pools(port)
         assert await get(pool) == (200, b"hello")
         assert await get(pool) == (200, b"hello")
@@ -218,15 +220,7 @@ async def test_a_stale_pooled_connection_is_retried_for_get(pools: Callable[...,
 
 
 async def test_a_stale_pooled_connection_is_not_retried_for_post(pools: Callable[..., http1.Pool]) -> None:
-    async def handler(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn: list[bytes] = []
-        peer.connections.append(conn)
-        await read_request(reader, peer, conn)
-        writer.write(ok())
-        await writer.drain()
-        await read_request(reader, peer, conn)
-
-    async with scripted(handler) as (port, peer):
+    async with scripted(answer_once_then_close) as (port, peer):
         pool = pools(port)
         assert await get(pool, "POST", b"{}") == (200, b"hello")
         with pytest.raises(http1.ConnectionLost) as caught:
