@@ -57,7 +57,7 @@ def assess(counts: Counts, latency: Latency, criteria: Criteria) -> Readiness:
                 "min_samples",
                 counts.samples,
                 criteria.min_samples,
-                f"only {counts.samples} samples, need {criteria.min_samples}",
+                f"only {counts.samples} sample{'' if counts.samples == 1 else 's'}, need {criteria.min_samples}",
             )
         )
     diff_rate = counts.diff_rate

@@ -55,3 +55,9 @@ def test_criteria_are_adjustable() -> None:
         "max_diff_rate",
         "max_p99_ratio",
     ]
+
+
+@pytest.mark.parametrize(("samples", "message"), [(1, "only 1 sample, need 100"), (5, "only 5 samples, need 100")])
+def test_the_sample_count_reads_as_english(samples: int, message: str) -> None:
+    [failure] = assess(counts(samples=samples), lat(20, 40, 15, 30), Criteria()).failures
+    assert failure.message == message
