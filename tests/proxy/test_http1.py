@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import trustme
 
 from proxy import http1
 
@@ -52,7 +55,7 @@ async def read_request(reader: asyncio.StreamReader, peer: Peer, conn: list[byte
 
 
 @contextlib.asynccontextmanager
-async def scripted(handler: Handler) -> AsyncIterator[tuple[int, Peer]]:
+async def scripted(handler: Handler, *, tls: ssl.SSLContext | None = None) -> AsyncIterator[tuple[int, Peer]]:
     peer = Peer()
     handlers: set[asyncio.Task[None]] = set()
 
@@ -66,7 +69,7 @@ async def scripted(handler: Handler) -> AsyncIterator[tuple[int, Peer]]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     try:
         yield server.sockets[0].getsockname()[1], peer
     finally:
@@ -376,3 +379,35 @@ async def test_refused_is_connect_failed(pools: Callable[..., http1.Pool]) -> No
     with pytest.raises(http1.ConnectFailed) as caught:
         await get(pools(port))
     assert isinstance(caught.value.os_error, ConnectionRefusedError)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 from a throwaway CA, which SSL_CERT_FILE makes trusted."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # read by ssl.create_default_context(), as in deployment
+    return context
+
+
+async def test_https_upstreams_are_verified_and_kept_alive(
+    pools: Callable[..., http1.Pool], tls_server: ssl.SSLContext
+) -> None:
+    async with scripted(keep_alive(ok()), tls=tls_server) as (port, peer):
+        pool = pools(port, tls=True)
+        assert await get(pool) == (200, b"hello")
+        assert await get(pool) == (200, b"hello")
+    assert len(peer.connections) == 1
+
+
+async def test_an_untrusted_certificate_fails_to_connect(
+    pools: Callable[..., http1.Pool], tls_server: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    async with scripted(keep_alive(ok()), tls=tls_server) as (port, peer):
+        with pytest.raises(http1.ConnectFailed, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            await get(pools(port, tls=True))
+    assert peer.connections in ([], [[]])  # nothing was ever sent in the clear
