@@ -127,7 +127,7 @@ class ComparisonSink:
         if counter is None:
             # `labels()` costs a few µs an exchange; the children are as bounded as the labels (templated endpoints).
             counter = self._counters[key] = self.comparisons.labels(*key)
-        counter.inc()
+        self.metrics.count(counter)
         if comparison.diffs:
             noise = sum(1 for d in comparison.diffs if d.noise)
             if noise:

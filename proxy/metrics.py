@@ -9,6 +9,12 @@ so use `_bucket` and `_count`, not `rate(_sum)`.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -23,10 +29,20 @@ def status_class(status: int) -> str:
 
 
 class ProxyMetrics:
-    """Counters, histograms and the in-flight gauge; children are cached so the hot path skips `labels()`."""
+    """Counters, histograms and the in-flight gauge; children are cached so the hot path skips `labels()`.
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    `deferred` (for `--workers N`): the per-request updates add up in this process and reach prometheus-client at
+    each `flush()` (`flush_every` runs it). In multiprocess mode every update is a getpid() system call and an mmap
+    write, about ten a request; deferred, a flush writes each child once. Scrapes then lag by up to one interval.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, deferred: bool = False) -> None:
         self.registry = registry if registry is not None else REGISTRY
+        self.deferred = deferred
+        self._pending: defaultdict[Any, float] = defaultdict(float)
+        """Counter and gauge children → amount not yet applied."""
+        self._observed: dict[Any, list[float]] = {}
+        """Histogram children → observations not yet applied."""
         r = self.registry
         self.requests = Counter(
             "shadowdiff_requests",
@@ -94,20 +110,60 @@ class ProxyMetrics:
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(key[0], key[1], status_class(status))
-        child.inc()
+        self.count(child)
 
     def upstream(self, service: str, role: str, app: str, seconds: float) -> None:
         key = (service, role, app)
         child = self._latency_children.get(key)
         if child is None:
             child = self._latency_children[key] = self.upstream_latency.labels(service, role, app)
-        child.observe(seconds)
+        self._observe(child, seconds)
 
     def delta(self, service: str, seconds: float) -> None:
         child = self._delta_children.get(service)
         if child is None:
             child = self._delta_children[service] = self.latency_delta.labels(service)
-        child.observe(seconds)
+        self._observe(child, seconds)
+
+    def inflight(self, change: int) -> None:
+        """Mirrored requests started (positive) or finished (negative)."""
+        self.count(self.shadow_inflight, change)
+
+    def count(self, child: Any, amount: float = 1.0) -> None:
+        """`child.inc(amount)`, now or at the next flush."""
+        if self.deferred:
+            self._pending[child] += amount
+        else:
+            child.inc(amount)
+
+    def _observe(self, child: Any, value: float) -> None:
+        if self.deferred:
+            observed = self._observed.get(child)
+            if observed is None:
+                self._observed[child] = [value]
+            else:
+                observed.append(value)
+        else:
+            child.observe(value)
+
+    def flush(self) -> None:
+        """Apply what deferred updates have added up."""
+        pending, self._pending = self._pending, defaultdict(float)
+        for child, amount in pending.items():
+            if amount:
+                child.inc(amount)
+        observed, self._observed = self._observed, {}
+        for child, values in observed.items():
+            _observe_all(child, values)
+
+    async def flush_every(self, seconds: float) -> None:
+        """Flush every `seconds` until cancelled, and once more then."""
+        try:
+            while True:
+                await asyncio.sleep(seconds)
+                self.flush()
+        finally:
+            self.flush()
 
     def shadow_error(self, service: str, kind: str) -> None:
         self.shadow_errors.labels(service, kind).inc()
@@ -123,3 +179,22 @@ class ProxyMetrics:
 
     def too_large(self, service: str, role: str) -> None:
         self.truncated.labels(service, role).inc()
+
+
+def _observe_all(child: Any, values: Sequence[float]) -> None:
+    """`child.observe(v)` for every value, with one write per bucket touched and one for the sum.
+
+    Uses the histogram child's bucket bounds and values, which prometheus-client has kept under these names since
+    its first multiprocess release; if they are ever missing, each value is observed on its own.
+    """
+    bounds, buckets, total = (getattr(child, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            child.observe(value)
+        return
+    per_bucket: defaultdict[int, int] = defaultdict(int)
+    for value in values:
+        per_bucket[bisect.bisect_left(bounds, value)] += 1  # the first bound >= value, as observe() picks it
+    for index, count in per_bucket.items():
+        buckets[index].inc(count)
+    total.inc(sum(values))

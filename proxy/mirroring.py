@@ -136,7 +136,7 @@ class Mirror:
             self.max_seen = self._inflight
         if sent:
             # inc/dec rather than a scrape-time function: multiprocess mode (--workers N) only sums written values.
-            self._metrics.shadow_inflight.inc(len(sent))
+            self._metrics.inflight(len(sent))
         flight = Flight(job, tuple(sent), tuple(dropped))
         if sent:
             task = asyncio.get_running_loop().create_task(self._fly(flight))
@@ -247,7 +247,7 @@ class Mirror:
             return SideResponse(call.role, call.app, None, (), b"", 0.0, ErrorKind.RESET)
         finally:
             self._inflight -= 1
-            self._metrics.shadow_inflight.dec()
+            self._metrics.inflight(-1)
 
     def submit(self, exchange: Exchange) -> None:
         """Hand an exchange to the sink; a full sink is a counted drop."""

@@ -35,6 +35,8 @@ from proxy.metrics import ProxyMetrics
 from proxy.promotion import PrimaryState
 
 log = logging.getLogger("shadowdiff.server")
+METRICS_FLUSH_SECONDS = 0.5
+"""With --workers N, how often each worker applies its metric updates (scrapes lag by at most this much)."""
 
 
 class ListenError(ShadowdiffError):
@@ -185,7 +187,16 @@ async def build_proxy(
     settings: Settings, stack: AsyncExitStack, store: Store, state: PrimaryState, registry: CollectorRegistry
 ) -> ASGIApp:
     """The data-plane app with its metrics and a started sink (drained when `stack` closes)."""
-    metrics = ProxyMetrics(registry)
+    metrics = ProxyMetrics(registry, deferred=settings.workers > 1)
+    if metrics.deferred:
+        flusher = asyncio.get_running_loop().create_task(metrics.flush_every(METRICS_FLUSH_SECONDS))
+
+        async def stop_flushing() -> None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+        stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
     correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
     correlations = CorrelationStore(store, correlator)
     await correlations.load(settings.services)

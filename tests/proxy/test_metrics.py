@@ -66,6 +66,71 @@ def test_inflight_gauge_is_summed_across_worker_processes(tmp_path: Path) -> Non
     assert done.stdout.strip() == "2.0"
 
 
+def _feed(metrics: ProxyMetrics) -> None:
+    latencies = [0.0004, 0.001, 0.0011, 0.02, 0.02, 0.3, 7.0, 45.0]  # on bounds, between them, past the last
+    for n, seconds in enumerate(latencies):
+        metrics.request("orders", "GET", 200 if n % 3 else 503)
+        metrics.upstream("orders", "primary", "v1", seconds)
+        metrics.delta("orders", seconds - 0.01)
+        metrics.inflight(2)
+        metrics.inflight(-1)
+
+
+def test_deferred_updates_appear_at_flush_exactly_as_immediate_ones() -> None:
+    immediate, deferred = ProxyMetrics(CollectorRegistry()), ProxyMetrics(CollectorRegistry(), deferred=True)
+    _feed(immediate)
+    _feed(deferred)
+    assert (
+        sample(deferred, "shadowdiff_upstream_latency_seconds_count", service="orders", role="primary", app="v1") == 0
+    )
+    assert sample(deferred, "shadowdiff_shadow_inflight") == 0
+    deferred.flush()
+    assert _values(deferred) == _values(immediate)  # every bucket, sum and count
+    deferred.flush()  # nothing pending: nothing changes
+    assert _values(deferred) == _values(immediate)
+
+
+def _values(metrics: ProxyMetrics) -> list[str]:
+    """The exposition without the `_created` timestamps (when each child was made)."""
+    return [line for line in generate_latest(metrics.registry).decode().splitlines() if "_created" not in line]
+
+
+def test_deferred_updates_reach_the_multiprocess_files(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from prometheus_client import CollectorRegistry, multiprocess
+        from proxy.metrics import ProxyMetrics
+        metrics = ProxyMetrics(CollectorRegistry(), deferred=True)
+        for _ in range(3):
+            metrics.request("orders", "GET", 200)
+            metrics.upstream("orders", "primary", "v1", 0.003)
+        metrics.inflight(3)
+        metrics.inflight(-1)
+
+        async def run_for_a_moment():
+            flusher = asyncio.get_running_loop().create_task(metrics.flush_every(0.05))
+            await asyncio.sleep(0.2)
+            metrics.request("orders", "GET", 200)  # after the last periodic flush: the final one applies it
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+
+        asyncio.run(run_for_a_moment())
+        scrape = CollectorRegistry()
+        multiprocess.MultiProcessCollector(scrape)
+        labels = {"service": "orders", "method": "GET", "status_class": "2xx"}
+        print(scrape.get_sample_value("shadowdiff_requests_total", labels))
+        latency = {"service": "orders", "role": "primary", "app": "v1", "le": "0.005"}
+        print(scrape.get_sample_value("shadowdiff_upstream_latency_seconds_bucket", latency))
+        print(scrape.get_sample_value("shadowdiff_shadow_inflight"))
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4.0", "3.0", "2.0"]
+
+
 async def test_metrics_after_traffic_have_the_right_labels_and_no_paths() -> None:
     services = {
         "orders": ServiceConfig(prefixes=("/api/orders",)),

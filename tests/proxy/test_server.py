@@ -282,14 +282,18 @@ async def test_two_workers_all_switch_within_seconds_of_a_promotion(tmp_path: Pa
         for _ in range(2):  # and it stays so
             assert await all_v2(20)
 
-        async with httpx.AsyncClient(timeout=5) as client:
-            metrics = (await client.get(f"{admin}/metrics")).text
-        counted = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.splitlines()
-            if line.startswith('shadowdiff_requests_total{method="GET",service="orders"')
-        )
-        assert counted == sent  # both workers' counts, added up by the admin plane
+        async def all_counted() -> bool:
+            async with httpx.AsyncClient(timeout=5) as client:
+                metrics = (await client.get(f"{admin}/metrics")).text
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith('shadowdiff_requests_total{method="GET",service="orders"')
+            )
+            return counted == sent
+
+        # Both workers' counts, added up by the admin plane; each worker applies its own every 0.5 s.
+        await eventually(all_counted, 5, f"the admin plane counts all {sent} requests")
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
