@@ -9,7 +9,7 @@ from sqlalchemy import select
 from legacy_app.database import Database
 from legacy_app.models import Customer, Product
 from legacy_app.pricing import compute_price, to_cents, to_tenths
-from proxy.demo import DemoCatalogue
+from proxy.runtime.demo import DemoCatalogue
 
 logger = logging.getLogger("legacy_app")
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from proxy.admin_client import call_admin
+from proxy.control.admin_client import call_admin
 from proxy.errors import ShadowdiffError
 
 app = typer.Typer(
@@ -66,7 +66,7 @@ LogLevel = Annotated[
 def _serve_app(asgi_app: Any, host: str, port: int, log_level: str, name: str) -> None:
     import uvicorn
 
-    from proxy.server import bind, url_of
+    from proxy.runtime.server import bind, url_of
 
     sock = bind(host, port)
     typer.echo(f"{name} on {url_of(sock)}", err=True)
@@ -128,7 +128,7 @@ def seed(
     ),
 ) -> None:
     """Load the demo catalogue into both apps' databases (does nothing where products already exist)."""
-    from proxy.stack import seed_both
+    from proxy.runtime.stack import seed_both
 
     with one_line_errors():
         for line in seed_both(legacy_database_url, v2_database_url):
@@ -181,7 +181,7 @@ def proxy(
     """Run the proxy and its admin plane in front of any two HTTP services."""
     with one_line_errors():
         from proxy.config import load_settings
-        from proxy.server import run
+        from proxy.runtime.server import run
 
         overrides = {
             "v1_url": v1,
@@ -233,7 +233,7 @@ def up(
     ] = 60.0,
 ) -> None:
     """Seed the demo databases, start V1, V2, a secondary V1, the proxy and the admin plane; Ctrl-C stops all."""
-    from proxy.stack import ChildSpec, Stack, banner, cli_argv, copy_sqlite, seed_both, sqlite_path
+    from proxy.runtime.stack import ChildSpec, Stack, banner, cli_argv, copy_sqlite, seed_both, sqlite_path
 
     with one_line_errors():
         for line in seed_both(legacy_database_url, v2_database_url):
@@ -338,9 +338,9 @@ def _describe(result: dict[str, Any]) -> str:
 def _register_other_commands() -> None:
     """`report`, `check` and `status` live in proxy/cli_report.py; the CLI works before (or without) it."""
     try:
-        module = importlib.import_module("proxy.cli_report")
+        module = importlib.import_module("proxy.review.cli_report")
     except ModuleNotFoundError as exc:
-        if exc.name == "proxy.cli_report":
+        if exc.name == "proxy.review.cli_report":
             return
         typer.echo(f"shadowdiff: report commands unavailable: {exc}", err=True)
         return

@@ -52,7 +52,7 @@ async def run_server(app: Any, *, port: int | None = None, **config: Any) -> Asy
 @contextlib.asynccontextmanager
 async def run_shadowdiff(settings: Any, environ: dict[str, str] | None = None) -> AsyncIterator[Any]:
     """A whole `ShadowdiffServer` (proxy and admin listeners) in this event loop until the block exits."""
-    from proxy.server import ShadowdiffServer
+    from proxy.runtime.server import ShadowdiffServer
 
     server = ShadowdiffServer(settings, environ=environ or {})
     task = asyncio.get_running_loop().create_task(server.serve())

@@ -21,7 +21,7 @@ from legacy_app.app import create_app as create_legacy
 from legacy_app.seed import seed_database as seed_legacy
 from legacy_app.settings import LegacySettings
 from proxy.config import load_settings
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 from tests.servers import run_server, run_shadowdiff
 from v2_app.app import create_app as create_v2
 from v2_app.seed import seed_database_async as seed_v2

@@ -14,7 +14,7 @@ import httpx
 from legacy_app.app import create_app as create_legacy
 from legacy_app.seed import seed_database as seed_legacy
 from legacy_app.settings import LegacySettings
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 from v2_app.app import create_app as create_v2
 from v2_app.seed import seed_database_async as seed_v2
 from v2_app.settings import V2Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.demo import DemoCatalogue
+from proxy.runtime.demo import DemoCatalogue
 from v2_app.database import Database
 from v2_app.models import Customer, Product
 from v2_app.repository import CustomerRepository, ProductRepository

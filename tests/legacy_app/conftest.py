@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from legacy_app.app import create_app
 from legacy_app.seed import seed_database
 from legacy_app.settings import LegacySettings
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 from tests.legacy_app.support import MakeProduct, Snapshot
 
 

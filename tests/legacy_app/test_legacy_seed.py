@@ -10,7 +10,7 @@ import pytest
 from legacy_app.app import create_app
 from legacy_app.seed import seed_database
 from legacy_app.settings import LegacySettings, sync_sqlite_url
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 
 
 async def test_seed_is_idempotent_and_numbers_rows_in_order(tmp_path: Path) -> None:

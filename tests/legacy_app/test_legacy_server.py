@@ -11,7 +11,7 @@ import httpx
 from legacy_app.app import create_app
 from legacy_app.seed import seed_database
 from legacy_app.settings import LegacySettings
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 from tests.servers import run_server
 
 

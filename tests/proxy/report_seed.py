@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 from diffs.exchange import Comparison, ErrorKind, Role
 from diffs.pipeline import Comparer
 from diffs.storage import Store
-from proxy.admin import create_admin_app
 from proxy.config import Settings, load_settings
-from proxy.promotion import PrimaryState
-from proxy.web import admin_routes
+from proxy.control.admin import create_admin_app
+from proxy.control.promotion import PrimaryState
+from proxy.review.web import admin_routes
 from tests import factories as f
 
 DIFF_TOTAL = ("28.00", "27.00")

@@ -14,11 +14,11 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from diffs.exchange import Exchange
-from proxy.app import create_proxy_app
 from proxy.config import Settings, load_settings
-from proxy.correlation import IdCorrelator
-from proxy.metrics import ProxyMetrics
-from proxy.routing import StaticPrimaries
+from proxy.dataplane.app import create_proxy_app
+from proxy.dataplane.correlation import IdCorrelator
+from proxy.dataplane.metrics import ProxyMetrics
+from proxy.dataplane.routing import StaticPrimaries
 from tests.servers import free_port, run_server
 
 Scope = dict[str, Any]

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 from tests.v2_app.support import MakeProduct, Snapshot, product_maker, serve, snapshotter
 from v2_app.seed import seed_database
 from v2_app.settings import V2Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from proxy.demo import demo_catalogue
+from proxy.runtime.demo import demo_catalogue
 from v2_app.seed import seed_database
 
 

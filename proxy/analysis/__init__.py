@@ -1,0 +1,1 @@
+"""The analysis plane: what turns an exchange into stored comparisons."""

@@ -1,0 +1,1 @@
+"""The control plane: promotion state, the admin API and its client."""

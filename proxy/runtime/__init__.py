@@ -1,0 +1,1 @@
+"""Process management: the server, the worker supervisor and the demo stack."""

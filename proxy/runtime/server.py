@@ -1,0 +1,308 @@
+"""The composition root: settings → store → primary state → metrics → sink → the proxy and admin apps, served.
+
+`workers == 1`: one process, one event loop, two uvicorn servers (proxy and admin), signals handled once.
+`workers > 1`: `proxy.runtime.supervisor.Supervisor` binds the proxy port once and spawns that many workers onto it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Literal, Protocol
+
+import structlog
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from diffs.exchange import Exchange
+from diffs.storage import Store
+from diffs.storage.pruning import Pruner
+from proxy.analysis.comparing import ComparisonSink
+from proxy.config import Settings, check_admin_exposure
+from proxy.control.admin import create_admin_app
+from proxy.control.promotion import PrimaryState
+from proxy.dataplane.app import create_proxy_app
+from proxy.dataplane.correlation import IdCorrelator
+from proxy.dataplane.correlation_store import CorrelationStore
+from proxy.dataplane.metrics import ProxyMetrics
+from proxy.errors import ShadowdiffError
+
+log = logging.getLogger("shadowdiff.server")
+METRICS_FLUSH_SECONDS = 0.5
+"""With --workers N, how often each worker applies its metric updates (scrapes lag by at most this much)."""
+
+
+class ListenError(ShadowdiffError):
+    """A listener could not be bound (port taken, address not local, permission)."""
+
+
+class StartupFailed(ShadowdiffError):
+    """An app's lifespan start-up failed; uvicorn logged why."""
+
+
+class ManagedSink(Protocol):
+    """A sink the server starts before serving and drains after: `QueueSink` or the comparison pipeline's."""
+
+    def submit(self, exchange: Exchange) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self, timeout: float) -> None: ...
+
+
+def build_sink(
+    settings: Settings, store: Store, metrics: ProxyMetrics, correlator: IdCorrelator | None = None
+) -> ManagedSink:
+    """Where exchanges go: the comparison pipeline (compare off the request path, store in batches)."""
+    return ComparisonSink(settings, store, metrics, correlator=correlator)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Once per process: stdlib logging and structlog both at `settings.log_level`."""
+    level = getattr(logging, settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("shadowdiff").setLevel(level)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound, inheritable TCP socket (uvicorn listens on it; workers inherit it); ListenError when taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Listener(uvicorn.Server):
+    """A uvicorn server that leaves signals to its owner, so one handler stops every listener of the process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listener(app: ASGIApp, settings: Settings, *, lifespan: Literal["on", "off"] = "on") -> Listener:
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),
+        server_header=False,
+        date_header=False,
+        # uvicorn would otherwise replace the client address with the last X-Forwarded-For entry of a loopback
+        # peer, and the proxy, which appends the peer to that header, would then send the entry twice.
+        proxy_headers=False,
+    )
+    return Listener(config)
+
+
+async def serve_together(pairs: Sequence[tuple[Listener, socket.socket]]) -> None:
+    """Serve every (listener, socket) until any stops; then stop the others. Start-up failures raise StartupFailed."""
+    servers = [server for server, _ in pairs]
+
+    async def one(server: Listener, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn exits the process when a lifespan start-up fails
+            raise StartupFailed(f"the app on {url_of(sock)} failed to start (see the log above)") from None
+        finally:
+            for other in servers:
+                other.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(one(server, sock)) for server, sock in pairs]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def handle_signals(stop: Callable[[bool], None]) -> Callable[[], None]:
+    """SIGINT/SIGTERM call `stop(force)`: graceful first, forced on a second SIGINT. Returns the uninstaller."""
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop(len(received) > 1 and sig == signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def uninstall() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return uninstall
+
+
+async def open_state(
+    settings: Settings, stack: AsyncExitStack, *, environ: Mapping[str, str] | None, prune: bool = False
+) -> tuple[Store, PrimaryState]:
+    """Open the store and a refreshing PrimaryState; with `environ`, first record config decisions (see reconcile).
+
+    `prune`: also run the retention pruner here (one process per deployment: the server, or the supervisor).
+    """
+    try:
+        store = await Store.from_settings(settings)
+    except ShadowdiffError:
+        # aiosqlite answers a failed connect from its own thread a moment later; let it land before the loop closes,
+        # or it prints a "loop is closed" traceback after our one-line error.
+        await asyncio.sleep(0.1)
+        raise
+    stack.push_async_callback(store.close)
+    if prune:
+        pruner = Pruner(store, store.retention.prune_interval)
+        pruner.start()
+        stack.push_async_callback(pruner.aclose)
+    state = PrimaryState(settings.services, store, refresh_seconds=settings.state_refresh_seconds)
+    if environ is not None:
+        await state.reconcile(environ)
+    await state.start()
+    stack.push_async_callback(state.aclose)
+    return store, state
+
+
+async def build_proxy(
+    settings: Settings, stack: AsyncExitStack, store: Store, state: PrimaryState, registry: CollectorRegistry
+) -> ASGIApp:
+    """The data-plane app with its metrics and a started sink (drained when `stack` closes)."""
+    metrics = ProxyMetrics(registry, deferred=settings.workers > 1)
+    if metrics.deferred:
+        flusher = asyncio.get_running_loop().create_task(metrics.flush_every(METRICS_FLUSH_SECONDS))
+
+        async def stop_flushing() -> None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+        stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
+    correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
+    correlations = CorrelationStore(store, correlator)
+    await correlations.load(settings.services)
+    if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another
+        correlations.share(settings.services, settings.state_refresh_seconds)
+    stack.push_async_callback(correlations.aclose)
+    sink = build_sink(settings, store, metrics, correlator)
+    await sink.start()
+    stack.push_async_callback(sink.aclose, settings.drain_seconds)
+    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator, tune_gc=True)
+
+
+def build_admin(settings: Settings, store: Store, state: PrimaryState, registry: CollectorRegistry) -> ASGIApp:
+    """The admin plane: the web report and /api/v1 (review.web) on top of the control API (control.admin)."""
+    from proxy.review.web import admin_routes  # jinja2 and the report stack: only where an admin plane runs
+
+    return create_admin_app(settings, state=state, registry=registry, extra_routes=admin_routes(settings, store, state))
+
+
+class ShadowdiffServer:
+    """One process: the proxy and the admin plane on their own listeners, in one event loop."""
+
+    def __init__(self, settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+        check_admin_exposure(settings)
+        self.settings = settings
+        self.environ = os.environ if environ is None else environ
+        self.state: PrimaryState | None = None
+        self.proxy_url = ""
+        self.admin_url = ""
+        self._servers: list[Listener] = []
+        self._exit = False
+
+    @property
+    def started(self) -> bool:
+        return bool(self._servers) and all(server.started for server in self._servers)
+
+    def request_exit(self, force: bool = False) -> None:
+        self._exit = True
+        for server in self._servers:
+            server.should_exit = True
+            server.force_exit = server.force_exit or force
+
+    async def serve(self) -> None:
+        """Run until `request_exit()`; binds first, so a taken port fails before anything else starts."""
+        settings = self.settings
+        proxy_sock = bind(settings.host, settings.port)
+        try:
+            admin_sock = bind(settings.admin_host, settings.admin_port)
+        except ListenError:
+            proxy_sock.close()
+            raise
+        self.proxy_url, self.admin_url = url_of(proxy_sock), url_of(admin_sock)
+        try:
+            async with AsyncExitStack() as stack:
+                store, self.state = await open_state(settings, stack, environ=self.environ, prune=True)
+                registry = CollectorRegistry()
+                proxy_app = await build_proxy(settings, stack, store, self.state, registry)
+                admin_app = build_admin(settings, store, self.state, registry)
+                proxy = listener(proxy_app, settings)
+                admin = listener(admin_app, settings, lifespan="off")
+                self._servers = [proxy, admin]
+                if self._exit:
+                    return
+                ready = asyncio.get_running_loop().create_task(self._announce())
+                try:
+                    await serve_together([(proxy, proxy_sock), (admin, admin_sock)])
+                finally:
+                    ready.cancel()
+        finally:
+            proxy_sock.close()
+            admin_sock.close()
+
+    async def _announce(self) -> None:
+        while not self.started:
+            await asyncio.sleep(0.02)
+        log.info("proxy on %s, admin on %s", self.proxy_url, self.admin_url)
+
+
+def run(settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+    """The `shadowdiff proxy` entry point: blocks until SIGINT/SIGTERM; ShadowdiffError on failure to start."""
+    configure_logging(settings)
+    if settings.workers > 1:
+        from proxy.runtime.supervisor import Supervisor  # imports this module: keep the cycle out of import time
+
+        Supervisor(settings, environ=environ).run()
+        return
+    server = ShadowdiffServer(settings, environ=environ)
+
+    async def main() -> None:
+        uninstall = handle_signals(server.request_exit)
+        try:
+            await server.serve()
+        finally:
+            uninstall()
+
+    with event_loop() as runner:
+        runner.run(main())
+
+
+@contextlib.contextmanager
+def event_loop() -> Iterator[asyncio.Runner]:
+    """An asyncio.Runner on uvloop when it is installed (it is, with uvicorn[standard])."""
+    factory: Any = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        yield runner
