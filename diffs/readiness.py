@@ -6,12 +6,9 @@ The web overview, /api/v1/readiness and `shadowdiff check` all call `assess`, so
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from diffs.counts import Counts
 from diffs.percentiles import Latency
-
-if TYPE_CHECKING:
-    from diffs.reporting import Counts
 
 
 @dataclass(frozen=True, slots=True)

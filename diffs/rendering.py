@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from diffs.counts import Counts
 from diffs.percentiles import Latency, Percentiles
 from diffs.readiness import Criteria, Readiness
-from diffs.reporting import Counts, EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
+from diffs.reporting import EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
 
 SCHEMA_VERSION = 1
 

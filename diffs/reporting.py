@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from diffs.exchange import Outcome
+from diffs.counts import Counts
 from diffs.noise import Marks
 from diffs.percentiles import Latency, LatencyHistogram, build_latency
 from diffs.readiness import Criteria, Readiness, assess
@@ -42,74 +42,6 @@ class FieldCounts:
 
 
 # ---------------------------------------------------------------- counts and fields
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Exchanges by outcome. `samples` are the ones compared: match + diff + shadow_error."""
-
-    match: int = 0
-    diff: int = 0
-    shadow_error: int = 0
-    skipped: int = 0
-    dropped: int = 0
-    findings: int = 0
-    """Exchanges with at least one diff in a finding field (noise and noise-marked fields excluded)."""
-
-    @classmethod
-    def of(cls, outcomes: Mapping[str, int], findings: int = 0) -> Counts:
-        return cls(
-            match=outcomes.get(Outcome.MATCH, 0),
-            diff=outcomes.get(Outcome.DIFF, 0),
-            shadow_error=outcomes.get(Outcome.SHADOW_ERROR, 0),
-            skipped=outcomes.get(Outcome.SKIPPED, 0),
-            dropped=outcomes.get(Outcome.DROPPED, 0),
-            findings=findings,
-        )
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            self.match + other.match,
-            self.diff + other.diff,
-            self.shadow_error + other.shadow_error,
-            self.skipped + other.skipped,
-            self.dropped + other.dropped,
-            self.findings + other.findings,
-        )
-
-    @property
-    def total(self) -> int:
-        return self.match + self.diff + self.shadow_error + self.skipped + self.dropped
-
-    @property
-    def mirrored(self) -> int:
-        """Sent to the shadow: everything but what was skipped (dropped ones were mirrored, not compared)."""
-        return self.total - self.skipped
-
-    @property
-    def samples(self) -> int:
-        return self.match + self.diff + self.shadow_error
-
-    def rate(self, count: int) -> float | None:
-        return None if self.samples == 0 else count / self.samples
-
-    @property
-    def match_rate(self) -> float | None:
-        return self.rate(self.match)
-
-    @property
-    def raw_diff_rate(self) -> float | None:
-        """Exchanges with any diff, noise included."""
-        return self.rate(self.diff)
-
-    @property
-    def diff_rate(self) -> float | None:
-        """Exchanges with a finding: the rate readiness judges."""
-        return self.rate(self.findings)
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.rate(self.shadow_error)
 
 
 class Verdict:

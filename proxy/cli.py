@@ -181,7 +181,7 @@ def proxy(
     """Run the proxy and its admin plane in front of any two HTTP services."""
     with one_line_errors():
         from proxy.config import load_settings
-        from proxy.runtime.server import run
+        from proxy.runtime.launch import run
 
         overrides = {
             "v1_url": v1,

@@ -1,4 +1,4 @@
-"""shadowdiff's exceptions.
+"""shadowdiff's exceptions: the base and the store's come from `diffs.errors`, the upstreams' are the proxy's own.
 
 ShadowdiffError
 ├── ConfigError            bad configuration: names the key and the value
@@ -10,17 +10,9 @@ ShadowdiffError
 
 from __future__ import annotations
 
+from diffs.errors import ConfigError, ShadowdiffError, StoreError
 
-class ShadowdiffError(Exception):
-    """Base of every error shadowdiff raises on purpose."""
-
-
-class ConfigError(ShadowdiffError):
-    pass
-
-
-class StoreError(ShadowdiffError):
-    pass
+__all__ = ["ConfigError", "ShadowdiffError", "StoreError", "UpstreamError", "UpstreamTimeout", "UpstreamUnavailable"]
 
 
 class UpstreamError(ShadowdiffError):

@@ -20,8 +20,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from diffs.errors import StoreError
 from diffs.storage.urls import is_memory, is_sqlite
-from proxy.errors import StoreError
 
 BUSY_TIMEOUT_MS = 5_000
 

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from diffs.errors import StoreError
 from diffs.exchange import Comparison, Outcome
 from diffs.redaction import DEFAULT_FIELDS, Redactor
 from diffs.storage import engine as engines
@@ -33,7 +34,6 @@ from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, Stor
 from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
 from diffs.storage.urls import async_url
-from proxy.errors import StoreError
 
 __all__ = ["Store", "StoreUnavailable"]
 

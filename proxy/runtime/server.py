@@ -275,27 +275,6 @@ class ShadowdiffServer:
         log.info("proxy on %s, admin on %s", self.proxy_url, self.admin_url)
 
 
-def run(settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
-    """The `shadowdiff proxy` entry point: blocks until SIGINT/SIGTERM; ShadowdiffError on failure to start."""
-    configure_logging(settings)
-    if settings.workers > 1:
-        from proxy.runtime.supervisor import Supervisor  # imports this module: keep the cycle out of import time
-
-        Supervisor(settings, environ=environ).run()
-        return
-    server = ShadowdiffServer(settings, environ=environ)
-
-    async def main() -> None:
-        uninstall = handle_signals(server.request_exit)
-        try:
-            await server.serve()
-        finally:
-            uninstall()
-
-    with event_loop() as runner:
-        runner.run(main())
-
-
 @contextlib.contextmanager
 def event_loop() -> Iterator[asyncio.Runner]:
     """An asyncio.Runner on uvloop when it is installed (it is, with uvicorn[standard])."""

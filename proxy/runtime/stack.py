@@ -220,7 +220,7 @@ def seed_both(legacy_database_url: str, v2_database_url: str) -> list[str]:
         except (SQLAlchemyError, OSError) as exc:
             raise ShadowdiffError(f"cannot seed {name} at {url}: {str(exc).splitlines()[0]}") from None
         if loaded:
-            lines.append(f"{name}: loaded {loaded} products and {len(catalogue.customers)} customers into {url}")
+            lines.append(f"{name}: loaded {loaded} products and {len(catalogue['customers'])} customers into {url}")
         else:
             lines.append(f"{name}: {url} already has products; nothing loaded")
     return lines

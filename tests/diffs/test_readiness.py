@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from diffs.counts import Counts
 from diffs.percentiles import Latency, Percentiles
 from diffs.readiness import Criteria, assess
-from diffs.reporting import Counts
 
 
 def lat(p50: float, p99: float, s50: float, s99: float, count: int = 100) -> Latency:

@@ -20,8 +20,8 @@ def test_seed_loads_the_catalogue_once(tmp_path: Path) -> None:
         customers = conn.execute("SELECT id, name, email, tier FROM customers ORDER BY id").fetchall()
         products = conn.execute("SELECT id, sku, stock, status FROM products ORDER BY id").fetchall()
     conn.close()
-    assert customers == [(i, c.name, c.email, c.tier) for i, c in enumerate(catalogue.customers, start=1)]
-    assert products == [(i, p.sku, p.stock, p.status) for i, p in enumerate(catalogue.products, start=1)]
+    assert customers == [(i, c["name"], c["email"], c["tier"]) for i, c in enumerate(catalogue["customers"], start=1)]
+    assert products == [(i, p["sku"], p["stock"], p["status"]) for i, p in enumerate(catalogue["products"], start=1)]
 
 
 def test_seed_of_a_smaller_catalogue(tmp_path: Path) -> None:
