@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from diffs.comparison import compare_responses
+from diffs.comparer import Comparer
 from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
-from diffs.pipeline import Comparer
+from diffs.response_diff import compare_responses
 from diffs.rules import CompareRules
 from proxy.config import NoiseConfig, ServiceConfig
 

@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from diffs.exchange import Outcome
 from diffs.percentiles import LATENCY_BUCKETS_PER_E, MIN_LATENCY_MS, HistogramBucket, LatencyHistogram
 from diffs.readiness import Criteria
-from diffs.reporting import (
+from diffs.report import (
     EndpointCounts,
     FieldCounts,
     NoiseThresholds,

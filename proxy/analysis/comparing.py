@@ -9,8 +9,8 @@ import dataclasses
 import structlog
 from prometheus_client import Counter, Gauge
 
+from diffs.comparer import Comparer
 from diffs.exchange import Comparison, DiffKind, Exchange, FieldDiff, Outcome
-from diffs.pipeline import Comparer
 from diffs.storage import Store
 from diffs.storage.writer import BatchWriter
 from proxy.config import Settings

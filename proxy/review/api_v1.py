@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from diffs.rendering import criteria_dict, endpoint_dict, field_dict, readiness_dict, report_dict, service_dict
+from diffs.report_formats import criteria_dict, endpoint_dict, field_dict, readiness_dict, report_dict, service_dict
 from diffs.storage import queries
 from proxy.config import Side
 from proxy.control.admin import error, promotion_json

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from diffs.readiness import Criteria
-from diffs.rendering import fmt_ms, fmt_pct, fmt_ratio, fmt_speedup, render_json, render_markdown, window_text
-from diffs.reporting import NoiseThresholds, Report, ServiceSummary, Verdict, Window, parse_since
+from diffs.report import NoiseThresholds, Report, ServiceSummary, Verdict, Window, parse_since
+from diffs.report_formats import fmt_ms, fmt_pct, fmt_ratio, fmt_speedup, render_json, render_markdown, window_text
 from diffs.storage import Store, queries
 from diffs.storage.urls import async_url, is_memory, is_sqlite
 from proxy.config import Settings, load_settings

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from diffs.decoding import decode_body
 from diffs.exchange import Headers, Outcome
 from diffs.readiness import Criteria
-from diffs.reporting import NoiseThresholds, Report, Window, parse_since
+from diffs.report import NoiseThresholds, Report, Window, parse_since
 from diffs.storage import Cursor, ExchangeSummary, NoiseMark, Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
 from proxy.control.promotion import PrimaryState

@@ -19,11 +19,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from diffs import presentation, rendering
+from diffs import page_views, report_formats
 from diffs.exchange import Outcome
 from diffs.noise import Marks
 from diffs.readiness import Criteria
-from diffs.reporting import Report, Verdict
+from diffs.report import Report, Verdict
 from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
 from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
@@ -65,23 +65,23 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        pct=rendering.fmt_pct,
-        ms=rendering.fmt_ms,
-        ratio=rendering.fmt_ratio,
-        speedup=rendering.fmt_speedup,
+        pct=report_formats.fmt_pct,
+        ms=report_formats.fmt_ms,
+        ratio=report_formats.fmt_ratio,
+        speedup=report_formats.fmt_speedup,
         quote=lambda value: quote(str(value), safe=""),
         # Plain JSON text; autoescaping makes it safe (Jinja's tojson would show ">" as \u003e).
         json=lambda value: json.dumps(value, ensure_ascii=False),
         when=lambda value: value.strftime("%Y-%m-%d %H:%M:%S") if value else "–",
     )
-    env.globals.update(qs=_qs, Verdict=Verdict, window_text=rendering.window_text)
+    env.globals.update(qs=_qs, Verdict=Verdict, window_text=report_formats.window_text)
     return env
 
 
 def render_report_html(report: Report) -> str:
     """A self-contained HTML report (inline CSS and SVG, no links back to a server) for `--format html`."""
     charts = {
-        (e.service, e.endpoint): presentation.latency_chart(e.latency) for s in report.services for e in s.endpoints
+        (e.service, e.endpoint): page_views.latency_chart(e.latency) for s in report.services for e in s.endpoints
     }
     return (
         environment()
@@ -108,8 +108,8 @@ def _side_view(name: str, side: StoredSide | None, paths: list[str], noise_paths
     return {
         "name": name,
         "side": side,
-        "head": presentation.header_view(side.status, side.headers, paths, noise_paths),
-        "body": presentation.body_view(side.body, side.headers, paths, noise_paths),
+        "head": page_views.header_view(side.status, side.headers, paths, noise_paths),
+        "body": page_views.body_view(side.body, side.headers, paths, noise_paths),
     }
 
 
@@ -195,10 +195,10 @@ class WebReport:
             report=report,
             summary=summary,
             ep=found,
-            tree=presentation.field_tree(found.fields),
+            tree=page_views.field_tree(found.fields),
             marks=marks,
             examples=await queries.field_examples(self.ctx.store, name),
-            chart=presentation.latency_chart(found.latency),
+            chart=page_views.latency_chart(found.latency),
             here=str(request.url.path) + _qs(endpoint=name, since=request.query_params.get("since")),
         )
 
@@ -245,8 +245,8 @@ class WebReport:
             title=f"Exchange {exchange_id}",
             x=found,
             sides=sides,
-            request_head=presentation.header_view(None, found.request_headers, ())[1:],
-            request_body=presentation.body_view(found.request_body, found.request_headers, ()),
+            request_head=page_views.header_view(None, found.request_headers, ())[1:],
+            request_body=page_views.body_view(found.request_body, found.request_headers, ()),
         )
 
     async def latency(self, request: Request) -> Response:
@@ -255,9 +255,9 @@ class WebReport:
             raise UnknownService(service, tuple(self.ctx.state.services))
         report = await self.ctx.report(window_from(request.query_params), service)
         charts = {
-            (e.service, e.endpoint): presentation.latency_chart(e.latency) for s in report.services for e in s.endpoints
+            (e.service, e.endpoint): page_views.latency_chart(e.latency) for s in report.services for e in s.endpoints
         }
-        service_charts = {s.service: presentation.latency_chart(s.latency) for s in report.services}
+        service_charts = {s.service: page_views.latency_chart(s.latency) for s in report.services}
         return self._render(
             request,
             "latency.html",

@@ -10,9 +10,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffs.comparison import compare_responses, compare_values
 from diffs.exchange import DiffKind
 from diffs.paths import PatternSet
+from diffs.response_diff import compare_responses, compare_values
 from diffs.rules import CompareRules, NumericTolerance
 from diffs.values import same
 from tests.factories import primary, shadow

@@ -16,8 +16,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from diffs.comparer import Comparer
 from diffs.exchange import Comparison, ErrorKind, Role
-from diffs.pipeline import Comparer
 from diffs.storage import Store
 from proxy.config import Settings, load_settings
 from proxy.control.admin import create_admin_app

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from diffs.comparer import Comparer
 from diffs.exchange import Outcome
 from diffs.percentiles import HistogramBucket, latency_bucket
 from diffs.percentiles import percentiles as pure_percentiles
-from diffs.pipeline import Comparer
 from diffs.readiness import Criteria
-from diffs.reporting import NoiseThresholds, Report, Verdict, Window
+from diffs.report import NoiseThresholds, Report, Verdict, Window
 from diffs.storage import Store, queries
 from proxy.config import load_settings
 from tests import factories as f

@@ -178,7 +178,7 @@ def test_check_exits_2_when_it_cannot_tell(tmp_path: Path, database: str) -> Non
 
 
 def test_check_and_the_web_overview_agree(database: str) -> None:
-    # Both call diffs.reporting.assess on the same report: the JSON verdicts are what check judges.
+    # Both call diffs.report.assess on the same report: the JSON verdicts are what check judges.
     data = json.loads(run("report", "--database-url", database, "-f", "json").stdout)
     ready = {s["service"] for s in data["services"] if s["readiness"]["ready"]}
     for name in ("orders", "products", "ai"):

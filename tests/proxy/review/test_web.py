@@ -12,9 +12,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from diffs.pipeline import Comparer
+from diffs.comparer import Comparer
 from diffs.readiness import Criteria
-from diffs.reporting import NoiseThresholds, Window
+from diffs.report import NoiseThresholds, Window
 from diffs.storage import queries
 from proxy.review.web import render_report_html
 from tests import factories as f

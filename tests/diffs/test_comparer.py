@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from diffs.comparer import Comparer
 from diffs.exchange import ErrorKind, Exchange, Outcome, Role
-from diffs.pipeline import Comparer
 from diffs.rules import CompareRules, EndpointRules, TextSimilarity
 from proxy.config import NoiseConfig, ServiceConfig
 from tests.factories import (

@@ -13,7 +13,7 @@ from diffs.decoding import decode_body
 from diffs.exchange import Headers
 from diffs.paths import ROOT, key_segment
 from diffs.percentiles import Latency
-from diffs.reporting import FieldSummary
+from diffs.report import FieldSummary
 
 # ---------------------------------------------------------------- exchange bodies, line by line
 

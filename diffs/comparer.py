@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from diffs.comparison import MAX_DIFFS, compare_responses, distinct_paths
 from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, SideResponse
 from diffs.noise import Marks, NoiseTracker, flag_noise
+from diffs.response_diff import MAX_DIFFS, compare_responses, distinct_paths
 from diffs.rules import CompareRules, EndpointRules, NoiseConfig, merge_rules
 from diffs.templating import EndpointTemplater
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from diffs import rendering
+from diffs import report_formats
 from diffs.percentiles import (
     HistogramBucket,
     LatencyHistogram,
@@ -15,7 +15,7 @@ from diffs.percentiles import (
     latency_bucket,
 )
 from diffs.readiness import Criteria
-from diffs.reporting import (
+from diffs.report import (
     Counts,
     EndpointCounts,
     FieldCounts,
@@ -183,7 +183,7 @@ def test_parse_since_refuses_anything_else(text: str) -> None:
 
 
 def test_report_dict_is_json_with_rates_latency_and_readiness() -> None:
-    data = json.loads(rendering.render_json(report()))  # type: ignore[arg-type]
+    data = json.loads(report_formats.render_json(report()))  # type: ignore[arg-type]
     orders = next(s for s in data["services"] if s["service"] == "orders")
     assert orders["readiness"] == {
         "ready": False,
@@ -202,7 +202,7 @@ def test_report_dict_is_json_with_rates_latency_and_readiness() -> None:
 
 
 def test_markdown_names_failures_and_findings_but_not_idle_services() -> None:
-    text = rendering.render_markdown(report())  # type: ignore[arg-type]
+    text = report_formats.render_markdown(report())  # type: ignore[arg-type]
     assert "| orders | v1 |" in text and "❌ NOT READY" in text and "✅ READY" in text
     assert "- ❌ diff rate 4.98% > 1.00%" in text
     assert "| `GET /o/{id}` | `root.total` |" in text
@@ -210,6 +210,6 @@ def test_markdown_names_failures_and_findings_but_not_idle_services() -> None:
 
 
 def test_plain_text_report() -> None:
-    text = rendering.render_text(report())  # type: ignore[arg-type]
+    text = report_formats.render_text(report())  # type: ignore[arg-type]
     assert "orders: primary v1 · NOT READY" in text and "  ✗ diff rate 4.98% > 1.00%" in text
     assert "ai: primary v1 · no traffic" in text

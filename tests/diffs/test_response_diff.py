@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from diffs import comparison
-from diffs.comparison import compare_responses, compare_values, distinct_paths
+from diffs import response_diff
 from diffs.exchange import DiffKind, FieldDiff, SideResponse
+from diffs.response_diff import compare_responses, compare_values, distinct_paths
 from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
 from tests.factories import ai_body, order_body, order_item, primary, product_body, shadow, v1_error, v2_error
 
@@ -336,7 +336,7 @@ def test_byte_equal_bodies_take_the_fast_path_without_decoding(monkeypatch: pyte
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("decoded although the bodies were byte-equal")
 
-    monkeypatch.setattr(comparison, "decode_body", refuse)
+    monkeypatch.setattr(response_diff, "decode_body", refuse)
     body = b'{"id": 1, "total": "27.00"}' * 50
     assert compare(primary(body=body), shadow(body=body)) == []
 

@@ -8,7 +8,7 @@ from typing import Any
 from diffs.counts import Counts
 from diffs.percentiles import Latency, Percentiles
 from diffs.readiness import Criteria, Readiness
-from diffs.reporting import EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
+from diffs.report import EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
 
 SCHEMA_VERSION = 1
 
