@@ -94,6 +94,8 @@ class Exchange:
     secondary: SideResponse | None = None
     skip_reason: str | None = None
     """Set when the exchange was not mirrored (sampled_out, request_too_large, mirror_off, loop_guard)."""
+    run: str | None = None
+    """The replay run that sent this request (`shadowdiff replay`); None for live traffic."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,10 +157,16 @@ class ServiceSummary:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """The time window a report covers; open ends are None."""
+    """The time window a report covers (open ends are None), and which traffic in it."""
 
     since: datetime | None = None
     until: datetime | None = None
+    run: str | None = None
+    """None: all traffic; `LIVE`: live traffic only; anything else: that replay run only."""
+
+
+LIVE = "live"
+"""The `run` of live traffic in filters (`--run live`, `?run=live`); replay runs never take this name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 from diffs.counts import Counts
 from diffs.percentiles import Latency, Percentiles
 from diffs.readiness import Criteria, Readiness
-from diffs.report import EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
+from diffs.report import LIVE, EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
 
 SCHEMA_VERSION = 1
 
@@ -119,6 +119,7 @@ def report_dict(report: Report, *, endpoints: bool = True, fields: bool = True) 
         "window": {
             "since": report.window.since.isoformat() if report.window.since else None,
             "until": report.window.until.isoformat() if report.window.until else None,
+            "run": report.window.run,
         },
         "criteria": criteria_dict(report.criteria),
         "latency_sample_one_in": report.latency_stride,
@@ -159,7 +160,9 @@ def verdict_word(r: Readiness) -> str:
 def window_text(report: Report) -> str:
     since = report.window.since.strftime("%Y-%m-%d %H:%M UTC") if report.window.since else "the beginning"
     until = report.window.until.strftime("%Y-%m-%d %H:%M UTC") if report.window.until else "now"
-    return f"{since} → {until}"
+    run = report.window.run
+    which = "" if run is None else " · live traffic" if run == LIVE else f" · replay {run}"
+    return f"{since} → {until}{which}"
 
 
 # ---------------------------------------------------------------- markdown

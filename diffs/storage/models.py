@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -69,6 +81,8 @@ class ExchangeRow(Base):
     """Field diffs that are not noise."""
     noise_count: Mapped[int] = mapped_column(Integer, default=0)
     bodies_kept: Mapped[bool] = mapped_column(Boolean, default=False)
+    run: Mapped[str | None] = mapped_column(String(64))
+    """The replay run that sent it; NULL for live traffic."""
 
     __table_args__ = (
         # Keyset pagination: every listing orders by (started_at, id) after an optional equality filter.
@@ -86,6 +100,15 @@ class ExchangeRow(Base):
             "shadow_app",
             "primary_latency_ms",
             "shadow_latency_ms",
+        ),
+        # Replays only: live rows (NULL) are not in it, so the proxy's inserts pay nothing for it. `run = 'x'`
+        # implies `run IS NOT NULL`, which both SQLite and PostgreSQL prove, so filters on a run use it.
+        Index(
+            "ix_exchanges_run_started",
+            "run",
+            "started_at",
+            sqlite_where=text("run IS NOT NULL"),
+            postgresql_where=text("run IS NOT NULL"),
         ),
     )
 
@@ -127,11 +150,21 @@ class FieldDiffRow(Base):
     """JSON text; NULL when the field is absent on that side."""
     shadow_value: Mapped[str | None] = mapped_column(Text)
     noise: Mapped[bool] = mapped_column(Boolean, default=False)
+    run: Mapped[str | None] = mapped_column(String(64))
+    """Copied from the exchange, like `started_at`."""
 
     __table_args__ = (
         Index("ix_field_diffs_exchange", "exchange_id"),
         Index("ix_field_diffs_endpoint_path", "endpoint", "path", "started_at"),
         Index("ix_field_diffs_started", "started_at"),
+        Index(
+            "ix_field_diffs_run_endpoint",
+            "run",
+            "endpoint",
+            "path",
+            sqlite_where=text("run IS NOT NULL"),
+            postgresql_where=text("run IS NOT NULL"),
+        ),
     )
 
 

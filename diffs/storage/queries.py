@@ -19,6 +19,7 @@ from diffs.exchange import Outcome
 from diffs.percentiles import LATENCY_BUCKETS_PER_E, MIN_LATENCY_MS, HistogramBucket, LatencyHistogram
 from diffs.readiness import Criteria
 from diffs.report import (
+    LIVE,
     EndpointCounts,
     FieldCounts,
     NoiseThresholds,
@@ -56,14 +57,25 @@ class ExchangeFilter:
     until: datetime | None = None
     path: str | None = None
     """A field path: only exchanges with a diff at it (needs `endpoint`)."""
+    run: str | None = None
+    """None: all traffic; `LIVE`: live traffic only; else one replay run."""
 
 
-def _window(column: Any, window: Window) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = []
+def run_clause(column: Any, run: str | None) -> list[ColumnElement[bool]]:
+    """Which traffic: all (None), live only (`LIVE`: rows without a run) or one replay run."""
+    if run is None:
+        return []
+    return [column.is_(None)] if run == LIVE else [column == run]
+
+
+def _window(table: Any, window: Window) -> list[ColumnElement[bool]]:
+    """The window's clauses on a table with `started_at` and `run` columns (exchanges, field diffs)."""
+    columns = getattr(table, "c", table)
+    clauses: list[ColumnElement[bool]] = run_clause(columns.run, window.run)
     if window.since is not None:
-        clauses.append(column >= window.since)
+        clauses.append(columns.started_at >= window.since)
     if window.until is not None:
-        clauses.append(column < window.until)
+        clauses.append(columns.started_at < window.until)
     return clauses
 
 
@@ -73,7 +85,7 @@ def _window(column: Any, window: Window) -> list[ColumnElement[bool]]:
 async def endpoint_counts(store: Store, window: Window, service: str | None = None) -> list[EndpointCounts]:
     """Exchanges per (service, endpoint) and outcome in the window."""
     e = ExchangeRow
-    query = select(e.service, e.endpoint, e.outcome, func.count()).where(*_window(e.started_at, window))
+    query = select(e.service, e.endpoint, e.outcome, func.count()).where(*_window(e, window))
     if service is not None:
         query = query.where(e.service == service)
     query = query.group_by(e.service, e.endpoint, e.outcome)
@@ -89,7 +101,7 @@ async def field_counts(store: Store, window: Window, endpoints: Iterable[str] | 
     """Diffs per (endpoint, path) in the window, how many of them noise, and their kinds."""
     f = FieldDiffRow
     noise = func.sum(case((f.noise.is_(True), 1), else_=0))
-    query = select(f.endpoint, f.path, f.kind, func.count(), noise).where(*_window(f.started_at, window))
+    query = select(f.endpoint, f.path, f.kind, func.count(), noise).where(*_window(f, window))
     if endpoints is not None:
         wanted = sorted(set(endpoints))
         if not wanted:
@@ -152,7 +164,7 @@ async def latency_histograms(
             bucket = _bucket(column).label("bucket")
             query = (
                 select(e.service, e.endpoint, app, bucket, func.count(), func.avg(column))
-                .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e.started_at, window), *sampled)
+                .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e, window), *sampled)
                 .group_by(e.service, e.endpoint, app, bucket)
             )
             if service is not None:
@@ -178,7 +190,7 @@ async def finding_exchanges(store: Store, window: Window, fields: Iterable[tuple
         # One query per endpoint keeps each on the (endpoint, path, started_at) index and the IN lists short.
         for endpoint, paths in by_endpoint.items():
             query = select(func.count(distinct(f.exchange_id))).where(
-                f.endpoint == endpoint, f.path.in_(paths), f.noise.is_(False), *_window(f.started_at, window)
+                f.endpoint == endpoint, f.path.in_(paths), f.noise.is_(False), *_window(f, window)
             )
             counts[endpoint] = int((await conn.execute(query)).scalar_one())
     return counts
@@ -249,10 +261,11 @@ async def list_exchanges(store: Store, flt: ExchangeFilter, *, before: Cursor | 
             until=flt.until,
             limit=limit,
             before=before,
+            run=flt.run,
         )
     e, f = ExchangeRow.__table__, FieldDiffRow.__table__
     with_path = select(f.c.exchange_id).where(f.c.endpoint == flt.endpoint, f.c.path == flt.path)
-    query = select(e).where(e.c.id.in_(with_path), *_window(e.c.started_at, Window(flt.since, flt.until)))
+    query = select(e).where(e.c.id.in_(with_path), *_window(e, Window(flt.since, flt.until, flt.run)))
     for column, value in ((e.c.service, flt.service), (e.c.endpoint, flt.endpoint), (e.c.outcome, flt.outcome)):
         if value is not None:
             query = query.where(column == value)

@@ -62,6 +62,7 @@ def exchange_values(comparison: Comparison, exchange_id: str, bodies_kept: bool)
         "diff_count": len(comparison.diffs) - noise,
         "noise_count": noise,
         "bodies_kept": bodies_kept,
+        "run": None if exchange.run is None else clip(exchange.run, 64),
     }
     for name, side in (("primary", exchange.primary), ("shadow", exchange.shadow), ("secondary", exchange.secondary)):
         values[f"{name}_app"] = clip(side.app, 32) if side else None
@@ -97,6 +98,7 @@ def _side_payload(name: str, side: SideResponse | None) -> dict[str, Any]:
 def diff_values(comparison: Comparison, exchange_id: str) -> list[dict[str, Any]]:
     """The `field_diffs` rows of one comparison."""
     started_at = comparison.exchange.started_at
+    run = None if comparison.exchange.run is None else clip(comparison.exchange.run, 64)
     return [
         {
             "exchange_id": exchange_id,
@@ -107,6 +109,7 @@ def diff_values(comparison: Comparison, exchange_id: str) -> list[dict[str, Any]
             "primary_value": encode_value(d.primary_value),
             "shadow_value": encode_value(d.shadow_value),
             "noise": d.noise,
+            "run": run,
         }
         for d in comparison.diffs
     ]

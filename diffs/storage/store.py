@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from diffs.errors import StoreError
 from diffs.exchange import Comparison, Outcome
 from diffs.redaction import DEFAULT_FIELDS, Redactor
+from diffs.report import LIVE
 from diffs.storage import engine as engines
 from diffs.storage import pruning, rows
 from diffs.storage.bulk import BulkInsert
@@ -210,8 +211,12 @@ class Store:
         until: datetime | None = None,
         limit: int = 50,
         before: Cursor | None = None,
+        run: str | None = None,
     ) -> Page:
-        """Exchanges newest first, filtered; keyset-paginated by (started_at, id): pass `page.next_cursor` on."""
+        """Exchanges newest first, filtered; keyset-paginated by (started_at, id): pass `page.next_cursor` on.
+
+        `run`: None for all traffic, "live" for live traffic only, else one replay run's exchanges.
+        """
         table = ExchangeRow.__table__
         started_at, ident = table.c.started_at, table.c.id
         query = select(table).order_by(started_at.desc(), ident.desc()).limit(limit + 1)
@@ -225,6 +230,8 @@ class Store:
             query = query.where(started_at >= since)
         if until is not None:
             query = query.where(started_at < until)
+        if run is not None:
+            query = query.where(table.c.run.is_(None) if run == LIVE else table.c.run == run)
         if before is not None:
             # The leading range lets the index seek straight to the cursor; the OR only sorts out equal times.
             at = before.started_at

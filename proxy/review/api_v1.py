@@ -72,6 +72,7 @@ async def json_body(request: Request, model: type[BaseModel]) -> Any:
 
 SINCE = Param("since", "Window start: a duration back from now (15m, 1h, 7d) or an ISO 8601 time.")
 UNTIL = Param("until", "Window end: a duration back from now or an ISO 8601 time.")
+RUN = Param("run", "Which traffic: a replay run's id, or live for live traffic only (default: all).")
 SERVICE_Q = Param("service", "Only this service.")
 SERVICE_P = Param("service", "Service name.", where="path", required=True)
 CRITERIA = (
@@ -83,22 +84,22 @@ CRITERIA = (
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/summary", "summary", "The whole report: services, endpoints, readiness.",
-              (SINCE, UNTIL, SERVICE_Q, *CRITERIA), response="Report", errors=(404, 422)),
+              (SINCE, UNTIL, RUN, SERVICE_Q, *CRITERIA), response="Report", errors=(404, 422)),
     Operation("GET", "/readiness", "readiness", "Readiness verdict per service, with the failing criteria.",
-              (SINCE, UNTIL, SERVICE_Q, *CRITERIA), response="ReadinessReport", errors=(404, 422)),
+              (SINCE, UNTIL, RUN, SERVICE_Q, *CRITERIA), response="ReadinessReport", errors=(404, 422)),
     Operation("GET", "/services", "services", "Each service: primary, traffic, rates, latency, readiness.",
-              (SINCE, UNTIL), response="ServiceList", errors=(422,)),
+              (SINCE, UNTIL, RUN), response="ServiceList", errors=(422,)),
     Operation("GET", "/services/{service}", "service", "One service with its endpoints.",
-              (SERVICE_P, SINCE, UNTIL), response="Service", errors=(404, 422)),
+              (SERVICE_P, SINCE, UNTIL, RUN), response="Service", errors=(404, 422)),
     Operation("GET", "/services/{service}/endpoints", "endpoints", "A service's endpoints with counts and latency.",
-              (SERVICE_P, SINCE, UNTIL), response="EndpointList", errors=(404, 422)),
+              (SERVICE_P, SINCE, UNTIL, RUN), response="EndpointList", errors=(404, 422)),
     Operation("GET", "/fields", "fields", "The fields that differed on one endpoint, with raw/noise counts.",
-              (Param("endpoint", "Endpoint template, e.g. GET /api/orders/{id}.", required=True), SINCE, UNTIL),
+              (Param("endpoint", "Endpoint template, e.g. GET /api/orders/{id}.", required=True), SINCE, UNTIL, RUN),
               response="FieldList", errors=(404, 422)),
     Operation("GET", "/exchanges", "exchanges", "Exchanges newest first, filtered, keyset-paginated.",
               (SERVICE_Q, Param("endpoint", "Endpoint template."),
                Param("outcome", "match, diff, shadow_error, skipped or dropped."),
-               Param("path", "Only exchanges with a diff at this field (needs endpoint)."), SINCE, UNTIL,
+               Param("path", "Only exchanges with a diff at this field (needs endpoint)."), SINCE, UNTIL, RUN,
                Param("before", "The next_cursor of the previous page."),
                Param("limit", "Page size, 1 to 500 (default 50).", type="integer")),
               response="ExchangePage", errors=(422,)),

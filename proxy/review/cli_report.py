@@ -41,6 +41,10 @@ DatabaseUrl = Annotated[
 Config = Annotated[Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file: services, noise thresholds.")]
 Service = Annotated[str | None, typer.Option(help="Only this service.")]
 Since = Annotated[str | None, typer.Option(help="Window start: 15m, 1h, 7d or an ISO time (default: everything).")]
+Run = Annotated[
+    str | None,
+    typer.Option(help="Which traffic: a replay run's id (shadowdiff replay prints it), or live (default: all)."),
+]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -108,14 +112,19 @@ async def _load(settings: Settings, window: Window, service: str | None, criteri
 
 
 def load(
-    config: Path | None, database_url: str | None, since: str | None, service: str | None, criteria: Criteria
+    config: Path | None,
+    database_url: str | None,
+    since: str | None,
+    service: str | None,
+    criteria: Criteria,
+    run: str | None = None,
 ) -> Report:
     """The report, with a spinner on stderr while the store is read."""
     settings = _settings(config, database_url)
     if service is not None and service not in settings.services:
         raise ShadowdiffError(f"unknown service {service!r}; known services: {', '.join(settings.services)}")
     _require_store(settings.database_url)
-    window = Window(since=parse_since(since, datetime.now(UTC)) if since else None)
+    window = Window(since=parse_since(since, datetime.now(UTC)) if since else None, run=run or None)
     with Console(stderr=True).status("Reading the shadowdiff store…"):
         return asyncio.run(_load(settings, window, service, criteria))
 
@@ -193,13 +202,14 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
     database_url: DatabaseUrl = None,
     config: Config = None,
+    run: Run = None,
 ) -> None:
     """The diff report per service and endpoint: rates, latency percentiles, findings and readiness."""
     if format not in FORMATS:
         raise typer.BadParameter(f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
     with _one_line_errors():
         readiness = _settings(config, database_url).readiness
-        result = load(config, database_url, since, service, Criteria(**readiness.model_dump()))
+        result = load(config, database_url, since, service, Criteria(**readiness.model_dump()), run)
         if format == "table":
             console = Console(file=out.open("w", encoding="utf-8"), width=WIDE) if out else _console()
             with contextlib.closing(console.file) if out else contextlib.nullcontext():
@@ -228,32 +238,68 @@ def _render(result: Report, format: str) -> str:
     return render_report_html(result)
 
 
+# The readiness criteria as flags (`check`, `replay --check`); unset ones come from the config's [readiness].
+MinSamples = Annotated[
+    int | None, typer.Option(min=0, help=f"Fewest compared exchanges [default: {DEFAULTS.min_samples}].")
+]
+MaxDiffRate = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Most exchanges with a finding (noise excluded): 0.01 or 1% [default: {DEFAULTS.max_diff_rate}]."
+    ),
+]
+MaxErrorRate = Annotated[
+    str | None, typer.Option(help=f"Most shadow errors: 0.01 or 1% [default: {DEFAULTS.max_error_rate}].")
+]
+MaxP99Ratio = Annotated[
+    float | None,
+    typer.Option(min=0, help=f"Most shadow p99 / primary p99 [default: {DEFAULTS.max_p99_ratio}]."),
+]
+
+
 def check(
     service: Service = None,
     since: Since = None,
-    min_samples: Annotated[
-        int | None, typer.Option(min=0, help=f"Fewest compared exchanges [default: {DEFAULTS.min_samples}].")
-    ] = None,
-    max_diff_rate: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Most exchanges with a finding (noise excluded): 0.01 or 1% [default: {DEFAULTS.max_diff_rate}]."
-        ),
-    ] = None,
-    max_error_rate: Annotated[
-        str | None, typer.Option(help=f"Most shadow errors: 0.01 or 1% [default: {DEFAULTS.max_error_rate}].")
-    ] = None,
-    max_p99_ratio: Annotated[
-        float | None,
-        typer.Option(min=0, help=f"Most shadow p99 / primary p99 [default: {DEFAULTS.max_p99_ratio}]."),
-    ] = None,
+    min_samples: MinSamples = None,
+    max_diff_rate: MaxDiffRate = None,
+    max_error_rate: MaxErrorRate = None,
+    max_p99_ratio: MaxP99Ratio = None,
     database_url: DatabaseUrl = None,
     config: Config = None,
+    run: Run = None,
 ) -> None:
     """CI gate: exit 0 when V2 (the shadow) is ready to promote, 1 listing the failing criteria, 2 on errors.
 
     Criteria not given as flags come from the config file's [readiness] section (what the web overview uses).
     """
+    code = gate(
+        config,
+        database_url,
+        service=service,
+        since=since,
+        run=run,
+        min_samples=min_samples,
+        max_diff_rate=max_diff_rate,
+        max_error_rate=max_error_rate,
+        max_p99_ratio=max_p99_ratio,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+def gate(
+    config: Path | None,
+    database_url: str | None,
+    *,
+    service: str | None = None,
+    since: str | None = None,
+    run: str | None = None,
+    min_samples: int | None = None,
+    max_diff_rate: str | None = None,
+    max_error_rate: str | None = None,
+    max_p99_ratio: float | None = None,
+) -> int:
+    """`check`'s verdict printed, and its exit code (0 ready, 1 not ready, 2 cannot tell); `replay --check` too."""
     with _one_line_errors(CANNOT_TELL):
         base = _settings(config, database_url).readiness
         criteria = Criteria(
@@ -262,16 +308,17 @@ def check(
             max_error_rate=base.max_error_rate if max_error_rate is None else _rate(max_error_rate) or 0.0,
             max_p99_ratio=base.max_p99_ratio if max_p99_ratio is None else max_p99_ratio,
         )
-        result = load(config, database_url, since, service, criteria)
+        result = load(config, database_url, since, service, criteria, run)
     judged = [s for s in result.services if s.service == service] if service else list(result.active)
     if not judged:
-        typer.echo("not ready: no exchanges recorded" + (f" since {since}" if since else ""))
-        raise typer.Exit(NOT_READY)
+        which = "" if run is None else f" in run {run}"
+        typer.echo("not ready: no exchanges recorded" + which + (f" since {since}" if since else ""))
+        return NOT_READY
     failing = [s for s in judged if not s.readiness.ready]
     if failing:
         for s in failing:
             typer.echo(f"not ready: {s.service}: " + "; ".join(f.message for f in s.readiness.failures))
-        raise typer.Exit(NOT_READY)
+        return NOT_READY
     typer.echo(
         "ready: "
         + "; ".join(
@@ -280,6 +327,7 @@ def check(
             for s in judged
         )
     )
+    return 0
 
 
 def status(

@@ -118,7 +118,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "schema_version": INT,
             "generated_at": STR,
-            "window": _obj({"since": STR, "until": STR}),
+            "window": _obj({"since": STR, "until": STR, "run": STR}),
             "criteria": _ref("Criteria"),
             "latency_sample_one_in": INT,
             "ready": BOOL,

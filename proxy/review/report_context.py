@@ -70,7 +70,8 @@ class ReportContext:
 
 
 def window_from(params: Mapping[str, str], now: datetime | None = None) -> Window:
-    """`since` / `until` query parameters: a duration back from now (15m, 1h, 7d) or an ISO 8601 time."""
+    """`since` / `until` query parameters: a duration back from now (15m, 1h, 7d) or an ISO 8601 time; `run`: a
+    replay run's id, or "live" for live traffic only (default: all traffic)."""
     now = now or datetime.now(UTC)
     bounds: dict[str, datetime | None] = {}
     for name in ("since", "until"):
@@ -79,7 +80,10 @@ def window_from(params: Mapping[str, str], now: datetime | None = None) -> Windo
             bounds[name] = parse_since(raw, now) if raw else None
         except ValueError as exc:
             raise BadRequest(name, str(exc)) from None
-    return Window(bounds["since"], bounds["until"])
+    run = (params.get("run") or "").strip() or None
+    if run is not None and len(run) > 64:
+        raise BadRequest("run", "a run id has at most 64 characters")
+    return Window(bounds["since"], bounds["until"], run)
 
 
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -114,7 +118,7 @@ def criteria_from(params: Mapping[str, str], base: Criteria) -> Criteria:
 
 
 def exchange_filter(params: Mapping[str, str], services: list[str]) -> queries.ExchangeFilter:
-    """Filters from query parameters: service, endpoint, outcome, path (needs endpoint), since, until."""
+    """Filters from query parameters: service, endpoint, outcome, path (needs endpoint), since, until, run."""
     service = params.get("service") or None
     if service is not None and service not in services:
         raise BadRequest("service", f"unknown service {service!r}; known: {', '.join(services)}")
@@ -126,7 +130,7 @@ def exchange_filter(params: Mapping[str, str], services: list[str]) -> queries.E
     if path is not None and endpoint is None:
         raise BadRequest("path", "filtering by field path needs an endpoint too")
     window = window_from(params)
-    return queries.ExchangeFilter(service, endpoint, outcome, window.since, window.until, path)
+    return queries.ExchangeFilter(service, endpoint, outcome, window.since, window.until, path, window.run)
 
 
 def cursor_from(params: Mapping[str, str]) -> Cursor | None:

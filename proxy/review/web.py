@@ -207,7 +207,7 @@ class WebReport:
         flt = exchange_filter(params, self.ctx.services)
         limit = int_param(params, "limit", 50, 1, queries.MAX_PAGE)
         page = await queries.list_exchanges(self.ctx.store, flt, before=cursor_from(params), limit=limit)
-        keep = {k: params.get(k) for k in ("service", "endpoint", "outcome", "path", "since", "until", "limit")}
+        keep = {k: params.get(k) for k in ("service", "endpoint", "outcome", "path", "since", "until", "run", "limit")}
         older = None if page.next_cursor is None else _qs(**keep, before=page.next_cursor.encode())
         return self._render(
             request,
