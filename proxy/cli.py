@@ -177,6 +177,13 @@ def proxy(
         str | None,
         typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", help="critical|error|warning|info|debug (default info)."),
     ] = None,
+    capture: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="SHADOWDIFF_CAPTURE__DIR",
+            help="Record client requests (secrets redacted) to gzip'd JSON Lines in this folder, for `replay`.",
+        ),
+    ] = None,
 ) -> None:
     """Run the proxy and its admin plane in front of any two HTTP services."""
     with one_line_errors():
@@ -196,7 +203,11 @@ def proxy(
             "workers": workers,
             "log_level": log_level,
         }
-        run(load_settings(config, overrides))
+        settings = load_settings(config, overrides)
+        if capture is not None:  # one key of the [capture] section: the file's other keys stay
+            recording = settings.capture.model_copy(update={"dir": str(capture)})
+            settings = settings.model_copy(update={"capture": recording})
+        run(settings)
 
 
 # -- the demo stack ---------------------------------------------------------------------------------------------------

@@ -74,6 +74,39 @@ class ReadinessConfig(BaseModel):
     """Shadow p99 / primary p99 (the migration guide expects V2 faster: below 1)."""
 
 
+class CaptureConfig(BaseModel):
+    """Recording client requests to files for `shadowdiff replay`; off until `dir` is set (`--capture DIR`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: str | None = None
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    """Fraction of requests recorded, independent of the services' mirroring sample rates."""
+    rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    """A file is closed and a new one started past this many (compressed) bytes."""
+    max_bytes: int = Field(default=1024 * 1024 * 1024, ge=4096)
+    """All capture files together; the oldest closed files are deleted to stay under it."""
+    keep_headers: tuple[str, ...] = ()
+    """Secret headers written in clear (e.g. "authorization", "cookie") so a replay can send them; see the README."""
+    queue_size: int = Field(default=10_000, ge=1)
+    """Requests waiting for the writer thread; past it (or 32 MiB of bodies) requests are not recorded (counted)."""
+    session_header: str | None = None
+    """Requests with the same value of this header are one session (replayed in order); e.g. "x-session-id"."""
+    session_cookie: str | None = None
+    """Or the same value of this cookie; used when `session_header` is not set or absent from a request."""
+
+    @field_validator("keep_headers")
+    @classmethod
+    def _lower_headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in value)
+
+    @model_validator(mode="after")
+    def _rotation_fits(self) -> CaptureConfig:
+        if self.rotate_bytes > self.max_bytes:
+            raise ValueError(f"capture.rotate_bytes ({self.rotate_bytes}) is larger than capture.max_bytes")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything shadowdiff needs, built once at start-up and passed in explicitly."""
 
@@ -121,6 +154,7 @@ class Settings(BaseSettings):
     readiness: ReadinessConfig = ReadinessConfig()
     examples_per_field: int = Field(default=20, ge=1)
     retention_max_exchanges: int = Field(default=1_000_000, ge=1000)
+    capture: CaptureConfig = CaptureConfig()
 
     @field_validator("services", mode="before")
     @classmethod

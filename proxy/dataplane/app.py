@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
 from proxy.config import Settings
 from proxy.dataplane.bodies import ClientGone, Receive, Send, chain, read_body
+from proxy.dataplane.capture import Capture
 from proxy.dataplane.correlation import IdCorrelator, IdMap, extract_ids
 from proxy.dataplane.forwarding import KEEPALIVE_SECONDS, Answer, Body, Upstream, error_kind
 from proxy.dataplane.headers import Inbound, RawHeaders, read_inbound, upstream_headers
@@ -48,8 +49,10 @@ class Proxy:
         sink: ExchangeSink,
         metrics: ProxyMetrics,
         correlator: IdCorrelator | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.settings = settings
+        self.capture = capture
         self.routes = RouteTable(settings.services)
         self.primaries = primaries
         self.metrics = metrics
@@ -112,6 +115,8 @@ class Proxy:
             return
         # One read can deliver more than the limit at once, so the size decides, not whether there is a rest.
         too_large = rest is not None or len(body) > self._max_request
+        if self.capture is not None and not too_large:
+            self.capture.record(scope, body, started_at, inbound, service)  # a bounded hand-off to its thread
         primary_app = self.primaries.primary(service)
         primary = self.upstreams[primary_app]
         recorded = RecordedRequest(
@@ -341,6 +346,7 @@ def create_proxy_app(
     sink: ExchangeSink,
     metrics: ProxyMetrics,
     correlator: IdCorrelator | None = None,
+    capture: Capture | None = None,
     tune_gc: bool = False,
 ) -> Starlette:
     """The data-plane app; it opens its upstream sessions on startup and drains in-flight shadows on shutdown.
@@ -348,5 +354,5 @@ def create_proxy_app(
     `tune_gc` (for the server process, not for tests sharing a process) freezes start-up objects out of the
     garbage collector's reach and raises its young-generation threshold while the app runs.
     """
-    proxy = Proxy(settings, primaries=primaries, sink=sink, metrics=metrics, correlator=correlator)
+    proxy = Proxy(settings, primaries=primaries, sink=sink, metrics=metrics, correlator=correlator, capture=capture)
     return ProxyApp(proxy, tune_gc=tune_gc)

@@ -29,6 +29,7 @@ from proxy.config import Settings, check_admin_exposure
 from proxy.control.admin import create_admin_app
 from proxy.control.promotion import PrimaryState
 from proxy.dataplane.app import create_proxy_app
+from proxy.dataplane.capture import Capture
 from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.correlation_store import CorrelationStore
 from proxy.dataplane.metrics import ProxyMetrics
@@ -206,7 +207,14 @@ async def build_proxy(
     sink = build_sink(settings, store, metrics, correlator)
     await sink.start()
     stack.push_async_callback(sink.aclose, settings.drain_seconds)
-    return create_proxy_app(settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator, tune_gc=True)
+    capture = None
+    if settings.capture.dir:
+        capture = Capture(settings.capture, redact_fields=settings.redact_fields, metrics=metrics)
+        capture.start()
+        stack.push_async_callback(capture.aclose)  # after the proxy has stopped serving: every request is in
+    return create_proxy_app(
+        settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator, capture=capture, tune_gc=True
+    )
 
 
 def build_admin(settings: Settings, store: Store, state: PrimaryState, registry: CollectorRegistry) -> ASGIApp:
