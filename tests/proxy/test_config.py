@@ -184,10 +184,10 @@ def test_the_example_file_loads_and_holds_the_defaults() -> None:
 
 def test_the_example_file_documents_every_setting() -> None:
     from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
-    from proxy.config import NoiseConfig, ServiceConfig, Settings
+    from proxy.config import CaptureConfig, NoiseConfig, ServiceConfig, Settings
 
     text = EXAMPLE.read_text(encoding="utf-8")
-    for model in (Settings, ServiceConfig, NoiseConfig, CompareRules, NumericTolerance, TextSimilarity):
+    for model in (Settings, ServiceConfig, CaptureConfig, NoiseConfig, CompareRules, NumericTolerance, TextSimilarity):
         missing = [name for name in model.model_fields if name not in text]
         assert not missing, f"{model.__name__}: {missing} not in shadowdiff.example.toml"
 
