@@ -347,7 +347,7 @@ def _describe(result: dict[str, Any]) -> str:
 
 
 def _register_other_commands() -> None:
-    """`report`, `check` and `status` live in proxy/cli_report.py; the CLI works before (or without) it."""
+    """`report`, `check` and `status` live in proxy/review/cli_report.py, `replay` in proxy/replay/command.py."""
     try:
         module = importlib.import_module("proxy.review.cli_report")
     except ModuleNotFoundError as exc:
@@ -359,6 +359,7 @@ def _register_other_commands() -> None:
         typer.echo(f"shadowdiff: report commands unavailable: {exc}", err=True)
         return
     module.register(app)
+    importlib.import_module("proxy.replay.command").register(app)  # `replay` (proxy/replay/)
 
 
 _register_other_commands()

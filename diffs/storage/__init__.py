@@ -7,6 +7,7 @@ from diffs.storage.records import (
     Page,
     PromotionRecord,
     StoredExchange,
+    StoredRequest,
     StoredSide,
 )
 from diffs.storage.retention import RetentionPolicy
@@ -22,5 +23,6 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "StoredExchange",
+    "StoredRequest",
     "StoredSide",
 ]

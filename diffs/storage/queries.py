@@ -31,8 +31,8 @@ from diffs.report import (
 )
 from diffs.storage import engine as engines
 from diffs.storage import rows
-from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow
-from diffs.storage.records import Cursor, Page
+from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow
+from diffs.storage.records import Cursor, Page, StoredRequest
 from diffs.storage.store import Store
 
 MAX_PAGE = 500
@@ -313,3 +313,52 @@ async def service_of(store: Store, endpoint: str) -> str | None:
     query = select(e.service).where(e.endpoint == endpoint).order_by(e.started_at.desc()).limit(1)
     async with engines.reading(_engine(store)) as conn:
         return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def live_requests(
+    store: Store, *, since: datetime | None = None, after: Cursor | None = None, limit: int = MAX_PAGE
+) -> list[StoredRequest]:
+    """Live traffic's requests oldest first, `limit` at a time (pass the last one's (started_at, id) as `after`),
+    with headers and body where retention kept them."""
+    e, p = ExchangeRow.__table__, PayloadRow.__table__
+    query = (
+        select(
+            e.c.id,
+            e.c.started_at,
+            e.c.service,
+            e.c.method,
+            e.c.path,
+            e.c.query,
+            p.c.request_headers,
+            p.c.request_body,
+            p.c.request_truncated,
+            p.c.exchange_id.label("kept"),
+        )
+        .select_from(e.outerjoin(p, p.c.exchange_id == e.c.id))
+        .where(e.c.run.is_(None))
+        .order_by(e.c.started_at, e.c.id)
+        .limit(limit)
+    )
+    if since is not None:
+        query = query.where(e.c.started_at >= since)
+    if after is not None:
+        at = after.started_at
+        query = query.where(
+            e.c.started_at >= at, or_(e.c.started_at > at, and_(e.c.started_at == at, e.c.id > after.id))
+        )
+    async with engines.reading(_engine(store)) as conn:
+        fetched = (await conn.execute(query)).all()
+    return [
+        StoredRequest(
+            id=r.id,
+            started_at=r.started_at,
+            service=r.service,
+            method=r.method,
+            path=r.path,
+            query=r.query,
+            headers=None if r.kept is None else rows.decode_headers(r.request_headers),
+            body=None if r.kept is None else (r.request_body or b""),
+            body_truncated=bool(r.request_truncated),
+        )
+        for r in fetched
+    ]

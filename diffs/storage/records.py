@@ -117,3 +117,22 @@ class StoredExchange:
     @property
     def id(self) -> str:
         return self.summary.id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """A live exchange's request as the store kept it, for `shadowdiff replay store`."""
+
+    id: str
+    started_at: datetime
+    service: str
+    method: str
+    path: str
+    """Decoded, as the proxy recorded it."""
+    query: str
+    """Secret parameters redacted."""
+    headers: Headers | None
+    """Secret values redacted; None when retention kept only the exchange's summary (no headers, no body)."""
+    body: bytes | None
+    """None when retention kept only the summary."""
+    body_truncated: bool = False
