@@ -21,7 +21,7 @@ from bench.systems import PATH, REPO, Upstreams, run_shadowdiff, run_upstream, s
 
 CONCURRENCY = (1, 16, 64)
 SYSTEMS = ("direct", "shadowdiff-off", "shadowdiff-1w", "shadowdiff-2w", "nginx-mirror")
-SECTIONS = {"compare": "bench.compare_bench", "store": "bench.store_bench"}
+SECTIONS = {"compare": "bench.compare_bench", "store": "bench.store_bench", "replay": "bench.replay_bench"}
 SCENARIOS = (*SYSTEMS, "stall", *SECTIONS)
 STALL_SHADOWS = {"healthy": [], "slow 2 s": ["--delay", "2"], "never answers": ["--stall"]}
 SUSTAINED = "c=64 sustained"
