@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 from urllib.parse import quote
 
 import orjson
@@ -70,7 +70,7 @@ def open_source(spec: str, *, store: Store | None = None, since: datetime | None
 def _open(path: Path) -> IO[bytes]:
     with path.open("rb") as probe:
         compressed = probe.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if compressed else path.open("rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if compressed else path.open("rb")
 
 
 def _detect(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Capture: every client request recorded in full, secrets redacted, off the serving path, bounded on disk and in memory."""
+"""Capture: client requests recorded in full, secrets redacted, off the serving path, bounded on disk and in memory."""
 
 from __future__ import annotations
 
