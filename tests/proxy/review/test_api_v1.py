@@ -224,3 +224,24 @@ async def test_openapi_marks_mutations_as_needing_the_bearer_token(api: Api) -> 
         ("/api/v1/services/{service}/promote", "post"),
         ("/api/v1/services/{service}/rollback", "post"),
     }
+
+
+async def test_run_narrows_reports_and_listings_to_one_replay_or_live_traffic(api: Api) -> None:
+    from dataclasses import replace
+
+    from tests.diffs.storage.store_fixtures import comparison
+
+    client, ctx = api
+    replayed = comparison(endpoint=GET_ORDER, diffs=[("root.total", "1.00", "2.00")])
+    await ctx.store.write_batch([replace(replayed, exchange=replace(replayed.exchange, run="replay-1"))])
+    everything = service((await client.get("/api/v1/services")).json(), "orders")["counts"]
+    live = service((await client.get("/api/v1/services", params={"run": "live"})).json(), "orders")["counts"]
+    one = (await client.get("/api/v1/services", params={"run": "replay-1"})).json()
+    assert everything["diff"] == live["diff"] + 1 and everything["total"] == live["total"] + 1
+    assert service(one, "orders")["counts"]["total"] == 1
+    summary = (await client.get("/api/v1/summary", params={"run": "replay-1"})).json()
+    assert summary["window"]["run"] == "replay-1"
+    listed = (await client.get("/api/v1/exchanges", params={"run": "replay-1"})).json()
+    assert [x["id"] for x in listed["items"]] == [replayed.exchange.id]
+    refused = await client.get("/api/v1/exchanges", params={"run": "x" * 65})
+    assert refused.status_code == 422
