@@ -33,6 +33,8 @@ class LatencyHistogram:
     buckets: tuple[HistogramBucket, ...]
     app: str = ""
     """Which app answered in that role: "v1" or "v2" (both roles can hold either across a promotion)."""
+    direction: str = ""
+    """ "v1>v2" (primary's app, then the shadow's); "" when the caller does not split by direction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +91,20 @@ class Latency:
         """shadow / primary at "p50", "p90" or "p99"; None without data."""
         return _ratio(getattr(self.shadow, which), getattr(self.primary, which))
 
+    def speedup(self, which: str) -> float | None:
+        """1 − V2 / V1 at "p50", "p90" or "p99": positive when V2 is faster."""
+        ratio = _ratio(getattr(self.v2, which), getattr(self.v1, which))
+        return None if ratio is None else round(1 - ratio, 3)
+
     @property
     def v2_speedup(self) -> float | None:
         """1 − V2 p50 / V1 p50: the migration guide expects at least 0.20 (V2 20% faster)."""
-        ratio = _ratio(self.v2.p50, self.v1.p50)
-        return None if ratio is None else round(1 - ratio, 3)
+        return self.speedup("p50")
+
+    @property
+    def v2_speedup_p99(self) -> float | None:
+        """1 − V2 p99 / V1 p99: the tail, stated beside the median so one cannot hide the other."""
+        return self.speedup("p99")
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -28,6 +28,12 @@ class EndpointCounts:
     outcomes: Mapping[str, int]
     finding_exchanges: int = 0
     """Exchanges with at least one diff in a field that is a finding (filled in once fields are classified)."""
+    noisy_matches: int = 0
+    """Matching exchanges with diffs, all of them flagged noise (see `Counts.noisy_match`)."""
+    direction: str = ""
+    """ "v1>v2": the primary's app, then the shadow's; "" when not split by direction (the current one)."""
+    statuses: tuple[tuple[str, int], ...] = ()
+    """ ("200 404", count): primary status, shadow status ("-" for none), most frequent first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,9 @@ class FieldCounts:
     raw: int
     noise: int
     kinds: tuple[str, ...] = ()
+    direction: str = ""
+    by_kind: tuple[tuple[str, int, int], ...] = ()
+    """(kind, raw, noise) per kind of difference at this path."""
 
 
 # ---------------------------------------------------------------- counts and fields
@@ -86,6 +95,9 @@ class FieldSummary:
     raw_rate: float | None = None
     """raw / the endpoint's samples."""
     noise_rate: float | None = None
+    by_kind: tuple[tuple[str, int, int], ...] = ()
+    """(kind, raw, noise) per kind of difference at this path."""
+    direction: str = ""
 
 
 def classify_fields(
@@ -110,9 +122,11 @@ def classify_fields(
                 kinds=f.kinds,
                 raw_rate=f.raw / samples if samples else None,
                 noise_rate=f.noise / samples if samples else None,
+                by_kind=f.by_kind,
+                direction=f.direction,
             )
         )
-    return tuple(sorted(result, key=lambda s: (s.endpoint, -s.raw, s.path)))
+    return tuple(sorted(result, key=lambda s: (s.endpoint, s.direction, -s.raw, s.path)))
 
 
 def finding_fields(fields: Iterable[FieldSummary]) -> tuple[tuple[str, str], ...]:
@@ -130,10 +144,28 @@ class EndpointSummary:
     counts: Counts
     latency: Latency
     fields: tuple[FieldSummary, ...] = ()
+    statuses: tuple[tuple[str, int], ...] = ()
+    """ ("200 404", count): primary status, shadow status ("-" for none), most frequent first."""
 
     @property
     def finding_fields(self) -> int:
         return sum(1 for f in self.fields if f.verdict == Verdict.FINDING)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionSummary:
+    """A service's traffic while one app was primary and the other its shadow: never pooled with the other way."""
+
+    primary: str
+    shadow: str
+    counts: Counts
+    latency: Latency
+    readiness: Readiness
+    endpoints: tuple[EndpointSummary, ...] = ()
+
+    @property
+    def direction(self) -> str:
+        return f"{self.primary}>{self.shadow}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +177,28 @@ class ServiceSummary:
     latency: Latency
     readiness: Readiness
     endpoints: tuple[EndpointSummary, ...] = ()
+    directions: tuple[DirectionSummary, ...] = ()
+    """Every direction with traffic in the window, the current one (the fields above) first."""
+    since: datetime | None = None
+    """Where these numbers start: the window's start or, by default, the service's last promotion."""
+    last_promotion: datetime | None = None
+    """When the primary last changed (None: never)."""
 
     @property
     def shadow(self) -> str:
         return "v1" if self.primary == "v2" else "v2"
 
     @property
+    def direction(self) -> str:
+        return f"{self.primary}>{self.shadow}"
+
+    @property
     def v2_speedup(self) -> float | None:
         return self.latency.v2_speedup
+
+    @property
+    def v2_speedup_p99(self) -> float | None:
+        return self.latency.v2_speedup_p99
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +209,9 @@ class Window:
     until: datetime | None = None
     run: str | None = None
     """None: all traffic; `LIVE`: live traffic only; anything else: that replay run only."""
+    since_promotion: bool = False
+    """Each service's numbers start at its last promotion when that is later than `since` (the default of the
+    CLI, the web report and /api/v1: a promotion starts a new story)."""
 
 
 LIVE = "live"
@@ -203,40 +252,70 @@ def build_report(
     primaries: Mapping[str, str],
     services: Iterable[str] = (),
     latency_stride: int = 1,
+    starts: Mapping[str, datetime | None] | None = None,
+    last_promotions: Mapping[str, datetime] | None = None,
 ) -> Report:
-    """Assemble the report; `services` lists those to show even without traffic (configured ones)."""
-    fields_by_endpoint: dict[str, list[FieldSummary]] = {}
+    """Assemble the report; `services` lists those to show even without traffic (configured ones).
+
+    Inputs are split by direction (their `direction`, "" meaning the service's current one); each service's headline
+    numbers are its current direction's, the others listed in `directions`. `starts`: where each service's numbers
+    start (see `ServiceSummary.since`).
+    """
+    current = {name: _direction(primaries.get(name, "v1")) for name in [*services, *primaries]}
+
+    def direction(service: str, given: str) -> str:
+        return given or current.get(service) or _direction("v1")
+
+    fields_by: dict[tuple[str, str], list[FieldSummary]] = {}
     for f in fields:
-        fields_by_endpoint.setdefault(f.endpoint, []).append(f)
-    hist_by_endpoint: dict[tuple[str, str], list[LatencyHistogram]] = {}
-    hist_by_service: dict[str, list[LatencyHistogram]] = {}
+        fields_by.setdefault((f.endpoint, f.direction), []).append(f)
+    hist_by_endpoint: dict[tuple[str, str, str], list[LatencyHistogram]] = {}
+    hist_by_service: dict[tuple[str, str], list[LatencyHistogram]] = {}
     for h in histograms:
-        hist_by_endpoint.setdefault((h.service, h.endpoint), []).append(h)
-        hist_by_service.setdefault(h.service, []).append(h)
-    endpoints_by_service: dict[str, list[EndpointSummary]] = {name: [] for name in services}
+        d = direction(h.service, h.direction)
+        hist_by_endpoint.setdefault((h.service, h.endpoint, d), []).append(h)
+        hist_by_service.setdefault((h.service, d), []).append(h)
+    by_direction: dict[str, dict[str, list[EndpointSummary]]] = {name: {} for name in services}
     for e in endpoints:
-        endpoints_by_service.setdefault(e.service, []).append(
+        d = direction(e.service, e.direction)
+        endpoint_fields = fields_by.get((e.endpoint, e.direction), []) or (
+            fields_by.get((e.endpoint, ""), []) if not e.direction else []
+        )
+        by_direction.setdefault(e.service, {}).setdefault(d, []).append(
             EndpointSummary(
                 service=e.service,
                 endpoint=e.endpoint,
-                counts=Counts.of(e.outcomes, e.finding_exchanges),
-                latency=build_latency(hist_by_endpoint.get((e.service, e.endpoint), ())),
-                fields=tuple(fields_by_endpoint.get(e.endpoint, ())),
+                counts=Counts.of(e.outcomes, e.finding_exchanges, e.noisy_matches),
+                latency=build_latency(hist_by_endpoint.get((e.service, e.endpoint, d), ())),
+                fields=tuple(endpoint_fields),
+                statuses=e.statuses,
             )
         )
     summaries = []
-    for name in sorted(endpoints_by_service):
-        eps = tuple(sorted(endpoints_by_service[name], key=lambda s: (-s.counts.total, s.endpoint)))
-        counts = sum((e.counts for e in eps), Counts())
-        latency = build_latency(hist_by_service.get(name, ()))
+    for name in sorted(by_direction):
+        primary = primaries.get(name, "v1")
+        mine = current.get(name) or _direction(primary)
+        directions = []
+        for d in sorted(by_direction[name], key=lambda d: (d != mine, d)):
+            eps = tuple(sorted(by_direction[name][d], key=lambda s: (-s.counts.total, s.endpoint)))
+            counts = sum((e.counts for e in eps), Counts())
+            latency = build_latency(hist_by_service.get((name, d), ()))
+            p, _, sh = d.partition(">")
+            directions.append(DirectionSummary(p, sh, counts, latency, assess(counts, latency, criteria), eps))
+        head = directions[0] if directions and directions[0].direction == mine else None
+        counts = head.counts if head else Counts()
+        latency = head.latency if head else build_latency(())
         summaries.append(
             ServiceSummary(
                 service=name,
-                primary=primaries.get(name, "v1"),
+                primary=primary,
                 counts=counts,
                 latency=latency,
-                readiness=assess(counts, latency, criteria),
-                endpoints=eps,
+                readiness=head.readiness if head else assess(counts, latency, criteria),
+                endpoints=head.endpoints if head else (),
+                directions=tuple(directions),
+                since=(starts or {}).get(name, window.since),
+                last_promotion=(last_promotions or {}).get(name),
             )
         )
     return Report(
@@ -248,10 +327,38 @@ def build_report(
     )
 
 
+def _direction(primary: str) -> str:
+    return f"{primary}>{'v1' if primary == 'v2' else 'v2'}"
+
+
+def start_of(window: Window, last_promotion: datetime | None) -> datetime | None:
+    """Where a service's numbers start: the window's start, or its last promotion when later (and asked for)."""
+    if not window.since_promotion or last_promotion is None:
+        return window.since
+    if window.since is None or last_promotion > window.since:
+        return last_promotion
+    return window.since
+
+
 # ---------------------------------------------------------------- windows
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+ALL_TIME = "all"
+"""`--since all` / `?since=all`: every exchange in the store, across promotions (split by direction all the same)."""
+
+
+def window_of(since: str | None, now: datetime, *, until: datetime | None = None, run: str | None = None) -> Window:
+    """The window a `--since` / `?since=` asks for: by default each service since its last promotion; "all"; a
+    duration back from `now` (15m, 7d) or an ISO 8601 time."""
+    text = (since or "").strip()
+    if not text:
+        return Window(until=until, run=run, since_promotion=True)
+    if text.lower() == ALL_TIME:
+        return Window(until=until, run=run)
+    return Window(parse_since(text, now), until, run)
 
 
 def parse_since(value: str, now: datetime) -> datetime:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +21,8 @@ from diffs.rules import CompareRules, EndpointRules, NoiseConfig
 from proxy.errors import ConfigError
 
 Side = Literal["v1", "v2"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # The migration guide's feature flags: which service each USE_V2_<NAME>_SERVICE variable promotes.
@@ -125,6 +129,14 @@ class Settings(BaseSettings):
     admin_port: int = Field(default=8900, ge=0, le=65535)
     admin_token: str | None = None
     database_url: str = "sqlite+aiosqlite:///./shadowdiff.db"
+    database_pool_size: int = Field(default=3, ge=1, le=100)
+    """Connections each process keeps open to the store (docs/scaling.md: replicas x processes x pool)."""
+    database_max_overflow: int = Field(default=2, ge=0, le=100)
+    """More connections a process may open under load, closed when idle."""
+    database_pool_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for a free connection before the operation fails (and is retried or counted)."""
+    database_pgbouncer: bool = False
+    """PostgreSQL behind PgBouncer in transaction mode: no prepared-statement cache, and polling instead of LISTEN."""
     workers: int = Field(default=1, ge=1, le=64)
     """Proxy worker processes sharing the proxy port; the admin plane runs once, in the supervisor."""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -153,7 +165,22 @@ class Settings(BaseSettings):
     noise: NoiseConfig = NoiseConfig()
     readiness: ReadinessConfig = ReadinessConfig()
     examples_per_field: int = Field(default=20, ge=1)
+    """Exchanges stored per (endpoint, differing field) and hour, with headers and bodies, for drill-down."""
     retention_max_exchanges: int = Field(default=1_000_000, ge=1000)
+    """Stored exchanges (examples) kept, newest first; reports read rollups, which count every exchange."""
+    retention_max_age: timedelta | None = None
+    """Stored exchanges older than this are deleted ("7d", "12h", seconds); None: only the count bounds them."""
+    retention_prune_interval: float = Field(default=60.0, gt=0)
+    """Seconds between pruning passes (one at a time across replicas on PostgreSQL)."""
+    retention_rollup_max_age: timedelta = timedelta(days=90)
+    """How far back reports reach: rollup rows older than this are deleted."""
+    retention_max_correlations: int = Field(default=1_000_000, ge=1)
+    """Id pairs kept, newest first."""
+    retention_correlation_max_age: timedelta | None = timedelta(days=30)
+    retention_max_promotions: int = Field(default=1_000, ge=1)
+    """Promotion audit rows kept per service, newest first."""
+    unready_after_seconds: float = Field(default=30.0, gt=0)
+    """/ready answers 503 once store writes have failed for this long (liveness, /live, stays 200)."""
     capture: CaptureConfig = CaptureConfig()
 
     @field_validator("services", mode="before")
@@ -188,6 +215,18 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("Not an http:// or https:// URL")
         return value.rstrip("/") if value is not None else None
+
+    @field_validator("retention_max_age", "retention_rollup_max_age", "retention_correlation_max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        # "90s", "15m", "12h", "7d", "2w" as the CLI's --since takes them; numbers are seconds.
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if match:
+                return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+            if value.strip().lower() in ("", "none", "off"):
+                return None
+        return value
 
     @field_validator("admin_token", mode="before")
     @classmethod

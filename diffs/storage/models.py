@@ -209,6 +209,59 @@ class CorrelationRow(Base):
     __table_args__ = (Index("ix_id_correlations_service_created", "service", "created_at"),)
 
 
+class RollupRow(Base):
+    """One `diffs.rollups.Cell`: the exchanges of a (service, endpoint, direction, run) in one minute, hour or day.
+
+    What every report reads. Written by the batch writer, added to (never rewritten whole) under a row lock.
+    """
+
+    __tablename__ = "rollups"
+
+    grain: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Seconds the row covers: 60, 3600 or 86400."""
+    start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(512), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """ "v1>v2": the primary's app, then the shadow's."""
+    run: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The replay run; "" for live traffic (a key column cannot be NULL)."""
+    match: Mapped[int] = mapped_column(BigInteger, default=0)
+    diff: Mapped[int] = mapped_column(BigInteger, default=0)
+    shadow_error: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    noisy_match: Mapped[int] = mapped_column(BigInteger, default=0)
+    primary_latency: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """`diffs.rollups.Histogram.encode()`."""
+    shadow_latency: Mapped[bytes | None] = mapped_column(LargeBinary)
+    statuses: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON {"200 404": count}."""
+    fields: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON {path: {kind: [raw, noise]}}."""
+    signatures: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON {"path\\npath": count}: differing exchanges by their non-noise paths."""
+
+    __table_args__ = (
+        Index("ix_rollups_service", "service", "grain", "start"),
+        Index("ix_rollups_endpoint", "endpoint", "grain", "start"),
+    )
+
+
+class EventRow(Base):
+    """The state feed: promotions, noise marks (and id pairs) every process learns of (`diffs.storage.feed`)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON."""
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_events_at", "at"),)
+
+
 class PromotionRow(Base):
     """One change of a service's primary; the newest row per service is its current state."""
 

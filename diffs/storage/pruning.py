@@ -1,19 +1,42 @@
-"""Deleting old exchanges: oldest first, in short batches, until at most `max_exchanges` (and none past `max_age`)."""
+"""Keeping every table bounded: examples, rollups, id pairs, the promotion audit and the state feed.
+
+One pass (`prune`) deletes, in short transactions: exchanges (examples) past `max_age` and beyond `max_exchanges`,
+oldest first, with their children; rollup rows older than `rollup_max_age`; id pairs past `correlation_max_age`
+and beyond `max_correlations`, oldest first; promotion rows beyond `max_promotions` per service, oldest first (the
+newest row of a service, which holds its primary, always stays); feed events past `event_max_age`.
+
+Several replicas may run a `Pruner`; on PostgreSQL only one pass runs at a time (a session advisory lock taken with
+`pg_try_advisory_lock`: the others skip their turn). On SQLite, one host, writers already take turns.
+
+Between two passes the exchanges table can overshoot `max_exchanges` by the examples stored in one `prune_interval`,
+which the example quotas bound (see docs/scaling.md); rollups, which count everything, do not grow with traffic.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from diffs.storage import engine as engines
-from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, PayloadRow
+from diffs.storage import rollup_rows
+from diffs.storage.models import (
+    CorrelationRow,
+    EventRow,
+    ExampleRow,
+    ExchangeRow,
+    FieldDiffRow,
+    PayloadRow,
+    PromotionRow,
+)
 from diffs.storage.retention import RetentionPolicy
 
 log = logging.getLogger(__name__)
@@ -23,6 +46,22 @@ class Prunable(Protocol):
     async def prune(self) -> int: ...
 
 
+@dataclass(slots=True)
+class Pruned:
+    """Rows deleted by one pass, per table; `skipped` when another process held the pruning lock."""
+
+    exchanges: int = 0
+    rollups: int = 0
+    correlations: int = 0
+    promotions: int = 0
+    events: int = 0
+    skipped: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self) if f.name != "skipped")
+
+
 class Pruner:
     """Runs `store.prune()` every `interval` seconds in a background task until closed; failures are logged."""
 
@@ -30,6 +69,7 @@ class Pruner:
         self._store = store
         self.interval = interval
         self.deleted = 0
+        self.passes = 0
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -48,14 +88,52 @@ class Pruner:
         while True:
             try:
                 self.deleted += await self._store.prune()
+                self.passes += 1
             except Exception:
                 self.failures += 1
                 log.exception("pruning failed; retrying in %gs", self.interval)
             await asyncio.sleep(self.interval)
 
 
-async def prune(engine: AsyncEngine, policy: RetentionPolicy, now: datetime) -> int:
-    """One pruning pass; returns how many exchanges were deleted."""
+@contextlib.asynccontextmanager
+async def _turn(engine: AsyncEngine) -> AsyncIterator[bool]:
+    """Whether this process may prune now: on PostgreSQL, holding the pruning lock while it does."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = "hashtext('shadowdiff.prune.' || current_schema())"
+    async with engine.connect() as conn:
+        got = bool((await conn.execute(text(f"SELECT pg_try_advisory_lock({key})"))).scalar_one())
+        await conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
+                await conn.commit()
+
+
+async def prune(engine: AsyncEngine, policy: RetentionPolicy, now: datetime) -> Pruned:
+    """One pruning pass over every table (see the module docstring)."""
+    result = Pruned()
+    try:
+        async with _turn(engine) as mine:
+            if not mine:
+                result.skipped = True
+                return result
+            result.exchanges = await _prune_exchanges(engine, policy, now)
+            async with engines.writing(engine) as conn:
+                result.rollups = await rollup_rows.delete_before(conn, now - policy.rollup_max_age)
+                gone = await conn.execute(delete(EventRow).where(EventRow.at < now - policy.event_max_age))
+                result.events = int(gone.rowcount or 0)
+            result.correlations = await _prune_correlations(engine, policy, now)
+            result.promotions = await _prune_promotions(engine, policy)
+    except SQLAlchemyError as exc:
+        raise engines.translate(exc) from exc
+    return result
+
+
+async def _prune_exchanges(engine: AsyncEngine, policy: RetentionPolicy, now: datetime) -> int:
     deleted = 0
     if policy.max_age is not None:
         cutoff = now - policy.max_age
@@ -94,3 +172,34 @@ async def _delete(engine: AsyncEngine, ids: Sequence[str]) -> int:
         await conn.execute(delete(PayloadRow).where(PayloadRow.exchange_id.in_(ids)))
         result = await conn.execute(delete(ExchangeRow).where(ExchangeRow.id.in_(ids)))
     return int(result.rowcount)
+
+
+async def _prune_correlations(engine: AsyncEngine, policy: RetentionPolicy, now: datetime) -> int:
+    c = CorrelationRow
+    deleted = 0
+    if policy.correlation_max_age is not None:
+        async with engines.writing(engine) as conn:
+            gone = await conn.execute(delete(c).where(c.created_at < now - policy.correlation_max_age))
+            deleted += int(gone.rowcount or 0)
+    async with engines.reading(engine) as conn:
+        excess = (await conn.execute(select(func.count()).select_from(c))).scalar_one() - policy.max_correlations
+    while excess > 0:
+        oldest = select(c.service, c.primary_id).order_by(c.created_at, c.service, c.primary_id)
+        async with engines.writing(engine) as conn:
+            keys = (await conn.execute(oldest.limit(min(policy.prune_batch, excess)))).all()
+            if not keys:
+                break
+            await conn.execute(delete(c).where(tuple_(c.service, c.primary_id).in_([tuple(k) for k in keys])))
+        deleted += len(keys)
+        excess -= len(keys)
+    return deleted
+
+
+async def _prune_promotions(engine: AsyncEngine, policy: RetentionPolicy) -> int:
+    p = PromotionRow
+    rank = func.row_number().over(partition_by=p.service, order_by=p.id.desc()).label("rank")
+    ranked = select(p.id, rank).subquery()
+    beyond = select(ranked.c.id).where(ranked.c.rank > max(1, policy.max_promotions))
+    async with engines.writing(engine) as conn:
+        gone = await conn.execute(delete(p).where(p.id.in_(beyond)))
+    return int(gone.rowcount or 0)

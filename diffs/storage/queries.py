@@ -1,44 +1,51 @@
-"""The SQL behind reports: outcome counts, field counts, latency histograms, finding counts, filtered exchange pages.
+"""What reports read: rollups over a window (never a scan of exchanges), and listings of the stored examples.
 
-Every query is one grouped pass over an indexed range (time window, service or endpoint), so it stays bounded by
-the rows in the window; percentiles come from log-bucketed histograms (1% wide) computed in SQL, not from sorting.
+A report reads the rollup rows that cover its window exactly (`diffs.rollups.cover`: days, then hours, then
+minutes at the ends), so its cost grows with endpoints and the window's length in days, not with traffic. Each
+(service, endpoint, direction) is added up, its fields classified, its findings counted from the diff signatures,
+and its latency percentiles taken from the merged histograms.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, distinct, func, literal_column, or_, select
+import orjson
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from diffs import rollups
 from diffs.exchange import Outcome
-from diffs.percentiles import LATENCY_BUCKETS_PER_E, MIN_LATENCY_MS, HistogramBucket, LatencyHistogram
+from diffs.percentiles import LatencyHistogram
 from diffs.readiness import Criteria
 from diffs.report import (
     LIVE,
     EndpointCounts,
     FieldCounts,
+    FieldSummary,
     NoiseThresholds,
     Report,
+    Verdict,
     Window,
     build_report,
     classify_fields,
-    finding_fields,
+    start_of,
 )
 from diffs.storage import engine as engines
-from diffs.storage import rows
-from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow
+from diffs.storage import rollup_rows, rows
+from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow, RollupRow
 from diffs.storage.records import Cursor, Page, StoredRequest
 from diffs.storage.store import Store
 
 MAX_PAGE = 500
-LATENCY_SAMPLE_PER_ENDPOINT = 50_000
 COMPARED = (Outcome.MATCH.value, Outcome.DIFF.value)
 """Both sides answered: latency percentiles use only these, so primary and shadow cover the same requests."""
+SAMPLED = (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR)
 
 
 def _engine(store: Store) -> AsyncEngine:
@@ -79,128 +86,142 @@ def _window(table: Any, window: Window) -> list[ColumnElement[bool]]:
     return clauses
 
 
-# ---------------------------------------------------------------- aggregates
+# ---------------------------------------------------------------- rollups added up
 
 
-async def endpoint_counts(store: Store, window: Window, service: str | None = None) -> list[EndpointCounts]:
-    """Exchanges per (service, endpoint) and outcome in the window."""
-    e = ExchangeRow
-    query = select(e.service, e.endpoint, e.outcome, func.count()).where(*_window(e, window))
+Key = tuple[str, str, str]
+"""(service, endpoint, direction)."""
+
+
+@dataclass(slots=True)
+class Totals:
+    """One (service, endpoint, direction)'s rollup rows over a window, added up."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    noisy_match: int = 0
+    primary: rollups.Accumulator = field(default_factory=rollups.Accumulator)
+    shadow: rollups.Accumulator = field(default_factory=rollups.Accumulator)
+    statuses: Counter[str] = field(default_factory=Counter)
+    fields: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    signatures: Counter[str] = field(default_factory=Counter)
+
+    def add_row(self, row: Any) -> None:
+        for name in rollup_rows.COUNT_COLUMNS:
+            value = getattr(row, name)
+            if value:
+                self.outcomes[name] += int(value)
+        self.noisy_match += int(row.noisy_match or 0)
+        self.primary.add_encoded(row.primary_latency)
+        self.shadow.add_encoded(row.shadow_latency)
+        if row.statuses and row.statuses != "{}":
+            self.statuses.update(orjson.loads(row.statuses))
+        if row.fields and row.fields != "{}":
+            for path, kinds in orjson.loads(row.fields).items():
+                for kind, (raw, noise) in kinds.items():
+                    entry = self.fields.get((path, kind))
+                    if entry is None:
+                        self.fields[(path, kind)] = [raw, noise]
+                    else:
+                        entry[0] += raw
+                        entry[1] += noise
+        if row.signatures and row.signatures != "{}":
+            self.signatures.update(orjson.loads(row.signatures))
+
+    @property
+    def samples(self) -> int:
+        return sum(self.outcomes.get(o, 0) for o in SAMPLED)
+
+
+async def totals(
+    store: Store,
+    window: Window,
+    *,
+    starts: Mapping[str, datetime | None] | None = None,
+    service: str | None = None,
+    endpoint: str | None = None,
+    now: datetime | None = None,
+) -> dict[Key, Totals]:
+    """Rollups added up per (service, endpoint, direction) over the window; `starts` moves some services' start."""
+    until = window.until or datetime.now(UTC)
+    moved = {name: start for name, start in (starts or {}).items() if start != window.since}
+    groups: list[tuple[tuple[str, ...], datetime | None, bool]]
     if service is not None:
-        query = query.where(e.service == service)
-    query = query.group_by(e.service, e.endpoint, e.outcome)
+        groups = [((service,), moved.get(service, window.since), False)]
+    else:
+        groups = [((name,), start, False) for name, start in moved.items()]
+        groups.append((tuple(moved), window.since, True))  # every other service: the window's own start
+    result: dict[Key, Totals] = {}
     async with engines.reading(_engine(store)) as conn:
-        rows = (await conn.execute(query)).all()
-    grouped: dict[tuple[str, str], dict[str, int]] = {}
-    for svc, endpoint, outcome, count in rows:
-        grouped.setdefault((svc, endpoint), {})[outcome] = int(count)
-    return [EndpointCounts(svc, endpoint, outcomes) for (svc, endpoint), outcomes in grouped.items()]
-
-
-async def field_counts(store: Store, window: Window, endpoints: Iterable[str] | None = None) -> list[FieldCounts]:
-    """Diffs per (endpoint, path) in the window, how many of them noise, and their kinds."""
-    f = FieldDiffRow
-    noise = func.sum(case((f.noise.is_(True), 1), else_=0))
-    query = select(f.endpoint, f.path, f.kind, func.count(), noise).where(*_window(f, window))
-    if endpoints is not None:
-        wanted = sorted(set(endpoints))
-        if not wanted:
-            return []
-        query = query.where(f.endpoint.in_(wanted))
-    query = query.group_by(f.endpoint, f.path, f.kind)
-    async with engines.reading(_engine(store)) as conn:
-        rows = (await conn.execute(query)).all()
-    merged: dict[tuple[str, str], tuple[int, int, list[str]]] = {}
-    for endpoint, path, kind, raw, noisy in rows:
-        total, noise_total, kinds = merged.get((endpoint, path), (0, 0, []))
-        merged[(endpoint, path)] = (total + int(raw), noise_total + int(noisy or 0), [*kinds, kind])
-    return [
-        FieldCounts(endpoint, path, raw, noisy, tuple(sorted(kinds)))
-        for (endpoint, path), (raw, noisy, kinds) in merged.items()
-    ]
-
-
-def _bucket(column: Any) -> ColumnElement[int]:
-    clamped = case((column < MIN_LATENCY_MS, MIN_LATENCY_MS), else_=column)
-    return cast(func.floor(func.ln(clamped) * LATENCY_BUCKETS_PER_E), Integer)
-
-
-def latency_strides(store: Store, endpoints: Iterable[EndpointCounts]) -> dict[str, int]:
-    """Per busy endpoint, sample 1 exchange in N for its latency histogram (SQLite only; others need no sampling).
-
-    SQLite groups by sorting, so a histogram over a million rows costs seconds; a deterministic 1-in-N rowid sample
-    of ~LATENCY_SAMPLE_PER_ENDPOINT exchanges per endpoint keeps percentiles within a bucket of the exact ones.
-    """
-    if store.dialect != "sqlite":
-        return {}
-    compared: dict[str, int] = {}
-    for e in endpoints:
-        compared[e.endpoint] = compared.get(e.endpoint, 0) + sum(e.outcomes.get(o, 0) for o in COMPARED)
-    return {ep: -(-n // LATENCY_SAMPLE_PER_ENDPOINT) for ep, n in compared.items() if n > LATENCY_SAMPLE_PER_ENDPOINT}
-
-
-async def latency_histograms(
-    store: Store, window: Window, service: str | None = None, strides: Mapping[str, int] | None = None
-) -> list[LatencyHistogram]:
-    """Log-bucketed latencies per (service, endpoint, role, app), over exchanges where both sides answered.
-
-    With `strides` (SQLite), an endpoint's histogram counts 1 exchange in N, each standing for N.
-    """
-    e = ExchangeRow
-    strides = strides or {}
-    sampled: list[ColumnElement[bool]] = []
-    if strides:
-        stride = case(dict(strides), value=e.endpoint, else_=1)
-        # High bits of a multiplicative hash: `rowid % N` alone would follow any period in the traffic (endpoints
-        # requested in turn land on alternating rowids) and could sample none of an endpoint's exchanges.
-        mixed = literal_column("exchanges.rowid") * 2654435761 % 4294967296 / 65536
-        sampled.append(mixed % stride == 0)
-    result: list[LatencyHistogram] = []
-    async with engines.reading(_engine(store)) as conn:
-        for role, column, app in (
-            ("primary", e.primary_latency_ms, e.primary_app),
-            ("shadow", e.shadow_latency_ms, e.shadow_app),
-        ):
-            bucket = _bucket(column).label("bucket")
-            query = (
-                select(e.service, e.endpoint, app, bucket, func.count(), func.avg(column))
-                .where(e.outcome.in_(COMPARED), column.is_not(None), *_window(e, window), *sampled)
-                .group_by(e.service, e.endpoint, app, bucket)
+        for names, since, others in groups:
+            ranges = rollups.cover(since, until)
+            query = select(RollupRow.__table__).where(
+                rollup_rows.window_clause(ranges), *rollup_rows.run_clause(window.run)
             )
-            if service is not None:
-                query = query.where(e.service == service)
-            grouped: dict[tuple[str, str, str], list[HistogramBucket]] = {}
-            for svc, endpoint, name, b, count, mean in (await conn.execute(query)).all():
-                weight = strides.get(endpoint, 1)
-                grouped.setdefault((svc, endpoint, name or ""), []).append(
-                    HistogramBucket(int(b), int(count) * weight, float(mean))
-                )
-            result += [LatencyHistogram(s, ep, role, tuple(bs), name) for (s, ep, name), bs in grouped.items()]
+            if others:
+                if names:
+                    query = query.where(RollupRow.service.not_in(names))
+            else:
+                query = query.where(RollupRow.service.in_(names) if len(names) > 1 else RollupRow.service == names[0])
+            if endpoint is not None:
+                query = query.where(RollupRow.endpoint == endpoint)
+            for row in (await conn.execute(query)).all():
+                key = (row.service, row.endpoint, row.direction)
+                found = result.get(key)
+                if found is None:
+                    found = result[key] = Totals()
+                found.add_row(row)
     return result
-
-
-async def finding_exchanges(store: Store, window: Window, fields: Iterable[tuple[str, str]]) -> dict[str, int]:
-    """Per endpoint, exchanges with at least one non-noise diff in one of `fields` ((endpoint, path) pairs)."""
-    by_endpoint: dict[str, list[str]] = {}
-    for endpoint, path in fields:
-        by_endpoint.setdefault(endpoint, []).append(path)
-    f = FieldDiffRow
-    counts: dict[str, int] = {}
-    async with engines.reading(_engine(store)) as conn:
-        # One query per endpoint keeps each on the (endpoint, path, started_at) index and the IN lists short.
-        for endpoint, paths in by_endpoint.items():
-            query = select(func.count(distinct(f.exchange_id))).where(
-                f.endpoint == endpoint, f.path.in_(paths), f.noise.is_(False), *_window(f, window)
-            )
-            counts[endpoint] = int((await conn.execute(query)).scalar_one())
-    return counts
 
 
 async def noise_mark_pairs(store: Store) -> list[tuple[str, str]]:
     """Every noise mark as (endpoint, path pattern)."""
     async with engines.reading(_engine(store)) as conn:
-        rows = (await conn.execute(select(NoiseMarkRow.endpoint, NoiseMarkRow.path))).all()
-    return [(endpoint, path) for endpoint, path in rows]
+        fetched = (await conn.execute(select(NoiseMarkRow.endpoint, NoiseMarkRow.path))).all()
+    return [(endpoint, path) for endpoint, path in fetched]
+
+
+def _field_counts(key: Key, found: Totals) -> list[FieldCounts]:
+    by_path: dict[str, list[tuple[str, int, int]]] = {}
+    for (path, kind), (raw, noise) in found.fields.items():
+        by_path.setdefault(path, []).append((kind, raw, noise))
+    return [
+        FieldCounts(
+            key[1],
+            path,
+            sum(r for _, r, _ in kinds),
+            sum(n for _, _, n in kinds),
+            tuple(sorted({k for k, _, _ in kinds})),
+            key[2],
+            tuple(sorted(kinds)),
+        )
+        for path, kinds in by_path.items()
+    ]
+
+
+def report_inputs(
+    found: Mapping[Key, Totals], thresholds: NoiseThresholds, marks: Iterable[tuple[str, str]]
+) -> tuple[list[EndpointCounts], list[FieldSummary], list[LatencyHistogram]]:
+    """What `build_report` takes, from added-up rollups: fields classified and findings counted per direction."""
+    marks = list(marks)
+    endpoints: list[EndpointCounts] = []
+    fields: list[FieldSummary] = []
+    histograms: list[LatencyHistogram] = []
+    for key, t in found.items():
+        service, endpoint, direction = key
+        classified = classify_fields(_field_counts(key, t), {endpoint: t.samples}, thresholds, marks)
+        fields.extend(classified)
+        finding_paths = [f.path for f in classified if f.verdict == Verdict.FINDING]
+        findings = rollups.findings(t.signatures, finding_paths)
+        statuses = tuple(sorted(t.statuses.items(), key=lambda item: (-item[1], item[0])))
+        endpoints.append(
+            EndpointCounts(service, endpoint, dict(t.outcomes), findings, t.noisy_match, direction, statuses)
+        )
+        primary_app, shadow_app = rollups.split_direction(direction)
+        for role, app, accumulator in (("primary", primary_app, t.primary), ("shadow", shadow_app, t.shadow)):
+            buckets = accumulator.buckets()
+            if buckets:
+                histograms.append(LatencyHistogram(service, endpoint, role, buckets, app, direction))
+    return endpoints, fields, histograms
 
 
 async def load_report(
@@ -214,31 +235,26 @@ async def load_report(
     services: Iterable[str] = (),
     now: datetime | None = None,
 ) -> Report:
-    """The whole report: the queries above, fields classified, findings counted, readiness assessed."""
-    endpoints = await endpoint_counts(store, window, service)
-    fields = await field_counts(store, window, {e.endpoint for e in endpoints} if service is not None else None)
-    marks = await noise_mark_pairs(store)
-    samples: dict[str, int] = {}
-    for e in endpoints:
-        samples[e.endpoint] = samples.get(e.endpoint, 0) + sum(
-            e.outcomes.get(o, 0) for o in (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR)
-        )
-    classified = classify_fields(fields, samples, thresholds, marks)
-    findings = await finding_exchanges(store, window, finding_fields(classified))
-    endpoints = [EndpointCounts(e.service, e.endpoint, e.outcomes, findings.get(e.endpoint, 0)) for e in endpoints]
-    strides = latency_strides(store, endpoints)
-    histograms = await latency_histograms(store, window, service, strides)
+    """The whole report from rollups: counts, fields classified, findings counted, readiness assessed per direction.
+
+    With `window.since_promotion`, each service's numbers start at its last promotion when that is later.
+    """
+    last = await store.last_changes()
     shown = [s for s in services if service is None or s == service]
+    starts = {name: start_of(window, at) for name, at in last.items()}
+    found = await totals(store, window, starts=starts, service=service)
+    endpoints, fields, histograms = report_inputs(found, thresholds, await noise_mark_pairs(store))
     return build_report(
         generated_at=now or datetime.now(UTC),
         window=window,
         criteria=criteria,
         endpoints=endpoints,
-        fields=classified,
+        fields=fields,
         histograms=histograms,
         primaries=primaries,
         services=shown,
-        latency_stride=max(strides.values(), default=1),
+        starts={name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}},
+        last_promotions=last,
     )
 
 
@@ -308,9 +324,9 @@ async def field_examples(store: Store, endpoint: str) -> dict[str, str]:
 
 
 async def service_of(store: Store, endpoint: str) -> str | None:
-    """The service an endpoint template belongs to (its newest exchange's)."""
-    e = ExchangeRow
-    query = select(e.service).where(e.endpoint == endpoint).order_by(e.started_at.desc()).limit(1)
+    """The service an endpoint template belongs to (from its newest rollup row)."""
+    r = RollupRow
+    query = select(r.service).where(r.endpoint == endpoint).order_by(r.grain, r.start.desc()).limit(1)
     async with engines.reading(_engine(store)) as conn:
         return (await conn.execute(query)).scalar_one_or_none()
 

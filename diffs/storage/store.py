@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from diffs import rollups
 from diffs.errors import StoreError
 from diffs.exchange import Comparison, Outcome
 from diffs.redaction import DEFAULT_FIELDS, Redactor
 from diffs.report import LIVE
 from diffs.storage import engine as engines
-from diffs.storage import pruning, rows
+from diffs.storage import feed as feeds
+from diffs.storage import pruning, rollup_rows, rows
 from diffs.storage.bulk import BulkInsert
 from diffs.storage.engine import StoreUnavailable
 from diffs.storage.models import (
@@ -34,9 +36,9 @@ from diffs.storage.models import (
 from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, StoredExchange
 from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
-from diffs.storage.urls import async_url
+from diffs.storage.urls import async_url, is_sqlite
 
-__all__ = ["Store", "StoreUnavailable"]
+__all__ = ["PromotionConflict", "Store", "StoreUnavailable"]
 
 SIDES = frozenset({"v1", "v2"})
 _SLICE = 250
@@ -55,7 +57,39 @@ class StoreSettings(Protocol):
     def examples_per_field(self) -> int: ...
     @property
     def retention_max_exchanges(self) -> int: ...
+    @property
+    def retention_max_age(self) -> timedelta | None: ...
+    @property
+    def retention_prune_interval(self) -> float: ...
+    @property
+    def retention_rollup_max_age(self) -> timedelta: ...
+    @property
+    def retention_max_correlations(self) -> int: ...
+    @property
+    def retention_correlation_max_age(self) -> timedelta | None: ...
+    @property
+    def retention_max_promotions(self) -> int: ...
+    @property
+    def database_pool_size(self) -> int: ...
+    @property
+    def database_max_overflow(self) -> int: ...
+    @property
+    def database_pool_timeout(self) -> float: ...
+    @property
+    def database_pgbouncer(self) -> bool: ...
+    @property
+    def state_refresh_seconds(self) -> float: ...
 
+
+class PromotionConflict(StoreError):
+    """A promotion was refused: the service's primary changed since the caller read it (another admin plane)."""
+
+
+class _Any:
+    """The `expected` of a promotion recorded whatever the stored state (start-up reconciliation, tests)."""
+
+
+ANY_STATE = _Any()
 
 MAX_ID = 100
 """Request ids are client-controlled; longer ones are cut so the row still fits."""
@@ -68,13 +102,19 @@ class Store:
     database is locked, read-only or unreachable and a retry may succeed.
     """
 
-    def __init__(self, engine: AsyncEngine, redactor: Redactor, quota: ExampleQuota) -> None:
+    def __init__(
+        self, engine: AsyncEngine, redactor: Redactor, quota: ExampleQuota, feed: feeds.Feed | None = None
+    ) -> None:
         """Use `Store.open`; this takes an engine whose schema is already current."""
         self._engine = engine
         self.redactor = redactor
         self.retention = quota.policy
         self._quota = quota
         self._write_lock = asyncio.Lock()
+        self.feed = feed or feeds.Feed(engine)
+        """This process's reader of the state feed, started by the first `follow`."""
+        self.inserted_since_prune = 0
+        self.last_prune: pruning.Pruned | None = None
         dialect = engine.dialect
         self._inserts = {
             model: BulkInsert(Base.metadata.tables[model.__tablename__], dialect)
@@ -90,34 +130,74 @@ class Store:
         redact_fields: Iterable[str] = DEFAULT_FIELDS,
         retention: RetentionPolicy | None = None,
         busy_timeout: float = 5.0,
+        pool: engines.Pool | None = None,
+        poll_interval: float = 0.25,
+        safety_interval: float = 5.0,
     ) -> Store:
         """Connect, bring the schema to the newest revision and load the example counts.
 
         `database_url`: sqlite[+aiosqlite]:///file.db or postgresql[+asyncpg]://...; `schema`: the PostgreSQL schema
-        to live in (search_path); `busy_timeout`: seconds a SQLite writer waits for another process's lock.
+        to live in (search_path); `busy_timeout`: seconds a SQLite writer waits for another process's lock; `pool`:
+        connections per process; `poll_interval`: how often the state feed polls where it cannot LISTEN (SQLite,
+        PgBouncer), and `safety_interval` how often it reads anyway.
         """
         url = async_url(database_url)
-        engine = engines.make_engine(url, schema=schema, busy_timeout_ms=round(busy_timeout * 1000))
+        pool = pool or engines.Pool()
+        engine = engines.make_engine(url, schema=schema, busy_timeout_ms=round(busy_timeout * 1000), pool=pool)
         try:
             await engines.use_wal(engine, busy_timeout)
             async with engines.writing(engine) as conn:
                 await conn.run_sync(upgrade)
-            quota = ExampleQuota(retention or RetentionPolicy(), await _example_counts(engine))
+            policy = retention or RetentionPolicy()
+            quota = ExampleQuota(policy)
+            quota.reset(await _kept_examples(engine, quota.since(datetime.now(UTC))))
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, Redactor(tuple(redact_fields)), quota)
+        listen = None if is_sqlite(url) or pool.pgbouncer else engines.listener(url, schema, feeds.CHANNEL)
+        feed = feeds.Feed(engine, listen=listen, poll_interval=poll_interval, safety_interval=safety_interval)
+        return cls(engine, Redactor(tuple(redact_fields)), quota, feed)
 
     @classmethod
     async def from_settings(cls, settings: StoreSettings) -> Store:
-        """`open` with the settings' database URL, redacted fields and retention bounds."""
+        """`open` with the settings' database URL, pool, redacted fields and retention bounds."""
         retention = RetentionPolicy(
-            examples_per_field=settings.examples_per_field, max_exchanges=settings.retention_max_exchanges
+            examples_per_field=settings.examples_per_field,
+            max_exchanges=settings.retention_max_exchanges,
+            max_age=settings.retention_max_age,
+            prune_interval=settings.retention_prune_interval,
+            rollup_max_age=settings.retention_rollup_max_age,
+            max_correlations=settings.retention_max_correlations,
+            correlation_max_age=settings.retention_correlation_max_age,
+            max_promotions=settings.retention_max_promotions,
         )
-        return await cls.open(settings.database_url, redact_fields=settings.redact_fields, retention=retention)
+        pool = engines.Pool(
+            size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            timeout=settings.database_pool_timeout,
+            pgbouncer=settings.database_pgbouncer,
+        )
+        return await cls.open(
+            settings.database_url,
+            redact_fields=settings.redact_fields,
+            retention=retention,
+            pool=pool,
+            poll_interval=min(0.25, settings.state_refresh_seconds),
+        )
 
     async def close(self) -> None:
+        await self.feed.aclose()
         await self._engine.dispose()
+
+    async def follow(self, kind: str, subscriber: feeds.Subscriber) -> None:
+        """Hear of every later `kind` event from any process (start following before reading the state it changes,
+        so nothing committed in between is missed)."""
+        self.feed.subscribe(kind, subscriber)
+        await self.feed.start()
+
+    async def recover(self) -> None:
+        """After a failed write: on SQLite, checkpoint the log so space freed on a full disk is usable again."""
+        await engines.checkpoint(self._engine)
 
     @property
     def dialect(self) -> str:
@@ -127,36 +207,52 @@ class Store:
     # -- exchanges ----------------------------------------------------------------------------------------------------
 
     async def write_batch(self, comparisons: Sequence[Comparison]) -> None:
-        """Redact and store comparisons in one transaction: every summary row and field diff; headers and bodies
-        only for the exchanges retention keeps as examples.
+        """Count comparisons in the rollups and store the ones retention keeps as examples, in one transaction.
 
         A request id already stored (clients may reuse theirs) is stored under `<id>#<8 hex>` rather than lost.
         """
         if not comparisons:
             return
+        chosen = self._quota.plan(comparisons)
+        examples = [(c, keys) for c, keys in zip(comparisons, chosen, strict=True) if keys]
+        await self.write(examples, rollups.fold_all(comparisons))
+
+    def choose_examples(self, comparison: Comparison) -> tuple[ExampleKey, ...]:
+        """What `comparison` is kept as an example of (empty: only counted); reserves the slots."""
+        return self._quota.reserve(comparison)
+
+    async def write(
+        self,
+        examples: Sequence[tuple[Comparison, tuple[ExampleKey, ...]]] = (),
+        cells: Mapping[rollups.RollupKey, rollups.Cell] | None = None,
+    ) -> None:
+        """Store examples (as `choose_examples` chose them) and add minute cells to the rollups, in one transaction."""
+        if not examples and not cells:
+            return
         async with self._write_lock:
-            # Retention first (it reads only endpoints, outcomes and diff paths, which redaction leaves alone), so
-            # that only kept exchanges pay for redacting every header and body; the rest store neither.
-            chosen = self._quota.plan(comparisons)
-            redact, summary = self.redactor.redact_comparison, self.redactor.redact_summary
             redacted = []
-            for i, (comparison, keys) in enumerate(zip(comparisons, chosen, strict=True)):
+            for i, (comparison, _) in enumerate(examples):
                 if i and i % _SLICE == 0:
                     await asyncio.sleep(0)
-                redacted.append(redact(comparison) if keys else summary(comparison))
+                redacted.append(self.redactor.redact_comparison(comparison))
+            chosen = [keys for _, keys in examples]
             try:
-                await self._insert(redacted, chosen, [rows.clip(c.exchange.id, MAX_ID) for c in redacted])
+                await self._insert(redacted, chosen, [rows.clip(c.exchange.id, MAX_ID) for c in redacted], cells)
             except StoreError as exc:
-                if not isinstance(exc.__cause__, IntegrityError):
+                if not isinstance(exc.__cause__, IntegrityError) or not redacted:
                     raise
                 # Ids are unique but for a client reusing its X-Request-ID: look them up only when that happened.
                 async with engines.reading(self._engine) as conn:
                     ids = await _unique_ids(conn, [c.exchange.id for c in redacted])
-                await self._insert(redacted, chosen, ids)
-            self._quota.commit(chosen)
+                await self._insert(redacted, chosen, ids, cells)
+            self.inserted_since_prune += len(redacted)
 
     async def _insert(
-        self, comparisons: Sequence[Comparison], chosen: Sequence[tuple[ExampleKey, ...]], ids: Sequence[str]
+        self,
+        comparisons: Sequence[Comparison],
+        chosen: Sequence[tuple[ExampleKey, ...]],
+        ids: Sequence[str],
+        cells: Mapping[rollups.RollupKey, rollups.Cell] | None,
     ) -> None:
         to_exchange, to_payload = self._inserts[ExchangeRow].row, self._inserts[PayloadRow].row
         to_diff, to_example = self._inserts[FieldDiffRow].row, self._inserts[ExampleRow].row
@@ -167,10 +263,8 @@ class Store:
         for i, (comparison, exchange_id, keys) in enumerate(zip(comparisons, ids, chosen, strict=True)):
             if i and i % _SLICE == 0:
                 await asyncio.sleep(0)
-            kept = bool(keys)
-            exchange_rows.append(to_exchange(rows.exchange_values(comparison, exchange_id, kept)))
-            if kept:  # only these were redacted whole (see `write_batch`)
-                payload_rows.append(to_payload(rows.payload_values(comparison, exchange_id)))
+            exchange_rows.append(to_exchange(rows.exchange_values(comparison, exchange_id, True)))
+            payload_rows.append(to_payload(rows.payload_values(comparison, exchange_id)))
             diff_rows.extend(to_diff(d) for d in rows.diff_values(comparison, exchange_id))
             example_rows.extend(to_example(e) for e in _example_values(keys, exchange_id))
         async with engines.writing(self._engine) as conn:
@@ -178,6 +272,8 @@ class Store:
             await self._inserts[PayloadRow].run(conn, payload_rows)
             await self._inserts[FieldDiffRow].run(conn, diff_rows)
             await self._inserts[ExampleRow].run(conn, example_rows)
+            if cells:
+                await rollup_rows.add(conn, cells)
 
     async def get_exchange(self, exchange_id: str) -> StoredExchange | None:
         """One exchange with its field diffs, and its headers and bodies when retention kept them (else empty)."""
@@ -247,12 +343,14 @@ class Store:
             return int((await conn.execute(select(func.count()).select_from(ExchangeRow))).scalar_one())
 
     async def prune(self, now: datetime | None = None) -> int:
-        """Delete the oldest exchanges beyond the retention policy; returns how many went."""
-        deleted = await pruning.prune(self._engine, self.retention, now or datetime.now(UTC))
-        if deleted:
+        """One pass of `diffs.storage.pruning` over every table; returns how many rows went (see `last_prune`)."""
+        self.inserted_since_prune = 0
+        pruned = self.last_prune = await pruning.prune(self._engine, self.retention, now or datetime.now(UTC))
+        deleted = pruned.total
+        if pruned.exchanges:
             # Pruned examples free their slots, so later exchanges keep bodies again.
             async with self._write_lock:
-                self._quota.reset(await _example_counts(self._engine))
+                self._quota.reset(await _kept_examples(self._engine, self._quota.since(datetime.now(UTC))))
         return deleted
 
     # -- noise marks --------------------------------------------------------------------------------------------------
@@ -268,6 +366,8 @@ class Store:
             await conn.execute(statement)
             query = select(NoiseMarkRow.__table__).where(NoiseMarkRow.endpoint == endpoint, NoiseMarkRow.path == path)
             row = (await conn.execute(query)).one()
+            await feeds.publish(conn, feeds.NOISE_MARKS, {"added": row.id})
+        self.feed.wake()
         return NoiseMark(row.id, row.endpoint, row.path, row.note, row.created_at)
 
     async def list_noise_marks(self) -> list[NoiseMark]:
@@ -280,6 +380,9 @@ class Store:
         """Remove a noise mark; False when there was none with this id."""
         async with engines.writing(self._engine) as conn:
             result = await conn.execute(delete(NoiseMarkRow).where(NoiseMarkRow.id == mark_id))
+            if result.rowcount:
+                await feeds.publish(conn, feeds.NOISE_MARKS, {"deleted": mark_id})
+        self.feed.wake()
         return bool(result.rowcount)
 
     # -- id correlations ----------------------------------------------------------------------------------------------
@@ -326,18 +429,58 @@ class Store:
         return {service: side for service, side in fetched}
 
     async def record_promotion(
-        self, service: str, from_side: str, to_side: str, reason: str, actor: str
+        self,
+        service: str,
+        from_side: str,
+        to_side: str,
+        reason: str,
+        actor: str,
+        *,
+        expected: str | None | _Any = ANY_STATE,
     ) -> PromotionRecord:
-        """Persist one change of `service`'s primary, with who did it and why."""
+        """Persist one change of `service`'s primary, with who did it and why, and tell every process.
+
+        With `expected` (the stored primary the caller decided on, None for "never recorded"), the row is written
+        only if that is still the stored primary, in one transaction under a lock on the service (PostgreSQL: an
+        advisory lock; SQLite: the write lock), so two admin planes cannot both act on the same state:
+        `PromotionConflict` otherwise.
+        """
         for name, side in (("from_side", from_side), ("to_side", to_side)):
             if side not in SIDES:
                 raise ValueError(f"{name} must be 'v1' or 'v2', not {side!r}")
         at = datetime.now(UTC)
         values = {"service": service, "from_side": from_side, "to_side": to_side, "reason": reason, "actor": actor}
         async with engines.writing(self._engine) as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext('shadowdiff.promotion.' || current_schema() || :s))"),
+                    {"s": service},
+                )
+            if not isinstance(expected, _Any):
+                newest = (
+                    select(PromotionRow.to_side)
+                    .where(PromotionRow.service == service)
+                    .order_by(PromotionRow.id.desc())
+                    .limit(1)
+                )
+                stored = (await conn.execute(newest)).scalar_one_or_none()
+                if stored != expected:
+                    raise PromotionConflict(
+                        f"{service}: the primary changed meanwhile (now {stored or 'as configured'}, "
+                        f"expected {expected or 'as configured'})"
+                    )
             result = await conn.execute(insert(PromotionRow).values(at=at, **values).returning(PromotionRow.id))
             new_id = result.scalar_one()
+            await feeds.publish(conn, feeds.PROMOTION, {"service": service, "to": to_side, "id": new_id})
+        self.feed.wake()
         return PromotionRecord(new_id, service, from_side, to_side, reason, actor, at)
+
+    async def last_changes(self) -> dict[str, datetime]:
+        """service -> when its primary last changed (from one side to the other); services never changed are absent."""
+        p = PromotionRow
+        query = select(p.service, func.max(p.at)).where(p.from_side != p.to_side).group_by(p.service)
+        async with engines.reading(self._engine) as conn:
+            return {service: at for service, at in (await conn.execute(query)).all()}
 
     async def list_promotions(self, service: str | None = None, limit: int = 100) -> list[PromotionRecord]:
         """The audit trail, newest first."""
@@ -373,8 +516,13 @@ def _example_values(keys: Iterable[ExampleKey], exchange_id: str) -> list[dict[s
     return [{"endpoint": e, "path": p, "exchange_id": exchange_id} for e, p in clipped]
 
 
-async def _example_counts(engine: AsyncEngine) -> dict[ExampleKey, int]:
-    table = ExampleRow.__table__
-    query = select(table.c.endpoint, table.c.path, func.count()).group_by(table.c.endpoint, table.c.path)
+async def _kept_examples(engine: AsyncEngine, since: datetime) -> list[tuple[str, str, datetime]]:
+    """(endpoint, path, exchange time) of the examples stored since `since`: what the quota counts."""
+    x, e = ExampleRow.__table__, ExchangeRow.__table__
+    query = (
+        select(x.c.endpoint, x.c.path, e.c.started_at)
+        .select_from(x.join(e, e.c.id == x.c.exchange_id))
+        .where(e.c.started_at >= since)
+    )
     async with engines.reading(engine) as conn:
-        return {(e, p): int(n) for e, p, n in (await conn.execute(query)).all()}
+        return [(endpoint, path, at) for endpoint, path, at in (await conn.execute(query)).all()]

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, ServiceSummary, Verdict, Window, parse_since
-from diffs.report_formats import fmt_ms, fmt_pct, fmt_ratio, fmt_speedup, render_json, render_markdown, window_text
+from diffs.report import NoiseThresholds, Report, ServiceSummary, Verdict, Window, window_of
+from diffs.report_formats import fmt_ms, fmt_pct, fmt_ratio, render_json, render_markdown, window_text
 from diffs.storage import Store, queries
 from diffs.storage.urls import async_url, is_memory, is_sqlite
 from proxy.config import Settings, load_settings
@@ -40,7 +40,10 @@ DatabaseUrl = Annotated[
 ]
 Config = Annotated[Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file: services, noise thresholds.")]
 Service = Annotated[str | None, typer.Option(help="Only this service.")]
-Since = Annotated[str | None, typer.Option(help="Window start: 15m, 1h, 7d or an ISO time (default: everything).")]
+Since = Annotated[
+    str | None,
+    typer.Option(help="Window start: 15m, 1h, 7d, an ISO time, or all (default: each service's last promotion)."),
+]
 Run = Annotated[
     str | None,
     typer.Option(help="Which traffic: a replay run's id (shadowdiff replay prints it), or live (default: all)."),
@@ -124,7 +127,7 @@ def load(
     if service is not None and service not in settings.services:
         raise ShadowdiffError(f"unknown service {service!r}; known services: {', '.join(settings.services)}")
     _require_store(settings.database_url)
-    window = Window(since=parse_since(since, datetime.now(UTC)) if since else None, run=run or None)
+    window = window_of(since, datetime.now(UTC), run=run or None)
     with Console(stderr=True).status("Reading the shadowdiff store…"):
         return asyncio.run(_load(settings, window, service, criteria))
 
@@ -140,9 +143,9 @@ def _verdict(s: ServiceSummary) -> str:
 
 def services_table(report: Report) -> Table:
     table = Table(title=f"shadowdiff: {window_text(report)}", title_justify="left")
-    for name in ("service", "primary", "mirrored", "samples", "match", "diff", "shadow err"):
+    for name in ("service", "primary", "mirrored", "samples", "match", "noise", "diff", "shadow err"):
         table.add_column(name, justify="left" if name in ("service", "primary") else "right")
-    for name in ("p50 P/S ms", "p99 P/S ms", "p99 ratio", "V2 vs V1", "verdict"):
+    for name in ("p50 P/S ms", "p99 P/S ms", "p99 ratio", "V2 faster p50/p99", "verdict"):
         table.add_column(name, justify="left" if name == "verdict" else "right")
     for s in report.services:
         c, lat = s.counts, s.latency
@@ -151,16 +154,22 @@ def services_table(report: Report) -> Table:
             s.primary,
             str(c.mirrored),
             str(c.samples),
-            fmt_pct(c.match_rate),
+            fmt_pct(c.rate(c.clean_match)),
+            fmt_pct(c.noise_rate),
             fmt_pct(c.diff_rate),
             fmt_pct(c.error_rate),
             f"{_num(lat.primary.p50)} / {_num(lat.shadow.p50)}",
             f"{_num(lat.primary.p99)} / {_num(lat.shadow.p99)}",
             fmt_ratio(lat.ratio("p99")),
-            fmt_speedup(s.v2_speedup),
+            f"{_faster(lat.v2_speedup)} / {_faster(lat.v2_speedup_p99)}",
             _verdict(s),
         )
     return table
+
+
+def _faster(value: float | None) -> str:
+    """V2's lead over V1 as a signed percentage: "25%" faster, "-3%" slower."""
+    return "–" if value is None else f"{value * 100:.0f}%"
 
 
 def failure_lines(report: Report) -> list[str]:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from diffs.decoding import decode_body
 from diffs.exchange import Headers, Outcome
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, Window, parse_since
+from diffs.report import NoiseThresholds, Report, Window, parse_since, window_of
 from diffs.storage import Cursor, ExchangeSummary, NoiseMark, Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
 from proxy.control.promotion import PrimaryState
@@ -70,20 +70,22 @@ class ReportContext:
 
 
 def window_from(params: Mapping[str, str], now: datetime | None = None) -> Window:
-    """`since` / `until` query parameters: a duration back from now (15m, 1h, 7d) or an ISO 8601 time; `run`: a
-    replay run's id, or "live" for live traffic only (default: all traffic)."""
+    """`since`: a duration back from now (15m, 1h, 7d), an ISO 8601 time, or "all" (default: each service since its
+    last promotion); `until`: a duration or a time; `run`: a replay run's id, or "live" for live traffic only
+    (default: all traffic)."""
     now = now or datetime.now(UTC)
-    bounds: dict[str, datetime | None] = {}
-    for name in ("since", "until"):
-        raw = (params.get(name) or "").strip()
-        try:
-            bounds[name] = parse_since(raw, now) if raw else None
-        except ValueError as exc:
-            raise BadRequest(name, str(exc)) from None
+    raw_until = (params.get("until") or "").strip()
+    try:
+        until = parse_since(raw_until, now) if raw_until else None
+    except ValueError as exc:
+        raise BadRequest("until", str(exc)) from None
     run = (params.get("run") or "").strip() or None
     if run is not None and len(run) > 64:
         raise BadRequest("run", "a run id has at most 64 characters")
-    return Window(bounds["since"], bounds["until"], run)
+    try:
+        return window_of(params.get("since"), now, until=until, run=run)
+    except ValueError as exc:
+        raise BadRequest("since", str(exc)) from None
 
 
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -39,7 +39,8 @@ from proxy.review.report_context import (
 )
 
 WINDOWS = (
-    ("", "all time"),
+    ("", "since the last promotion"),
+    ("all", "all time"),
     ("15m", "last 15 minutes"),
     ("1h", "last hour"),
     ("24h", "last 24 hours"),
@@ -69,12 +70,15 @@ def environment() -> jinja2.Environment:
         ms=report_formats.fmt_ms,
         ratio=report_formats.fmt_ratio,
         speedup=report_formats.fmt_speedup,
+        speedups=report_formats.fmt_speedups,
         quote=lambda value: quote(str(value), safe=""),
         # Plain JSON text; autoescaping makes it safe (Jinja's tojson would show ">" as \u003e).
         json=lambda value: json.dumps(value, ensure_ascii=False),
         when=lambda value: value.strftime("%Y-%m-%d %H:%M:%S") if value else "–",
     )
-    env.globals.update(qs=_qs, Verdict=Verdict, window_text=report_formats.window_text)
+    env.globals.update(
+        qs=_qs, Verdict=Verdict, window_text=report_formats.window_text, since_text=report_formats.fmt_since
+    )
     return env
 
 

@@ -18,13 +18,15 @@ from prometheus_client import CollectorRegistry
 
 from diffs.comparer import Comparer
 from diffs.exchange import Comparison, ErrorKind, Role
-from diffs.storage import Store
+from diffs.storage import RetentionPolicy, Store
 from proxy.config import Settings, load_settings
 from proxy.control.admin import create_admin_app
 from proxy.control.promotion import PrimaryState
 from proxy.review.web import admin_routes
 from tests import factories as f
 
+KEEP_ALL = RetentionPolicy(examples_per_field=1000, match_examples_per_endpoint=1000)
+"""Every seeded exchange stored as an example, so listings have pages to walk (reports read rollups either way)."""
 DIFF_TOTAL = ("28.00", "27.00")
 """(shadow total, primary total) on the orders exchanges that differ."""
 
@@ -138,7 +140,7 @@ class ReportApp:
 async def report_app(database_url: str, **overrides: Any) -> AsyncIterator[ReportApp]:
     """The admin app as `shadowdiff proxy` serves it (admin API + /api/v1 + web pages) over a seeded store."""
     settings = load_settings(overrides=overrides, environ={})
-    store = await Store.open(database_url)
+    store = await Store.open(database_url, retention=KEEP_ALL)
     state = PrimaryState(settings.services, store, refresh_seconds=0.05)
     try:
         seeded = await seed(store, settings)

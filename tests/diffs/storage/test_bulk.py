@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import event
 from store_fixtures import comparison
 
-from diffs.storage import Store
+from diffs.storage import RetentionPolicy, Store
 
 
 async def test_every_batch_size_is_written_with_a_bounded_set_of_statements(tmp_path: Path) -> None:
-    store = await Store.open(f"sqlite:///{tmp_path / 'bulk.db'}")
+    store = await Store.open(f"sqlite:///{tmp_path / 'bulk.db'}", retention=RetentionPolicy(examples_per_field=10_000))
     inserts: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from diffs.percentiles import HistogramBucket, latency_bucket
 from diffs.percentiles import percentiles as pure_percentiles
 from diffs.readiness import Criteria
 from diffs.report import NoiseThresholds, Report, Verdict, Window
+from diffs.rollups import floor_time
 from diffs.storage import Store, queries
 from proxy.config import load_settings
 from tests import factories as f
@@ -27,14 +29,16 @@ GET_ORDER = "GET /api/orders/{id}"
 EVERYTHING = Window()
 
 
-async def load(store: Store, window: Window = EVERYTHING, service: str | None = None) -> Report:
+async def load(
+    store: Store, window: Window = EVERYTHING, service: str | None = None, primaries: dict[str, str] | None = None
+) -> Report:
     settings = load_settings(environ={})
     return await queries.load_report(
         store,
         window=window,
         criteria=Criteria(),
         thresholds=NoiseThresholds(),
-        primaries={"products": "v2"},
+        primaries=primaries or {},
         service=service,
         services=list(settings.services),
     )
@@ -52,7 +56,7 @@ async def test_the_report_counts_outcomes_findings_and_judges_readiness(store: S
     assert (orders.counts.match, orders.counts.diff, orders.counts.shadow_error) == (128, 10, 2)
     assert orders.counts.findings == 10
     assert [f.criterion for f in orders.readiness.failures] == ["max_diff_rate", "max_error_rate"]
-    assert products.readiness.ready and products.primary == "v2"
+    assert products.readiness.ready and products.primary == "v1"
     assert [f.criterion for f in ai.readiness.failures] == ["min_samples"]
     by_endpoint = {e.endpoint: e for e in orders.endpoints}
     assert [(x.path, x.raw, x.noise, x.verdict) for x in by_endpoint[GET_ORDER].fields] == [
@@ -87,14 +91,32 @@ async def test_a_noise_mark_takes_a_field_out_of_the_diff_rate(store: Store, see
     assert [f.criterion for f in orders.readiness.failures] == ["max_error_rate"]
 
 
-async def test_the_time_window_bounds_every_number(store: Store, seeded: Seeded) -> None:
+async def test_the_time_window_bounds_every_number_to_the_minute(store: Store, seeded: Seeded) -> None:
     recent = await load(store, Window(since=NOW - timedelta(minutes=10)))
     assert all(s.counts.total == 0 for s in recent.services) and not recent.ready
-    early = await load(store, Window(until=seeded.started + timedelta(seconds=150)))
-    products = early.service("products")
-    orders = early.service("orders")
+    # Products were recorded one a second from `started`, then orders: a window ending on the minute boundary
+    # after the last product holds every product and, of the orders, those before the boundary.
+    boundary = floor_time(seeded.started + timedelta(seconds=150), 60) + timedelta(minutes=1)
+
+    def recorded_before(at: datetime) -> int:  # one a second from `started`
+        return math.ceil((at - seeded.started).total_seconds())
+
+    early = await load(store, Window(until=boundary))
+    products, orders = early.service("products"), early.service("orders")
     assert products is not None and products.counts.total == 150
-    assert orders is not None and orders.counts.total == 0
+    assert orders is not None and orders.counts.total == recorded_before(boundary) - 150
+    earlier = await load(store, Window(until=boundary - timedelta(minutes=2)))
+    products = earlier.service("products")
+    assert products is not None and products.counts.total == recorded_before(boundary - timedelta(minutes=2))
+
+
+async def test_after_a_promotion_each_direction_is_reported_apart(store: Store, seeded: Seeded) -> None:
+    # The seeded products traffic had V1 as primary; with V2 primary now, its numbers are not the current ones.
+    products = (await load(store, primaries={"products": "v2"})).service("products")
+    assert products is not None and products.primary == "v2" and products.direction == "v2>v1"
+    assert products.counts.total == 0 and [f.criterion for f in products.readiness.failures] == ["min_samples"]
+    (before,) = products.directions
+    assert before.direction == "v1>v2" and before.counts.samples == 150 and before.readiness.ready
 
 
 async def test_sql_histograms_give_the_same_percentiles_as_the_pure_buckets(store: Store) -> None:
@@ -193,33 +215,3 @@ async def test_every_exchange_page_is_an_index_range_scan_without_a_sort(
             plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, parameters))
             assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
             assert "SCAN exchanges" not in plan or "USING INDEX" in plan, plan
-
-
-async def test_busy_endpoints_are_sampled_without_bias_even_when_requests_alternate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Two endpoints requested strictly in turn: every other rowid belongs to each. A rowid-modulo sample would
-    # miss one of them entirely; the hashed sample sees both and weighs each sampled exchange back up.
-    monkeypatch.setattr(queries, "LATENCY_SAMPLE_PER_ENDPOINT", 100)
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'sampled.db'}")
-    try:
-        comparer = Comparer(load_settings(environ={}).services)
-        batch = []
-        for n in range(1200):
-            path, ms = ("/api/orders/1", 10.0 + n % 50) if n % 2 else ("/api/products/1", 100.0 + n % 50)
-            body = f.order_body()
-            x = f.exchange(primary=f.primary(body, latency_ms=ms), shadow=f.shadow(body, latency_ms=ms), path=path)
-            batch.append(
-                comparer.compare(replace(x, service=path.split("/")[2], started_at=NOW - timedelta(seconds=n)))
-            )
-        await store.write_batch(batch)
-        report = await load(store)
-    finally:
-        await store.close()
-    assert report.latency_stride == 6
-    for name, low in (("orders", 10.0), ("products", 100.0)):
-        summary = report.service(name)
-        assert summary is not None
-        primary = summary.latency.primary
-        assert 400 <= primary.count <= 800  # ~600 exchanges, each sampled one counting for 6
-        assert primary.p50 == pytest.approx(low + 25, abs=3) and primary.p99 == pytest.approx(low + 49, abs=2)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import event
 from store_fixtures import T0, comparison
 
-from diffs.storage import Cursor, RetentionPolicy, Store
+from diffs.report import Window
+from diffs.storage import Cursor, RetentionPolicy, Store, queries
 from diffs.storage.pruning import Pruner
 
 WORKER = textwrap.dedent(
@@ -48,7 +49,9 @@ async def test_worker_processes_write_one_sqlite_file_at_once(tmp_path: Path) ->
     assert [w.returncode for w in workers] == [0, 0, 0], [err.decode()[-2000:] for _, err in results]
     store = await Store.open(url)
     try:
-        assert await store.count_exchanges() == 3 * 20 * 25
+        totals = await queries.totals(store, Window())
+        assert sum(sum(t.outcomes.values()) for t in totals.values()) == 3 * 20 * 25  # every count, merged
+        assert await store.count_exchanges() == 3 * 5  # each process keeps its 5 match examples this hour
         assert len(await store.list_promotions(limit=100)) == 3 * 4
     finally:
         await store.close()

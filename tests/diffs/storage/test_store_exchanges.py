@@ -11,7 +11,7 @@ from sqlalchemy import text
 from store_fixtures import T0, Database, comparison, side
 
 from diffs.exchange import DiffKind, ErrorKind, Outcome, Role
-from diffs.storage import Cursor, Store, rows
+from diffs.storage import Cursor, RetentionPolicy, Store, rows
 from proxy.errors import StoreError
 
 
@@ -58,7 +58,7 @@ async def test_unmirrored_exchange_has_no_shadow(store: Store) -> None:
     await store.write_batch([comparison(exchange_id="solo", outcome=Outcome.SKIPPED, shadow=None, skip_reason="x")])
     stored = await store.get_exchange("solo")
     assert stored is not None and stored.shadow is None and stored.summary.skip_reason == "x"
-    assert stored.summary.shadow_app is None and stored.summary.bodies_kept is False
+    assert stored.summary.shadow_app is None and stored.summary.bodies_kept is True  # the first skip: an example
 
 
 async def test_a_reused_request_id_is_kept_under_a_suffix(store: Store) -> None:
@@ -93,7 +93,15 @@ async def test_a_batch_is_one_transaction(store: Store, database: Database) -> N
     assert await store.count_exchanges() == 0
 
 
-async def test_keyset_pages_walk_every_exchange_once_newest_first(store: Store) -> None:
+async def test_keyset_pages_walk_every_exchange_once_newest_first(database: Database) -> None:
+    store = await database.open(retention=RetentionPolicy(match_examples_per_endpoint=100))
+    try:
+        await _walk_pages(store)
+    finally:
+        await store.close()
+
+
+async def _walk_pages(store: Store) -> None:
     same_instant = T0 + timedelta(seconds=5)
     batch = [comparison(started_at=T0 + timedelta(seconds=i)) for i in range(7)]
     batch += [comparison(started_at=same_instant, exchange_id=f"tie-{i}") for i in range(3)]
@@ -170,8 +178,16 @@ def test_cursor_tokens_round_trip_and_refuse_garbage() -> None:
 
 
 async def test_a_large_batch_lets_the_event_loop_run_while_its_rows_are_prepared(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = await database.open(retention=RetentionPolicy(match_examples_per_endpoint=10_000))
+    try:
+        await _large_batch(store, monkeypatch)
+    finally:
+        await store.close()
+
+
+async def _large_batch(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     # The proxy's requests share this loop: a batch of thousands must not be prepared in one turn of it.
     turns = 0
     seen: list[int] = []

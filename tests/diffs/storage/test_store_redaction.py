@@ -9,7 +9,8 @@ from sqlalchemy import inspect, text
 from store_fixtures import Database, comparison, side
 
 from diffs.exchange import Comparison, DiffKind, FieldDiff, Role
-from diffs.storage import RetentionPolicy, Store
+from diffs.report import Window
+from diffs.storage import RetentionPolicy, Store, queries
 
 SECRET = "hunter2-S3CRET-value"
 
@@ -57,24 +58,25 @@ async def test_no_stored_cell_holds_a_secret(store: Store, database: Database) -
     assert any("[REDACTED]" in t for t in texts)
 
 
-async def test_exchanges_not_kept_store_no_secret_either(database: Database) -> None:
-    # Past the retention bound only the summary row and field diffs are written, redacted on that shorter path.
+async def test_exchanges_not_kept_are_only_counted_and_the_counts_hold_no_secret(database: Database) -> None:
+    # Past the retention bound an exchange is only counted in the rollups: paths and kinds, never values.
     store = await database.open(retention=RetentionPolicy(examples_per_field=1))
     try:
         first = _with_secrets()[0]
         later = [replace(first, exchange=replace(first.exchange, id=f"later-{i}")) for i in range(3)]
         await store.write_batch([first])
         await store.write_batch(later)
-        stored = await store.get_exchange("later-1")
-        assert stored is not None and stored.summary.bodies_kept is False and stored.request_headers == ()
-        assert stored.query == "token=[REDACTED]&page=2"
-        assert {d.path for d in stored.diffs} == {"root.token", "root.profile", "header.set-cookie"}
+        assert await store.get_exchange("later-1") is None
+        totals = await queries.totals(store, Window())
+        (counted,) = totals.values()
+        assert sum(counted.outcomes.values()) == 4
+        assert {path for path, _ in counted.fields} == {"root.token", "root.profile", "header.set-cookie"}
     finally:
         await store.close()
     cells = await _every_cell(database)
     texts = [c.decode("utf-8", "replace") if isinstance(c, bytes | memoryview) else str(c) for c in cells]
     assert not [t for t in texts if "hunter2" in t]
-    assert sum("later-" in t for t in texts) >= 3  # the later exchanges were written
+    assert not [t for t in texts if "later-" in t]  # no row of theirs but the counts
 
 
 async def test_no_byte_of_the_sqlite_files_holds_a_secret(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ TABLES = {
     "noise_marks",
     "id_correlations",
     "promotions",
+    "rollups",
+    "events",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,31 +12,51 @@ from sqlalchemy.engine import make_url
 from store_fixtures import Database, Forwarder, comparison, postgres_schema
 
 from diffs.exchange import Comparison
-from diffs.storage import Store, StoreUnavailable
-from diffs.storage.writer import BatchWriter
+from diffs.report import Window
+from diffs.rollups import Cell, RollupKey
+from diffs.storage import RetentionPolicy, Store, StoreUnavailable, queries
+from diffs.storage.writer import BatchWriter, Example
 from proxy.errors import StoreError
 
 
 class FakeSink:
-    """Records batches; `fail` decides, per batch, whether to raise instead."""
+    """Records example batches and rollup writes; `fail` raises instead, `poison` refuses one example."""
 
-    def __init__(self, fail: type[Exception] | None = None, poison: str | None = None, hang: bool = False) -> None:
+    def __init__(
+        self,
+        fail: type[Exception] | None = None,
+        poison: str | None = None,
+        hang: bool = False,
+        examples: bool = True,
+    ) -> None:
         self.batches: list[list[str]] = []
+        self.counted = 0
+        """Exchanges whose rollups were written."""
         self.fail = fail
         self.poison = poison
         self.hang = hang
+        self.examples = examples
         self.attempts = 0
+        self.recovered = 0
 
-    async def write_batch(self, comparisons: Sequence[Comparison]) -> None:
+    def choose_examples(self, comparison: Comparison) -> tuple[tuple[str, str], ...]:
+        return ((comparison.endpoint, "<match>"),) if self.examples else ()
+
+    async def write(self, examples: Sequence[Example] = (), cells: Mapping[RollupKey, Cell] | None = None) -> None:
         self.attempts += 1
         if self.hang:
             await asyncio.Event().wait()
         if self.fail is not None:
             raise self.fail("database is locked")
-        ids = [c.exchange.id for c in comparisons]
+        ids = [c.exchange.id for c, _ in examples]
         if self.poison in ids:
             raise StoreError("value too long")
-        self.batches.append(ids)
+        if ids:
+            self.batches.append(ids)
+        self.counted += sum(cell.exchanges for cell in (cells or {}).values())
+
+    async def recover(self) -> None:
+        self.recovered += 1
 
 
 async def _eventually(condition: object, timeout: float = 5.0) -> None:
@@ -47,20 +67,34 @@ async def _eventually(condition: object, timeout: float = 5.0) -> None:
 
 async def test_full_batches_go_at_once_and_the_rest_on_flush() -> None:
     sink = FakeSink()
-    writer = BatchWriter(sink, max_batch=3, max_delay=60)
+    writer = BatchWriter(sink, max_batch=3, max_delay=60, rollup_every=60)
     writer.start()
     for i in range(7):
         assert writer.submit(comparison(exchange_id=f"r{i}"))
     await _eventually(lambda: len(sink.batches) == 2)
-    assert [len(b) for b in sink.batches] == [3, 3] and writer.pending == 1
+    assert [len(b) for b in sink.batches] == [3, 3] and sink.counted == 0
+    assert writer.pending == 7 + 1  # every count waits for `rollup_every`; one example for `max_delay`
     await writer.flush()
-    assert sink.batches[-1] == ["r6"] and writer.written_rows == 7
+    assert sink.batches[-1] == ["r6"] and writer.written_rows == 7 == sink.counted and writer.written_examples == 7
+    await writer.aclose()
+
+
+async def test_counts_go_every_rollup_interval_in_one_write() -> None:
+    sink = FakeSink(examples=False)
+    writer = BatchWriter(sink, rollup_every=0.05)
+    writer.start()
+    for i in range(50):
+        writer.submit(comparison(exchange_id=f"c{i}"))
+    await asyncio.sleep(0.01)
+    assert sink.counted == 0 and writer.pending == 50
+    await _eventually(lambda: sink.counted == 50, timeout=1)
+    assert sink.attempts == 1 and sink.batches == [] and writer.pending == 0
     await writer.aclose()
 
 
 async def test_a_partial_batch_goes_after_max_delay() -> None:
     sink = FakeSink()
-    writer = BatchWriter(sink, max_batch=100, max_delay=0.05)
+    writer = BatchWriter(sink, max_batch=100, max_delay=0.05, rollup_every=60)
     writer.start()
     writer.submit(comparison(exchange_id="a"))
     writer.submit(comparison(exchange_id="b"))
@@ -70,29 +104,38 @@ async def test_a_partial_batch_goes_after_max_delay() -> None:
     await writer.aclose()
 
 
-async def test_submit_never_blocks_and_counts_what_a_full_queue_refuses() -> None:
+async def test_submit_never_blocks_and_a_full_example_queue_only_loses_examples() -> None:
     dropped: list[tuple[int, str]] = []
     writer = BatchWriter(FakeSink(), max_pending=2, on_drop=lambda n, reason: dropped.append((n, reason)))
-    assert [writer.submit(comparison()) for _ in range(4)] == [True, True, False, False]
-    assert writer.dropped_rows == 2 and writer.drops["queue_full"] == 2
-    assert dropped == [(1, "queue_full"), (1, "queue_full")]
+    assert [writer.submit(comparison()) for _ in range(4)] == [True, True, True, True]
+    assert writer.example_drops["queue_full"] == 2 and writer.dropped_rows == 0 and dropped == []
+    assert writer.pending == 4 + 2
+    await writer.aclose()
+
+
+async def test_a_rollup_buffer_past_its_keys_refuses_and_counts() -> None:
+    dropped: list[tuple[int, str]] = []
+    writer = BatchWriter(FakeSink(), max_rollup_keys=1, on_drop=lambda n, reason: dropped.append((n, reason)))
+    assert writer.submit(comparison(endpoint="GET /a")) and writer.submit(comparison(endpoint="GET /a"))
+    assert not writer.submit(comparison(endpoint="GET /b"))
+    assert dropped == [(1, "buffer_full")] and writer.drops == {"buffer_full": 1}
     await writer.aclose()
 
 
 async def test_aclose_writes_what_is_queued() -> None:
     sink = FakeSink()
-    writer = BatchWriter(sink, max_batch=2, max_delay=60)
+    writer = BatchWriter(sink, max_batch=2, max_delay=60, rollup_every=60)
     writer.start()
     for i in range(5):
         writer.submit(comparison(exchange_id=f"r{i}"))
     await writer.aclose(timeout=2)
-    assert sum(sink.batches, []) == [f"r{i}" for i in range(5)]
+    assert sum(sink.batches, []) == [f"r{i}" for i in range(5)] and sink.counted == 5
     assert writer.dropped_rows == 0 and not writer.submit(comparison())
     assert writer.drops["shutdown"] == 1
 
 
 async def test_aclose_counts_what_it_could_not_write_in_time() -> None:
-    writer = BatchWriter(FakeSink(hang=True), max_batch=2, max_delay=0)
+    writer = BatchWriter(FakeSink(hang=True), max_batch=2, max_delay=0, rollup_every=0)
     writer.start()
     for _ in range(5):
         writer.submit(comparison())
@@ -101,7 +144,7 @@ async def test_aclose_counts_what_it_could_not_write_in_time() -> None:
     assert writer.drops["shutdown"] == 5 and writer.written_rows == 0 and writer.pending == 0
 
 
-async def test_a_row_the_database_refuses_is_dropped_alone() -> None:
+async def test_an_example_the_database_refuses_is_dropped_alone() -> None:
     sink = FakeSink(poison="r5")
     writer = BatchWriter(sink, max_batch=8, max_delay=60)
     writer.start()
@@ -109,48 +152,74 @@ async def test_a_row_the_database_refuses_is_dropped_alone() -> None:
         writer.submit(comparison(exchange_id=f"r{i}"))
     await writer.flush()
     assert sorted(sum(sink.batches, [])) == [f"r{i}" for i in range(8) if i != 5]
-    assert writer.drops == {"rejected": 1} and writer.written_rows == 7
+    assert writer.example_drops == {"rejected": 1} and writer.written_examples == 7
+    assert writer.written_rows == 8 and writer.drops == {}  # r5 is still counted
     await writer.aclose()
 
 
-async def test_unavailable_store_is_retried_then_rows_are_dropped_and_reported() -> None:
+async def test_an_unavailable_store_loses_no_count_and_examples_only_past_retry_for() -> None:
     dropped: list[tuple[int, str]] = []
+    health: list[float | None] = []
     sink = FakeSink(fail=StoreUnavailable)
     writer = BatchWriter(
-        sink, max_batch=10, max_delay=0, retry_for=0.2, max_backoff=0.02, on_drop=lambda n, r: dropped.append((n, r))
+        sink,
+        max_batch=10,
+        max_delay=0,
+        rollup_every=0,
+        retry_for=0.2,
+        max_backoff=0.02,
+        on_drop=lambda n, r: dropped.append((n, r)),
+        on_health=health.append,
     )
     writer.start()
     for _ in range(4):
         writer.submit(comparison())
+    await _eventually(lambda: writer.example_drops["unavailable"] == 4)
+    await asyncio.sleep(0.05)
+    assert dropped == [] and writer.pending == 4 and sink.attempts > 3 and sink.recovered > 3
+    assert writer.failing_since is not None and len(health) == 1
+    sink.fail = None
     await writer.flush()
-    assert dropped == [(4, "unavailable")] and writer.dropped_rows == 4
-    assert sink.attempts > 3 and writer.retries == sink.attempts - 1
+    assert sink.counted == 4 and writer.written_rows == 4 and writer.dropped_rows == 0
+    assert writer.failing_since is None and health[-1] is None
     await writer.aclose()
+
+
+async def _counted(store: Store) -> int:
+    found = await queries.totals(store, Window())
+    return sum(sum(t.outcomes.values()) for t in found.values())
 
 
 async def test_sqlite_locked_by_another_process_then_released(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    store = await Store.open(f"sqlite:///{path}", busy_timeout=0.02)
+    store = await Store.open(f"sqlite:///{path}", busy_timeout=0.02, retention=RetentionPolicy(examples_per_field=50))
     dropped: list[tuple[int, str]] = []
     writer = BatchWriter(
-        store, max_batch=50, max_delay=0.01, retry_for=0.3, max_backoff=0.05, on_drop=lambda *drop: dropped.append(drop)
+        store,
+        max_batch=50,
+        max_delay=0.01,
+        rollup_every=0.01,
+        retry_for=0.3,
+        max_backoff=0.05,
+        on_drop=lambda *drop: dropped.append(drop),
     )
     writer.start()
     locker = sqlite3.connect(path, isolation_level=None)
     try:
         locker.execute("BEGIN EXCLUSIVE")
         for i in range(5):
-            writer.submit(comparison(exchange_id=f"lost{i}"))
-        await _eventually(lambda: writer.drops["unavailable"] == 5)
+            writer.submit(comparison(exchange_id=f"late{i}", diffs=[("root.a", 1, 2)]))
+        await _eventually(lambda: writer.example_drops["unavailable"] == 5)
         for i in range(5):
-            writer.submit(comparison(exchange_id=f"kept{i}"))
+            writer.submit(comparison(exchange_id=f"kept{i}", diffs=[("root.a", 1, 2)]))
         await asyncio.sleep(0.1)
-        assert writer.written_rows == 0 and writer.pending == 5  # still locked: retrying, not dropping yet
+        assert writer.written_rows == 0 and writer.pending == 15  # still locked: 10 counts and 5 examples wait
         locker.execute("COMMIT")
         await writer.flush()
         ids = sorted(item.id for item in (await store.list_exchanges()).items)
-        assert ids == [f"kept{i}" for i in range(5)]
-        assert dropped == [(5, "unavailable")] and writer.written_rows == 5 and writer.retries > 0
+        assert ids == [f"kept{i}" for i in range(5)]  # the examples that waited past retry_for were let go
+        assert await _counted(store) == 10 and writer.written_rows == 10  # but every exchange is counted
+        assert dropped == [] and writer.retries > 0
     finally:
         locker.close()
         await writer.aclose()
@@ -168,24 +237,25 @@ async def test_postgresql_down_then_back(postgres_url: str) -> None:
 
 async def _outage(proxied: Database, forwarder: Forwarder) -> None:
     store = await proxied.open()
-    writer = BatchWriter(store, max_batch=50, max_delay=0.01, retry_for=0.5, max_backoff=0.05)
+    writer = BatchWriter(store, max_batch=50, max_delay=0.01, rollup_every=0.01, retry_for=0.5, max_backoff=0.05)
     writer.start()
     try:
-        writer.submit(comparison(exchange_id="before"))
+        writer.submit(comparison(exchange_id="before", diffs=[("root.a", 1, 2)]))
         await writer.flush()
         await forwarder.stop()
         for i in range(3):
-            writer.submit(comparison(exchange_id=f"lost{i}"))
-        await _eventually(lambda: writer.drops["unavailable"] == 3)
+            writer.submit(comparison(exchange_id=f"late{i}", diffs=[("root.a", 1, 2)]))
+        await _eventually(lambda: writer.example_drops["unavailable"] == 3)
         for i in range(3):
-            writer.submit(comparison(exchange_id=f"kept{i}"))
+            writer.submit(comparison(exchange_id=f"kept{i}", diffs=[("root.a", 1, 2)]))
         await asyncio.sleep(0.1)
-        assert writer.pending == 3
+        assert writer.pending == 6 + 3 and writer.failing_since is not None
         await forwarder.start()
         await writer.flush()
         ids = sorted(item.id for item in (await store.list_exchanges()).items)
         assert ids == ["before", "kept0", "kept1", "kept2"]
-        assert writer.written_rows == 4 and writer.dropped_rows == 3
+        assert await _counted(store) == 7 and writer.written_rows == 7 and writer.dropped_rows == 0
+        assert writer.failing_since is None
     finally:
         await writer.aclose()
         await store.close()

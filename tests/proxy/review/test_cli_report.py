@@ -51,7 +51,7 @@ def test_report_table_lists_services_verdicts_and_failing_criteria(database: str
     result = run("report", "--database-url", database)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for expected in ("orders", "products", "NOT READY", "READY", "no traffic", "V2 23% faster", "GET /api/orders/{id}"):
+    for expected in ("orders", "products", "NOT READY", "READY", "no traffic", "23% / 20%", "GET /api/orders/{id}"):
         assert expected in out
     assert "✗ orders: diff rate 7.14% > 1.00%" in out and "✗ orders: shadow error rate 1.43% > 1.00%" in out
     assert "✗ ai: only 5 samples, need 100" in out and "default:" not in out
@@ -195,11 +195,15 @@ async def test_status_asks_a_running_admin_plane(tmp_path: Path) -> None:
         as_json = await asyncio.to_thread(run, "status", "--admin-url", url, "--format", "json")
     assert table.exit_code == 0, table.output
     rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if line.count("│") > 3}
-    assert rows["products"].split("│")[2].strip() == "v2" and rows["products"].split("│")[9].strip() == "READY"
-    assert rows["orders"].split("│")[9].strip() == "NOT READY"
+    # Promoted: products' numbers start again (V2 primary, V1 its shadow); the V1-primary story is kept apart.
+    assert rows["products"].split("│")[2].strip() == "v2" and rows["products"].split("│")[-2].strip() == "no traffic"
+    assert rows["orders"].split("│")[-2].strip() == "NOT READY"
     assert "✗ orders: diff rate 7.14% > 1.00%" in table.stdout
     services = {s["service"]: s for s in json.loads(as_json.stdout)["services"]}
-    assert services["products"]["primary"] == "v2" and services["orders"]["counts"]["samples"] == 140
+    products = services["products"]
+    assert products["primary"] == "v2" and products["since"] == products["last_promotion"] is not None
+    assert [(d["primary"], d["counts"]["samples"]) for d in products["directions"]] == []
+    assert services["orders"]["counts"]["samples"] == 140 and services["orders"]["directions"][0]["primary"] == "v1"
 
 
 def test_status_without_an_admin_plane_is_one_line() -> None:

@@ -1,0 +1,182 @@
+"""The state feed: events (a kind and a JSON payload) that every process hears of moments after their commit.
+
+A change that other processes must follow (a promotion, a noise mark, an id pair) is written with `publish`, inside
+its own transaction, as a row of the `events` table; on PostgreSQL the same transaction sends `NOTIFY`, delivered on
+commit. Each process runs one `Feed`: on PostgreSQL it LISTENs on a connection of its own and reads the new rows when
+notified; on SQLite (one host) and behind PgBouncer in transaction mode (where LISTEN cannot work) it polls the
+newest id, a one-row index lookup. Either way it also reads every `safety_interval` seconds, so a notification lost
+with a dropped connection delays an event, never loses it: events are read from the table, by id, in order.
+
+Subscribers get each event once per process, in id order; a subscriber that raises is logged and the feed goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from diffs.storage import engine as engines
+from diffs.storage.models import EventRow
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "shadowdiff_events"
+PROMOTION = "promotion"
+NOISE_MARKS = "noise_marks"
+ID_PAIRS = "id_pairs"
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    at: datetime
+
+
+Subscriber = Callable[[Event], Awaitable[None] | None]
+
+
+class Listening(Protocol):
+    """A LISTEN connection (asyncpg's `Connection` is one)."""
+
+    def is_closed(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+Listen = Callable[[Callable[[], None]], Awaitable[Listening]]
+"""Opens a connection that LISTENs on `CHANNEL` and calls the given `wake()` on every notification."""
+
+
+async def publish(conn: AsyncConnection, kind: str, payload: Mapping[str, Any]) -> None:
+    """Record an event inside the caller's write transaction; other processes hear of it after the commit."""
+    data = orjson.dumps(dict(payload)).decode()
+    await conn.execute(insert(EventRow).values(kind=kind, payload=data, at=datetime.now(UTC)))
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+class Feed:
+    """One process's reader of the events table: notified (PostgreSQL LISTEN) or polling, and always checking."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        listen: Listen | None = None,
+        poll_interval: float = 0.25,
+        safety_interval: float = 5.0,
+    ) -> None:
+        """`listen`: how to open a LISTEN connection (PostgreSQL); None polls every `poll_interval` seconds."""
+        self._engine = engine
+        self._listen = listen
+        self.poll_interval = poll_interval
+        self.safety_interval = safety_interval
+        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._last_id: int | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.read_at: float | None = None
+        """Monotonic time of the last successful read of the table."""
+        self.listening = False
+        self.delivered = 0
+        self.failures = 0
+
+    @property
+    def mode(self) -> str:
+        return "listen" if self._listen is not None else "poll"
+
+    def subscribe(self, kind: str, subscriber: Subscriber) -> None:
+        """Call `subscriber(event)` for every later event of `kind`."""
+        self._subscribers.setdefault(kind, []).append(subscriber)
+
+    async def start(self) -> None:
+        """Begin after the newest event now (the caller has just read the state it follows)."""
+        if self._task is not None:
+            return
+        async with engines.reading(self._engine) as conn:
+            self._last_id = int((await conn.execute(select(func.max(EventRow.id)))).scalar_one() or 0)
+        self.read_at = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="shadowdiff-feed")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        """Read now (a notification arrived, or this process just published)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        listening: Listening | None = None
+        retry_listen_at = 0.0
+        try:
+            while True:
+                if listening is not None and listening.is_closed():
+                    listening, self.listening = None, False  # the database went away with it: listen again
+                if self._listen is not None and listening is None and time.monotonic() >= retry_listen_at:
+                    try:
+                        listening = await self._listen(self.wake)
+                        self.listening = True
+                        self._wake.set()  # read what was committed while nobody listened
+                    except Exception as exc:
+                        retry_listen_at = time.monotonic() + self.safety_interval
+                        log.warning("cannot LISTEN for state changes, polling meanwhile: %s", exc)
+                interval = self.safety_interval if self.listening else self.poll_interval
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self.read()
+                except Exception as exc:
+                    self.failures += 1
+                    if self.failures == 1 or self.failures % 100 == 0:
+                        log.warning("cannot read the state feed (%d times): %s", self.failures, exc)
+        finally:
+            if listening is not None:
+                with contextlib.suppress(Exception):
+                    await listening.close()
+
+    async def read(self) -> int:
+        """Deliver the events committed since the last read; returns how many."""
+        delivered = 0
+        while True:
+            query = select(EventRow).order_by(EventRow.id).limit(_BATCH)
+            if self._last_id is not None:
+                query = query.where(EventRow.id > self._last_id)
+            async with engines.reading(self._engine) as conn:
+                fetched = (await conn.execute(query)).all()
+            self.read_at = time.monotonic()
+            for row in fetched:
+                self._last_id = row.id
+                await self._deliver(Event(row.id, row.kind, orjson.loads(row.payload or "{}"), row.at))
+                delivered += 1
+            if len(fetched) < _BATCH:
+                return delivered
+
+    async def _deliver(self, event: Event) -> None:
+        for subscriber in self._subscribers.get(event.kind, ()):
+            try:
+                result = subscriber(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("state feed subscriber failed on %s event %d", event.kind, event.id)
+        self.delivered += 1
