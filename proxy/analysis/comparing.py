@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge
 from diffs.comparer import Comparer
 from diffs.exchange import Comparison, DiffKind, Exchange, FieldDiff, Outcome
 from diffs.storage import Store
+from diffs.storage.feed import NOISE_MARKS, Event
 from diffs.storage.writer import BatchWriter
 from proxy.config import Settings
 from proxy.dataplane.correlation import IdCorrelator, IdFields
@@ -57,7 +58,12 @@ class ComparisonSink:
         self.marks_refresh_seconds = marks_refresh_seconds
         self.comparer = Comparer(settings.services, settings.noise)
         self.writer = BatchWriter(
-            store, max_batch=STORE_BATCH, max_delay=STORE_DELAY, max_pending=STORE_PENDING, on_drop=self._store_dropped
+            store,
+            max_batch=STORE_BATCH,
+            max_delay=STORE_DELAY,
+            max_pending=STORE_PENDING,
+            on_drop=self._store_dropped,
+            on_health=self._store_health,
         )
         self.queue = QueueSink(
             self._handle,
@@ -82,6 +88,14 @@ class ComparisonSink:
             ("stage",),
             registry=metrics.registry,
         )
+        self.store_failing = Gauge(
+            "shadowdiff_store_failing_since_seconds",
+            "Unix time since which this process's store writes fail; 0 while they succeed (per process: /ready "
+            "judges the oldest).",
+            registry=metrics.registry,
+            multiprocess_mode="liveall",
+        )
+        self.store_failing.set(0)
         backlog.labels("queue").set_function(lambda: self.queue.pending)
         backlog.labels("store").set_function(lambda: self.writer.pending)
         self._counters: dict[tuple[str, str, str], Counter] = {}
@@ -139,7 +153,14 @@ class ComparisonSink:
     def _store_dropped(self, count: int, reason: str) -> None:
         self.metrics.dropped.labels(f"store_{reason}").inc(count)
 
+    def _store_health(self, failing_since: float | None) -> None:
+        self.store_failing.set(failing_since or 0)
+
     async def start(self) -> None:
+        follow = getattr(self.store, "follow", None)
+        if follow is not None:  # marks made anywhere arrive through the state feed; the loop only catches misses
+            await follow(NOISE_MARKS, self._marks_pushed)
+            self.marks_refresh_seconds *= 12
         await self._refresh_marks()
         self.writer.start()
         await self.queue.start()
@@ -152,6 +173,9 @@ class ComparisonSink:
             log.warning("cannot read noise marks", error=str(exc))
             return
         self.comparer.set_marks((mark.endpoint, mark.path) for mark in marks)
+
+    async def _marks_pushed(self, event: Event) -> None:
+        await self._refresh_marks()
 
     async def _marks_loop(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -30,7 +31,9 @@ log = logging.getLogger("shadowdiff.admin")
 Body = TypeVar("Body", bound=BaseModel)
 
 STALE_AFTER_REFRESHES = 10
-"""/health turns 503 when the store has not been read for this many refresh periods."""
+"""/health and /ready turn 503 when the store has not been read for this many refresh periods."""
+FAILING_GAUGE = "shadowdiff_store_failing_since_seconds"
+"""Set by each writing process (`proxy.analysis.comparing`): since when its store writes fail, 0 while they succeed."""
 
 
 class _ChangeBody(BaseModel):
@@ -105,10 +108,13 @@ class AdminApi:
         self._state = state
         self._registry = registry
         self._stale_after = STALE_AFTER_REFRESHES * settings.state_refresh_seconds
+        self._unready_after = settings.unready_after_seconds
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/health", self.health, methods=["GET"]),
+            Route("/live", self.live, methods=["GET"]),
+            Route("/ready", self.ready, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/api/services", self.services, methods=["GET"]),
             Route("/api/services/{service}", self.service, methods=["GET"]),
@@ -124,6 +130,43 @@ class AdminApi:
             body.update(status="degraded", reason="the store has not been read recently")
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
+
+    async def live(self, request: Request) -> Response:
+        """Liveness: this process answers. Never judges the store (a database outage must not restart replicas)."""
+        return JSONResponse({"status": "alive", "app": "shadowdiff-admin"})
+
+    def ready(self, request: Request) -> Response:
+        """Readiness: primaries read recently, and no process's store writes failing for `unready_after_seconds`.
+
+        Sync on purpose, like /metrics: with --workers N it reads every process's metric files.
+        """
+        reasons = []
+        staleness = self._state.staleness
+        if staleness is None or staleness > self._stale_after:
+            reasons.append("the store has not been read recently")
+        failing = self._failing_for()
+        if failing is not None and failing > self._unready_after:
+            reasons.append(f"store writes have failed for {failing:.0f}s (limit {self._unready_after:g}s)")
+        body: dict[str, Any] = {"status": "ready" if not reasons else "unready", "app": "shadowdiff-admin"}
+        body["store_failing_seconds"] = None if failing is None else round(failing, 1)
+        if reasons:
+            body["reasons"] = reasons
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    def _failing_for(self) -> float | None:
+        """Seconds since the oldest ongoing write failure of any process; None while every process writes."""
+        oldest = min(
+            (
+                sample.value
+                for metric in self._registry.collect()
+                if metric.name == FAILING_GAUGE
+                for sample in metric.samples
+                if sample.value > 0
+            ),
+            default=None,
+        )
+        return None if oldest is None else max(0.0, time.time() - oldest)
 
     def metrics(self, request: Request) -> Response:
         # Sync on purpose: in multiprocess mode collecting reads every worker's files; Starlette runs it in a thread.

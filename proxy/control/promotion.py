@@ -1,9 +1,12 @@
 """Which side is primary for each service right now: config, overridden by the store's audited promotions.
 
-Every process (worker, replica) holds a `PrimaryState` and re-reads the store every `state_refresh_seconds`, so a
-promotion made through any admin plane reaches every process within a refresh or two. The rule for what wins,
-config or a run-time promotion, is in docs/promotion.md: the newest decision wins, and a config value counts as a
-decision only when it is set explicitly and differs from the last one recorded from config.
+Every process (worker, replica) holds a `PrimaryState`. A promotion made through any admin plane is pushed to every
+process by the store's state feed (PostgreSQL LISTEN/NOTIFY, or SQLite polling), and each process also re-reads the
+store every few `refresh_seconds` in case a push was missed. Changes are race-free across admin planes: each is
+recorded only if the stored primary is still the one it was decided on (the store checks under a lock), else it is
+decided again. The rule for what wins, config or a run-time promotion, is in docs/promotion.md: the newest decision
+wins, and a config value counts as a decision only when it is set explicitly and differs from the last one recorded
+from config.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from diffs.storage import PromotionRecord
+from diffs.storage.feed import PROMOTION, Event
+from diffs.storage.store import PromotionConflict
 from proxy.config import ServiceConfig, Side, configured_primary, guide_flag
 from proxy.errors import ShadowdiffError
 
@@ -26,6 +31,10 @@ CONFIG_ACTORS = frozenset({"config", "env"})
 """Actors of rows recorded at start-up from configuration; the admin API refuses them as actor names."""
 AUDIT_LOOKBACK = 1000
 """How far back in one service's audit trail to look for its last config decision or last change."""
+ATTEMPTS = 5
+"""Decisions retried when another admin plane changed the same service meanwhile."""
+FOLLOWING_REFRESH = 5
+"""With the state feed, the periodic re-read runs this many times less often (it only catches missed pushes)."""
 
 
 class UnknownService(ShadowdiffError):
@@ -38,13 +47,17 @@ class NothingToRollBack(ShadowdiffError):
     """The service's primary was never changed, so there is no previous primary to return to."""
 
 
+class KeptChanging(ShadowdiffError):
+    """Other admin planes changed the service's primary every time this one decided (ATTEMPTS times)."""
+
+
 class PromotionStore(Protocol):
     """What `PrimaryState` needs from `diffs.storage.Store`."""
 
     async def get_primaries(self) -> dict[str, str]: ...
 
     async def record_promotion(
-        self, service: str, from_side: str, to_side: str, reason: str, actor: str
+        self, service: str, from_side: str, to_side: str, reason: str, actor: str, *, expected: str | None = ...
     ) -> PromotionRecord: ...
 
     async def list_promotions(self, service: str | None = None, limit: int = 100) -> list[PromotionRecord]: ...
@@ -127,7 +140,12 @@ class PrimaryState:
     # -- lifecycle ----------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the store once (errors propagate: a process must not start blind), then keep refreshing."""
+        """Follow the state feed, read the store once (errors propagate: a process must not start blind), then keep
+        re-reading now and then."""
+        follow = getattr(self._store, "follow", None)
+        if follow is not None:  # first, so that a promotion committed while we read is heard of
+            await follow(PROMOTION, self._pushed)
+            self._refresh_seconds *= FOLLOWING_REFRESH
         await self.refresh()
         task = asyncio.get_running_loop().create_task(self._refresh_forever(), name="primary-state-refresh")
         self._tasks.add(task)
@@ -156,6 +174,10 @@ class PrimaryState:
         self._primaries = fresh
         self._refreshed_at = time.monotonic()
 
+    async def _pushed(self, event: Event) -> None:
+        """Another process (or this one) promoted: read the new state now."""
+        await self.refresh()
+
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_seconds)
@@ -179,29 +201,40 @@ class PrimaryState:
         Run once per deployment start, before workers read the state. `environ` names the USE_V2_* flag in the
         audit row when one decided the value.
         """
-        stored = await self._store.get_primaries()
         recorded = []
         for name, config in self._services.items():
             wanted = configured_primary(config)
             if wanted is None:
                 continue
+            row = await self._reconcile_one(name, wanted, environ)
+            if row is not None:
+                recorded.append(row)
+        if recorded:
+            await self.refresh()
+        return recorded
+
+    async def _reconcile_one(self, name: str, wanted: Side, environ: Mapping[str, str]) -> PromotionRecord | None:
+        # Replicas starting together each try; the store lets one record the decision, the others find it done.
+        for _ in range(ATTEMPTS):
+            stored = (await self._store.get_primaries()).get(name)
             trail = await self._store.list_promotions(name, AUDIT_LOOKBACK)
             last = next((row for row in trail if row.actor in CONFIG_ACTORS), None)
             if last is not None and last.to_side == wanted:
-                continue
-            current = _side(stored.get(name)) or "v1"
+                return None
+            current = _side(stored) or "v1"
             flag = guide_flag(name, environ)
             if flag is not None:
                 actor, reason = "env", f"{flag[0]}={'true' if flag[1] else 'false'} at start-up"
             else:
                 actor, reason = "config", f"primary = {wanted!r} in the configuration at start-up"
-            row = await self._store.record_promotion(name, current, wanted, reason, actor)
+            try:
+                row = await self._store.record_promotion(name, current, wanted, reason, actor, expected=stored)
+            except PromotionConflict:
+                continue
             if current != wanted:
                 log.warning("%s: %s → %s by %s (%s)", name, current, wanted, actor, reason)
-            recorded.append(row)
-        if recorded:
-            await self.refresh()
-        return recorded
+            return row
+        raise KeptChanging(f"{name}: the primary kept changing while the configured one was being recorded")
 
     # -- run-time changes ---------------------------------------------------------------------------------------------
 
@@ -212,31 +245,48 @@ class PrimaryState:
             return await self._change(service, to, reason=reason, actor=actor)
 
     async def _change(self, service: str, to: Side, *, reason: str, actor: str) -> Change:
-        current = await self._current(service)
-        if current == to:
+        for _ in range(ATTEMPTS):
+            stored = (await self._store.get_primaries()).get(service)
+            current = self._current_of(service, stored)
+            if current == to:
+                self._set(service, to)
+                return Change(service, to, current, None)
+            try:
+                record = await self._store.record_promotion(service, current, to, reason, actor, expected=stored)
+            except PromotionConflict:
+                continue  # another admin plane changed it since we read: decide again on what it is now
             self._set(service, to)
-            return Change(service, to, current, None)
-        record = await self._store.record_promotion(service, current, to, reason, actor)
-        self._set(service, to)
-        log.warning("%s: %s → %s by %s (%s)", service, current, to, actor, reason)
-        return Change(service, to, current, record)
+            log.warning("%s: %s → %s by %s (%s)", service, current, to, actor, reason)
+            return Change(service, to, current, record)
+        raise KeptChanging(f"{service}: the primary kept changing; try again")
 
     async def rollback(self, service: str, *, reason: str, actor: str) -> Change:
         """Return `service` to the primary it had before its last change (the other side if the trail is unclear)."""
         self._check(service)
         async with self._changing:
-            current = await self._current(service)
-            trail = await self._store.list_promotions(service, AUDIT_LOOKBACK)
-            last_change = next((row for row in trail if row.from_side != row.to_side), None)
-            if last_change is None:
-                raise NothingToRollBack(f"{service} has never been promoted: its primary is still {current}")
-            previous = _side(last_change.from_side)
-            target = previous if previous is not None and last_change.to_side == current else other_side(current)
-            return await self._change(service, target, reason=reason, actor=actor)
+            for _ in range(ATTEMPTS):
+                stored = (await self._store.get_primaries()).get(service)
+                current = self._current_of(service, stored)
+                trail = await self._store.list_promotions(service, AUDIT_LOOKBACK)
+                last_change = next((row for row in trail if row.from_side != row.to_side), None)
+                if last_change is None:
+                    raise NothingToRollBack(f"{service} has never been promoted: its primary is still {current}")
+                previous = _side(last_change.from_side)
+                target = previous if previous is not None and last_change.to_side == current else other_side(current)
+                try:
+                    record = await self._store.record_promotion(
+                        service, current, target, reason, actor, expected=stored
+                    )
+                except PromotionConflict:
+                    continue
+                self._set(service, target)
+                log.warning("%s: %s → %s by %s (%s)", service, current, target, actor, reason)
+                return Change(service, target, current, record)
+            raise KeptChanging(f"{service}: the primary kept changing; try again")
 
-    async def _current(self, service: str) -> Side:
-        # Read the store rather than the cache: another admin plane may have changed it since the last refresh.
-        return _side((await self._store.get_primaries()).get(service)) or self._services[service].primary
+    def _current_of(self, service: str, stored: str | None) -> Side:
+        # The store's answer, not the cache: another admin plane may have changed it since the last refresh.
+        return _side(stored) or self._services[service].primary
 
     def _set(self, service: str, side: Side) -> None:
         self._local_changes += 1

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
-from store_fixtures import T0, Database, comparison, side
+from store_fixtures import T0, Database, comparison, postgres_schema, side
 
 from diffs.exchange import Comparison, ErrorKind, Outcome, Role
 from diffs.report import Window
@@ -194,3 +194,21 @@ async def test_only_kept_exchanges_get_a_row(database: Database) -> None:
     finally:
         await engine.dispose()
         await store.close()
+
+
+async def test_one_pruner_at_a_time_across_replicas(postgres_url: str) -> None:
+    async with postgres_schema(postgres_url) as database:
+        store = await database.open(retention=RetentionPolicy(max_exchanges=0, match_examples_per_endpoint=10))
+        other = database.engine()
+        try:
+            await store.write_batch([comparison(exchange_id=f"p{i}") for i in range(3)])
+            async with other.connect() as conn:  # another replica's pruner, mid-pass
+                key = "hashtext('shadowdiff.prune.' || current_schema())"
+                assert (await conn.execute(text(f"SELECT pg_try_advisory_lock({key})"))).scalar_one()
+                assert await store.prune() == 0
+                assert store.last_prune is not None and store.last_prune.skipped
+                await conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
+            assert await store.prune() == 3 and await store.count_exchanges() == 0
+        finally:
+            await other.dispose()
+            await store.close()

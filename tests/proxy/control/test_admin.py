@@ -230,7 +230,7 @@ class DownStore:
         raise StoreUnavailable("database unavailable: connection refused")
 
     async def record_promotion(
-        self, service: str, from_side: str, to_side: str, reason: str, actor: str
+        self, service: str, from_side: str, to_side: str, reason: str, actor: str, **options: Any
     ) -> PromotionRecord:
         raise StoreUnavailable("database unavailable: connection refused")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,9 +147,9 @@ class FlakyStore:
         return await self.store.get_primaries()
 
     async def record_promotion(
-        self, service: str, from_side: str, to_side: str, reason: str, actor: str
+        self, service: str, from_side: str, to_side: str, reason: str, actor: str, **options: Any
     ) -> PromotionRecord:
-        return await self.store.record_promotion(service, from_side, to_side, reason, actor)
+        return await self.store.record_promotion(service, from_side, to_side, reason, actor, **options)
 
     async def list_promotions(self, service: str | None = None, limit: int = 100) -> list[PromotionRecord]:
         return await self.store.list_promotions(service, limit)

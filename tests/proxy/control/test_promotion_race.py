@@ -1,0 +1,125 @@
+"""Two admin planes (two processes, two stores) changing the same service at once, and promotions pushed to others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from diffs.storage import PromotionRecord, Store
+from proxy.config import load_settings
+from proxy.control.promotion import PrimaryState
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'race.db'}", None
+        return
+    url = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield url, schema
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+class Interleaved:
+    """A store whose next read of the primaries waits for the other admin plane's: both decide on the same state."""
+
+    def __init__(self, store: Store, barrier: asyncio.Barrier) -> None:
+        self.store = store
+        self.barrier = barrier
+        self.hold = False
+
+    async def get_primaries(self) -> dict[str, str]:
+        primaries = await self.store.get_primaries()
+        if self.hold:
+            self.hold = False
+            await self.barrier.wait()
+        return primaries
+
+    async def record_promotion(self, *args: Any, **options: Any) -> PromotionRecord:
+        return await self.store.record_promotion(*args, **options)
+
+    async def list_promotions(self, service: str | None = None, limit: int = 100) -> list[PromotionRecord]:
+        return await self.store.list_promotions(service, limit)
+
+
+@contextlib.asynccontextmanager
+async def two_planes(database: tuple[str, str | None]) -> AsyncIterator[tuple[Interleaved, Interleaved, Store]]:
+    url, schema = database
+    first, second = await Store.open(url, schema=schema), await Store.open(url, schema=schema)
+    barrier = asyncio.Barrier(2)
+    try:
+        yield Interleaved(first, barrier), Interleaved(second, barrier), first
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_two_admin_planes_promoting_at_once_record_one_change(database: tuple[str, str | None]) -> None:
+    services = load_settings(environ={}).services
+    async with two_planes(database) as (a, b, store):
+        plane_a, plane_b = PrimaryState(services, a), PrimaryState(services, b)
+        a.hold = b.hold = True  # both read "v1" before either records
+        changes = await asyncio.gather(
+            plane_a.promote("orders", "v2", reason="", actor="ada"),
+            plane_b.promote("orders", "v2", reason="", actor="bob"),
+        )
+        assert sorted(c.changed for c in changes) == [False, True]
+        assert all(c.primary == "v2" for c in changes)
+        trail = await store.list_promotions("orders")
+        assert [(r.from_side, r.to_side) for r in trail] == [("v1", "v2")]
+
+
+async def test_a_rollback_racing_a_promotion_is_decided_on_what_the_other_did(
+    database: tuple[str, str | None],
+) -> None:
+    services = load_settings(environ={}).services
+    async with two_planes(database) as (a, b, store):
+        await store.record_promotion("orders", "v1", "v2", "", "ada")
+        plane_a, plane_b = PrimaryState(services, a), PrimaryState(services, b)
+        a.hold = b.hold = True
+        await asyncio.gather(
+            plane_a.rollback("orders", reason="", actor="ada"),
+            plane_b.rollback("orders", reason="", actor="bob"),
+        )
+        trail = [(r.from_side, r.to_side) for r in reversed(await store.list_promotions("orders"))]
+        # Each rollback is recorded against the state it saw: never two "v2 → v1" rows from one "v2".
+        assert trail == [("v1", "v2"), ("v2", "v1"), ("v1", "v2")]
+
+
+async def test_a_promotion_reaches_another_process_by_the_feed_without_waiting_for_its_refresh(
+    database: tuple[str, str | None],
+) -> None:
+    url, schema = database
+    admin_store, worker_store = await Store.open(url, schema=schema), await Store.open(url, schema=schema)
+    services = load_settings(environ={}).services
+    admin = PrimaryState(services, admin_store)
+    worker = PrimaryState(services, worker_store, refresh_seconds=600)  # only the feed can tell it in time
+    await worker.start()
+    try:
+        assert worker_store.feed.mode == ("listen" if schema else "poll")
+        began = time.monotonic()
+        await admin.promote("products", "v2", reason="", actor="ada")
+        while worker.primary("products") != "v2" and time.monotonic() - began < 10:
+            await asyncio.sleep(0.005)
+        assert worker.primary("products") == "v2"  # pushed: its own re-read is 10 minutes away
+    finally:
+        await worker.aclose()
+        await admin_store.close()
+        await worker_store.close()

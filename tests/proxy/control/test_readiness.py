@@ -1,0 +1,78 @@
+"""/ready fails while store writes fail past `unready_after_seconds`; /live does not; marks reach the comparer."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from diffs.storage import Store
+from proxy.analysis.comparing import ComparisonSink
+from proxy.config import load_settings
+from proxy.control.admin import create_admin_app
+from proxy.control.promotion import PrimaryState
+from proxy.dataplane.metrics import ProxyMetrics
+from tests.factories import exchange, order_body, primary, shadow
+
+
+async def _until(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.02)
+
+
+async def test_ready_turns_503_while_every_write_fails_and_back_when_they_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    settings = load_settings(overrides={"unready_after_seconds": 0.3}, environ={})
+    store = await Store.open(f"sqlite:///{path}", busy_timeout=0.02)
+    registry = CollectorRegistry()
+    sink = ComparisonSink(settings, store, ProxyMetrics(registry))
+    sink.writer.rollup_every = 0.02
+    sink.writer.max_backoff = 0.05
+    state = PrimaryState(settings.services, store)
+    await state.start()
+    await sink.start()
+    app = create_admin_app(settings, state=state, registry=registry)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin")
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert (await client.get("/ready")).json()["status"] == "ready"
+        locker.execute("BEGIN EXCLUSIVE")  # every write now fails, as on a full disk or a dead database
+        sink.submit(exchange())
+        await _until(lambda: sink.writer.failing_since is not None)
+        assert (await client.get("/ready")).status_code == 200  # failing, but not yet for 0.3 s
+        await asyncio.sleep(0.4)
+        unready = await client.get("/ready")
+        assert unready.status_code == 503 and "store writes have failed for" in unready.json()["reasons"][0]
+        assert (await client.get("/live")).status_code == 200  # a database outage never restarts the process
+        locker.execute("COMMIT")
+        await _until(lambda: sink.writer.failing_since is None)
+        assert (await client.get("/ready")).status_code == 200
+        assert sink.writer.written_rows == 1 and sink.writer.dropped_rows == 0
+    finally:
+        locker.close()
+        await client.aclose()
+        await sink.aclose(2)
+        await state.aclose()
+        await store.close()
+
+
+async def test_a_noise_mark_made_elsewhere_reaches_the_comparer_without_its_slow_refresh(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    admin_store, worker_store = await Store.open(url), await Store.open(url)
+    sink = ComparisonSink(load_settings(environ={}), worker_store, ProxyMetrics(CollectorRegistry()))
+    await sink.start()
+    try:
+        assert sink.marks_refresh_seconds >= 60  # it follows the feed; the loop only catches a missed push
+        await admin_store.add_noise_mark("GET /api/orders/{id}", "root.total", "rounding")
+        different = exchange(primary=primary(order_body(total="27.00")), shadow=shadow(order_body(total="28.00")))
+        await _until(lambda: sink.comparer.compare(different).outcome.value == "match")
+        assert sink.comparer.compare(different).outcome.value == "match"
+    finally:
+        await sink.aclose(2)
+        await admin_store.close()
+        await worker_store.close()
