@@ -48,9 +48,12 @@ class Pool:
     """PgBouncer in transaction mode: no prepared-statement caches, unique statement names, no LISTEN."""
 
 
-WAL_LIMIT_BYTES = 16 * 1024 * 1024
+WAL_LIMIT_BYTES = 1024 * 1024
 """SQLite truncates its write-ahead log back to this after each checkpoint, so the file does not keep the space
 it grew into (on a full disk, that space is what lets writes start again)."""
+WAL_CHECKPOINT_PAGES = 256
+"""Checkpoint every 256 pages (1 MiB at 4 KiB a page) instead of SQLite's 1000: the data lives in the database file,
+and the log stays small enough to be checkpointed in the little space a full disk gets back."""
 
 
 def make_engine(
@@ -98,6 +101,7 @@ def _sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int, *, wal: bool) -> 
             # WAL with NORMAL stays consistent after a crash; only the newest commits may be lost on power failure.
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -198,10 +202,10 @@ async def checkpoint(engine: AsyncEngine) -> None:
         pass
 
 
-TRANSIENT_SQLSTATES = ("08", "53", "57P", "58", "40001", "40P01", "55P03", "55006")
+TRANSIENT_SQLSTATES = ("08", "53", "57P", "58", "40001", "40P01", "55P03", "55006", "25006")
 """SQLSTATE prefixes worth a retry: connection exceptions, insufficient resources (disk full, out of memory, too
 many connections), operator intervention (admin or crash shutdown, cannot connect now), system errors (I/O),
-serialization failures, deadlocks, locks not available, objects in use."""
+serialization failures, deadlocks, locks not available, objects in use, a read-only transaction (a failover)."""
 _TRANSIENT_NAMES = frozenset(
     {
         "ConnectionDoesNotExistError",

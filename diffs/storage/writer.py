@@ -189,6 +189,7 @@ class BatchWriter:
         backoff = min(0.05, self.max_backoff)
         while True:
             if not self._pending and self._rollups_since is None:
+                self._healthy()  # nothing waits: whatever failed was written since, or let go (and counted)
                 self._idle.set()
                 if self._closing:
                     return

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -76,3 +81,53 @@ async def test_a_noise_mark_made_elsewhere_reaches_the_comparer_without_its_slow
         await sink.aclose(2)
         await admin_store.close()
         await worker_store.close()
+
+
+def test_ready_reads_every_process_s_failing_writes_in_multiprocess_mode(tmp_path: Path) -> None:
+    # With --workers N the admin plane runs in the supervisor: it hears of a worker's failing writes only through
+    # the metric files. Two writing processes, one failing for 100 s: /ready judges the oldest failure.
+    child = textwrap.dedent(
+        """
+        import sys, time
+        from prometheus_client import CollectorRegistry
+        from diffs.storage import Store
+        from proxy.analysis.comparing import ComparisonSink
+        from proxy.config import load_settings
+        from proxy.dataplane.metrics import ProxyMetrics
+        sink = ComparisonSink(load_settings(environ={}), Store.__new__(Store), ProxyMetrics(CollectorRegistry()))
+        failing = float(sys.argv[1])
+        sink._store_health(time.time() - failing if failing else None)
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for failing in ("0", "100"):
+        done = subprocess.run([sys.executable, "-c", child, failing], env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()
+    scrape = textwrap.dedent(
+        """
+        import asyncio, httpx, json
+        from prometheus_client import CollectorRegistry, multiprocess
+        from proxy.config import load_settings
+        from proxy.control.admin import create_admin_app
+        from proxy.control.promotion import PrimaryState
+
+        class Fresh:
+            staleness = 0.0
+            services = {}
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        app = create_admin_app(load_settings(environ={}), state=Fresh(), registry=registry)
+
+        async def main():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client:
+                response = await client.get("/ready")
+                print(json.dumps([response.status_code, response.json()]))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", scrape], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    status, body = json.loads(done.stdout)
+    assert status == 503 and 99 <= body["store_failing_seconds"] < 200
