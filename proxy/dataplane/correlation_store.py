@@ -1,14 +1,20 @@
-"""Persists learned id pairs so a restarted proxy still sends `GET /api/orders/7` to the shadow's own order."""
+"""Persists learned id pairs so a restarted proxy still sends `GET /api/orders/7` to the shadow's own order.
+
+New pairs go through an outbox (`diffs.storage.outbox`): kept and retried while the store is down, and counted in
+`shadowdiff_id_pairs_total{outcome}` (queued, written, retried, dropped_*), so none is lost without a number.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import orjson
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from diffs.storage import Store
+from diffs.storage.outbox import Outbox
 from proxy.dataplane.correlation import IdCorrelator, IdValue, Pairs
 
 log = structlog.get_logger("shadowdiff.correlation")
@@ -30,10 +36,25 @@ def _decode(text: str) -> IdValue:
 class CorrelationStore:
     """Loads a correlator's pairs at start-up and saves each create's new pairs in the background."""
 
-    def __init__(self, store: Store, correlator: IdCorrelator) -> None:
+    def __init__(self, store: Store, correlator: IdCorrelator, *, registry: CollectorRegistry | None = None) -> None:
         self.store = store
         self.correlator = correlator
         self._tasks: set[asyncio.Task[None]] = set()
+        counter = (
+            None
+            if registry is None
+            else Counter(
+                "shadowdiff_id_pairs",
+                "Id pairs learned from mirrored creates, by what became of them on their way to the store.",
+                ("outcome",),
+                registry=registry,
+            )
+        )
+        self.outbox: Outbox[tuple[str, str, str]] = Outbox(
+            self._write,
+            name="id-pairs",
+            on_count=None if counter is None else lambda outcome, n: counter.labels(outcome).inc(n),
+        )
         correlator.on_pairs = self.save
 
     async def load(self, services: Iterable[str]) -> int:
@@ -64,20 +85,19 @@ class CorrelationStore:
         task.add_done_callback(self._tasks.discard)
 
     def save(self, service: str, pairs: Pairs) -> None:
-        encoded = [(_encode(p), _encode(s)) for p, s in pairs]
-        task = asyncio.get_running_loop().create_task(self._save(service, encoded))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.outbox.put((service, _encode(p), _encode(s)) for p, s in pairs)
 
-    async def _save(self, service: str, pairs: list[tuple[str, str]]) -> None:
-        try:
+    async def _write(self, items: Sequence[tuple[str, str, str]]) -> None:
+        by_service: dict[str, list[tuple[str, str]]] = {}
+        for service, primary_id, shadow_id in items:
+            by_service.setdefault(service, []).append((primary_id, shadow_id))
+        for service, pairs in by_service.items():
             await self.store.save_correlations(service, pairs)
-        except Exception as exc:  # the in-memory map still has them; only a restart would forget
-            log.warning("cannot persist id correlations", service=service, count=len(pairs), error=str(exc))
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:
         for task in self._tasks:
             if task.get_name() == "shadowdiff-correlation-share":
                 task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.outbox.aclose(timeout)

@@ -199,7 +199,7 @@ async def build_proxy(
 
         stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
     correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
-    correlations = CorrelationStore(store, correlator)
+    correlations = CorrelationStore(store, correlator, registry=registry)
     await correlations.load(settings.services)
     if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another
         correlations.share(settings.services, settings.state_refresh_seconds)
