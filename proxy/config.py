@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from diffs.readiness import Criteria
 from diffs.rules import CompareRules, EndpointRules, NoiseConfig
 from proxy.errors import ConfigError
 
@@ -61,19 +62,6 @@ def default_services() -> dict[str, ServiceConfig]:
     }
 
 
-class ReadinessConfig(BaseModel):
-    """When a service's shadow is ready to be promoted: the web overview and `shadowdiff check` both judge by it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_samples: int = Field(default=100, ge=0)
-    max_diff_rate: float = Field(default=0.01, ge=0, le=1)
-    """Exchanges with a finding (noise excluded) / compared exchanges."""
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    max_p99_ratio: float = Field(default=1.2, gt=0)
-    """Shadow p99 / primary p99 (the migration guide expects V2 faster: below 1)."""
-
-
 class Settings(BaseSettings):
     """Everything shadowdiff needs, built once at start-up and passed in explicitly."""
 
@@ -118,7 +106,8 @@ class Settings(BaseSettings):
     redact_fields: tuple[str, ...] = ("password", "card_number", "token", "secret", "api_key")
     services: dict[str, ServiceConfig] = Field(default_factory=default_services)
     noise: NoiseConfig = NoiseConfig()
-    readiness: ReadinessConfig = ReadinessConfig()
+    readiness: Criteria = Criteria()
+    """When a service's shadow is ready to be promoted: the web overview and `shadowdiff check` both judge by it."""
     examples_per_field: int = Field(default=20, ge=1)
     retention_max_exchanges: int = Field(default=1_000_000, ge=1000)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from diffs.exchange import Outcome
 from diffs.readiness import Criteria
 from diffs.report import Window, parse_since
@@ -56,12 +58,18 @@ def float_param(params: Mapping[str, str], name: str, default: float) -> float:
 
 
 def criteria_from(params: Mapping[str, str], base: Criteria) -> Criteria:
-    return Criteria(
-        min_samples=int_param(params, "min_samples", base.min_samples, 0, 1_000_000_000),
-        max_diff_rate=float_param(params, "max_diff_rate", base.max_diff_rate),
-        max_error_rate=float_param(params, "max_error_rate", base.max_error_rate),
-        max_p99_ratio=float_param(params, "max_p99_ratio", base.max_p99_ratio),
-    )
+    """Readiness criteria from query parameters, each defaulting to `base`'s."""
+    try:
+        return Criteria(
+            min_samples=int_param(params, "min_samples", base.min_samples, 0, 1_000_000_000),
+            max_diff_rate=float_param(params, "max_diff_rate", base.max_diff_rate),
+            max_error_rate=float_param(params, "max_error_rate", base.max_error_rate),
+            max_p99_ratio=float_param(params, "max_p99_ratio", base.max_p99_ratio),
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        raise BadRequest(name, f"{error['msg'].lower()}, not {params.get(name)!r}") from None
 
 
 def exchange_filter(params: Mapping[str, str], services: list[str]) -> queries.ExchangeFilter:

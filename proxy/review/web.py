@@ -350,7 +350,5 @@ def admin_routes(
     settings: Settings, store: Store, state: PrimaryState, *, criteria: Criteria | None = None
 ) -> list[BaseRoute]:
     """Everything the report adds to the admin listener: /api/v1 and the web pages (pass as `extra_routes`)."""
-    if criteria is None:
-        criteria = Criteria(**settings.readiness.model_dump())
-    ctx = ReportContext(settings, store, state, criteria=criteria)
+    ctx = ReportContext(settings, store, state, criteria=settings.readiness if criteria is None else criteria)
     return [*api_v1.routes(ctx), *routes(ctx)]
