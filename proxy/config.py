@@ -6,12 +6,14 @@ Bad values fail at start-up with a message naming the key and the value (`Config
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -273,3 +275,11 @@ class _patched_environ:
     def __exit__(self, *exc: object) -> None:
         os.environ.clear()
         os.environ.update(self._saved)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Once per process (server, worker, analysis): stdlib logging and structlog both at `settings.log_level`."""
+    level = getattr(logging, settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("shadowdiff").setLevel(level)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
