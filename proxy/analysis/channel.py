@@ -196,6 +196,11 @@ class AnalysisChannel:
     def held_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def waiting(self) -> int:
+        """Exchanges and records handed on and not yet settled."""
+        return len(self._entries)
+
     # -- reports from the analysis process ----------------------------------------------------------------------------
 
     def _progress(self, link: _Link, report: dict[str, Any]) -> None:

@@ -295,6 +295,19 @@ async def test_two_workers_all_switch_within_seconds_of_a_promotion(tmp_path: Pa
         # Both workers' counts, added up by the admin plane; each worker applies its own every 0.5 s.
         await eventually(all_counted, 5, f"the admin plane counts all {sent} requests")
 
+        async def all_compared() -> bool:
+            async with httpx.AsyncClient(timeout=5) as client:
+                metrics = (await client.get(f"{admin}/metrics")).text
+            compared = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith("shadowdiff_comparisons_total{") and 'service="orders"' in line
+            )
+            return compared == sent and "shadowdiff_comparison_backlog{" in metrics
+
+        # Each worker's analysis process compared every exchange; its worker counted them in the shared files.
+        await eventually(all_compared, 10, f"the admin plane counts all {sent} comparisons")
+
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
         await asyncio.sleep(0.2)
