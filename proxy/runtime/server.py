@@ -83,7 +83,13 @@ def url_of(sock: socket.socket) -> str:
 
 
 class Listener(uvicorn.Server):
-    """A uvicorn server that leaves signals to its owner, so one handler stops every listener of the process."""
+    """A uvicorn server that leaves signals to its owner, so one handler stops every listener of the process.
+
+    uvicorn has no public switch for this: `capture_signals` is the method its `serve` wraps itself in, and it raises
+    SystemExit when a lifespan start-up fails (`serve_together` turns that into StartupFailed). Both are internals:
+    the lock pins uvicorn, and tests/proxy/runtime/test_server.py checks both, so an upgrade that changes them fails
+    there first.
+    """
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

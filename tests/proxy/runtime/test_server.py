@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from diffs.storage import Store
 from proxy.config import ConfigError, Settings, load_settings
-from proxy.runtime.server import ListenError, ShadowdiffServer
+from proxy.runtime.server import ListenError, ShadowdiffServer, StartupFailed, bind, listener, serve_together
 from tests.servers import free_port, run_server, run_shadowdiff
 
 SHADOWDIFF = str(Path(sys.executable).with_name("shadowdiff"))
@@ -171,6 +171,43 @@ async def test_after_exit_both_ports_are_closed(tmp_path: Path, upstreams: tuple
         for url in urls:
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"{url}/health")
+
+
+# -- the uvicorn internals the server relies on (pinned by the lock; these fail first if an upgrade changes them) --
+
+
+async def test_a_listener_leaves_the_process_signal_handlers_alone(tmp_path: Path) -> None:
+    # uvicorn's `serve` installs its own SIGINT/SIGTERM handlers through `capture_signals`; the Listener overrides
+    # that method so that one handler (the server's or the supervisor's) stops every listener of the process.
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = listener(stand_in("v1"), make_settings(tmp_path, ("http://127.0.0.1:1", "http://127.0.0.1:2")))
+    sock = bind("127.0.0.1", 0)
+    task = asyncio.get_running_loop().create_task(serve_together([(server, sock)]))
+    try:
+        while not server.started:
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_a_failed_lifespan_start_up_is_one_clear_error(tmp_path: Path) -> None:
+    # uvicorn raises SystemExit when an app's lifespan start-up fails; serve_together makes it a StartupFailed.
+    @contextlib.asynccontextmanager
+    async def broken(app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("no database")
+        yield
+
+    server = listener(Starlette(lifespan=broken), make_settings(tmp_path, ("http://127.0.0.1:1", "http://127.0.0.1:2")))
+    sock = bind("127.0.0.1", 0)
+    try:
+        with pytest.raises(StartupFailed, match="failed to start"):
+            await serve_together([(server, sock)])
+    finally:
+        sock.close()
 
 
 # -- --workers 2, as a user runs it -----------------------------------------------------------------------------------
