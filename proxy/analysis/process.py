@@ -29,6 +29,9 @@ log = structlog.get_logger("shadowdiff.analysis")
 
 REPORT_SECONDS = 0.02
 """How often progress goes back to the data plane at most (its queue bound is released at this pace)."""
+NICENESS = 10
+"""Analysis is background work: when the cores are busy, the processes that answer clients get them first (and a
+backlog here ends in counted drops, never in a slower client)."""
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, Any, memoryview] | None:
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     for sig in (signal.SIGINT, signal.SIGTERM):  # the worker decides, and closes the channel
         signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     sock = socket.socket(fileno=int(args[0]))
     factory: Any = None
     with contextlib.suppress(ImportError):
