@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     upstream_keepalive_seconds: float = Field(default=30.0, gt=0)
     """How long an idle upstream connection is kept for reuse."""
     queue_size: int = Field(default=2_000, ge=1)
-    """Exchanges waiting to be compared, per worker; beyond it (or 8 MiB of bodies) they are dropped and counted."""
+    """Exchanges handed to the analysis process and not yet stored, per worker; beyond it (or max(8 MiB,
+    4 × max_response_body) of bodies) they are dropped and counted."""
     drain_seconds: float = Field(default=5.0, ge=0)
     correlation_capacity: int = Field(default=100_000, ge=1)
     correlation_wait_seconds: float = Field(default=2.0, ge=0)
