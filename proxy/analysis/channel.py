@@ -288,7 +288,7 @@ class AnalysisChannel:
                 try:
                     link = await self._connect()
                     break
-                except AnalysisUnavailable as exc:
+                except (AnalysisUnavailable, OSError) as exc:  # keep trying: exchanges wait (bounded) meanwhile
                     log.error("cannot restart the analysis process", error=str(exc))
                     backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
 
