@@ -307,17 +307,15 @@ async def test_two_workers_all_switch_within_seconds_of_a_promotion(tmp_path: Pa
             sent += len(answers)
             return set(answers) == {"v2"}
 
-        # When the first batch that comes back all-v2 was sent, measured from the promotion (a loaded machine may
-        # take a while to answer a batch; what matters is that requests sent by then are all served by v2).
+        # Batches go on until 4.5 s after the promotion; the last one with a v1 answer must have been sent within 3 s
+        # of it, and every batch sent after that is all v2. One all-v2 batch alone proves nothing: a worker can accept
+        # a whole batch of new connections while the other has not re-read the state yet (it does every second).
         promoted_at = time.monotonic()
-        while True:
-            sent_after = time.monotonic() - promoted_at
-            if await all_v2(10):
-                break
-            assert sent_after < 3, "a worker still answered from v1 3 s after the promotion"
-        assert sent_after < 3
-        for _ in range(2):  # and it stays so
-            assert await all_v2(20)
+        last_v1 = None
+        while (sent_after := time.monotonic() - promoted_at) < 4.5:
+            if not await all_v2(10):
+                last_v1 = sent_after
+        assert last_v1 is None or last_v1 < 3, f"a worker still answered from v1 {last_v1:.1f} s after the promotion"
 
         async def all_counted() -> bool:
             async with httpx.AsyncClient(timeout=5) as client:
