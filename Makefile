@@ -50,10 +50,10 @@ pytest: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 
-## Refresh the locks (requirements/base.txt, requirements/test.txt) from pyproject.toml: newest allowed versions.
+## Refresh the locks (requirements/*.txt) from pyproject.toml, keeping current pins; UPGRADE=1: newest allowed.
 lock: $(TEST_STAMP)
-	$(LOCK) --upgrade -o requirements/base.txt
-	$(LOCK) --upgrade --extra test -o requirements/test.txt
+	$(LOCK) $(if $(UPGRADE),--upgrade) -o requirements/base.txt
+	$(LOCK) $(if $(UPGRADE),--upgrade) --extra test -o requirements/test.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.db *.db-wal *.db-shm
