@@ -19,19 +19,11 @@ from diffs.storage import queries
 from proxy.config import Side
 from proxy.control.admin import error, promotion_json
 from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
+from proxy.review.auth import token_ok
+from proxy.review.context import ReportContext
+from proxy.review.json_views import exchange_json, noise_mark_json, summary_json
 from proxy.review.openapi import Operation, Param, openapi_document
-from proxy.review.report_context import (
-    BadRequest,
-    ReportContext,
-    criteria_from,
-    cursor_from,
-    exchange_filter,
-    exchange_json,
-    int_param,
-    noise_mark_json,
-    summary_json,
-    window_from,
-)
+from proxy.review.params import BadRequest, criteria_from, cursor_from, exchange_filter, int_param, window_from
 
 PREFIX = "/api/v1"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -136,7 +128,7 @@ class ApiV1:
         handler: Handler = getattr(self, op.handler)
 
         async def endpoint(request: Request) -> Response:
-            if op.mutating and not self.ctx.token_ok(request):
+            if op.mutating and not token_ok(self.ctx.settings.admin_token, request):
                 response = error(
                     401, "UNAUTHORIZED", "missing or wrong admin token: send Authorization: Bearer <token>"
                 )

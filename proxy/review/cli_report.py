@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -77,6 +78,17 @@ def _rate(value: str | None) -> float | None:
     if number < 0:
         raise typer.BadParameter(f"{value!r} is negative")
     return number
+
+
+def _criteria(base: Criteria, given: dict[str, float | None]) -> Criteria:
+    """`base` with the criteria given as flags, validated as the config's [readiness] section is."""
+    try:
+        return Criteria.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        hint = f"--{name.replace('_', '-')}"
+        raise typer.BadParameter(f"{error['msg'].lower()}, not {given[name]}", param_hint=hint) from None
 
 
 # ---------------------------------------------------------------- reading the store
@@ -208,8 +220,7 @@ def report(
     if format not in FORMATS:
         raise typer.BadParameter(f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
     with _one_line_errors():
-        readiness = _settings(config, database_url).readiness
-        result = load(config, database_url, since, service, Criteria(**readiness.model_dump()), run)
+        result = load(config, database_url, since, service, _settings(config, database_url).readiness, run)
         if format == "table":
             console = Console(file=out.open("w", encoding="utf-8"), width=WIDE) if out else _console()
             with contextlib.closing(console.file) if out else contextlib.nullcontext():
@@ -301,13 +312,13 @@ def gate(
 ) -> int:
     """`check`'s verdict printed, and its exit code (0 ready, 1 not ready, 2 cannot tell); `replay --check` too."""
     with _one_line_errors(CANNOT_TELL):
-        base = _settings(config, database_url).readiness
-        criteria = Criteria(
-            min_samples=base.min_samples if min_samples is None else min_samples,
-            max_diff_rate=base.max_diff_rate if max_diff_rate is None else _rate(max_diff_rate) or 0.0,
-            max_error_rate=base.max_error_rate if max_error_rate is None else _rate(max_error_rate) or 0.0,
-            max_p99_ratio=base.max_p99_ratio if max_p99_ratio is None else max_p99_ratio,
-        )
+        given = {
+            "min_samples": min_samples,
+            "max_diff_rate": _rate(max_diff_rate),
+            "max_error_rate": _rate(max_error_rate),
+            "max_p99_ratio": max_p99_ratio,
+        }
+        criteria = _criteria(_settings(config, database_url).readiness, given)
         result = load(config, database_url, since, service, criteria, run)
     judged = [s for s in result.services if s.service == service] if service else list(result.active)
     if not judged:

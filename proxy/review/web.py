@@ -28,15 +28,9 @@ from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
 from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
 from proxy.review import api_v1
-from proxy.review.report_context import (
-    BadRequest,
-    ReportContext,
-    criteria_from,
-    cursor_from,
-    exchange_filter,
-    int_param,
-    window_from,
-)
+from proxy.review.auth import token_ok
+from proxy.review.context import ReportContext
+from proxy.review.params import BadRequest, criteria_from, cursor_from, exchange_filter, int_param, window_from
 
 WINDOWS = (
     ("", "all time"),
@@ -332,7 +326,7 @@ class WebReport:
         origin = request.headers.get("origin")
         if origin is not None and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
             return self._error(request, 403, "Refused: this form was posted from another site.")
-        if not self.ctx.token_ok(request, form.get("token") if "token" in form else None):
+        if not token_ok(self.ctx.settings.admin_token, request, form.get("token") if "token" in form else None):
             return self._error(request, 401, "The admin token is missing or wrong.")
         return None
 
@@ -356,7 +350,5 @@ def admin_routes(
     settings: Settings, store: Store, state: PrimaryState, *, criteria: Criteria | None = None
 ) -> list[BaseRoute]:
     """Everything the report adds to the admin listener: /api/v1 and the web pages (pass as `extra_routes`)."""
-    if criteria is None:
-        criteria = Criteria(**settings.readiness.model_dump())
-    ctx = ReportContext(settings, store, state, criteria=criteria)
+    ctx = ReportContext(settings, store, state, criteria=settings.readiness if criteria is None else criteria)
     return [*api_v1.routes(ctx), *routes(ctx)]

@@ -64,6 +64,22 @@ async def test_readiness_takes_criteria_from_the_query(api: Api) -> None:
     assert [f["criterion"] for f in strict["services"][0]["failures"]] == ["min_samples"]
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"max_diff_rate": "2"}, "max_diff_rate"),
+        ({"max_p99_ratio": "0"}, "max_p99_ratio"),
+        ({"min_samples": "x"}, "min_samples"),
+    ],
+)
+async def test_criteria_out_of_range_are_422_as_in_the_config(api: Api, params: dict[str, str], field: str) -> None:
+    # One type for readiness criteria: a rate above 1 is refused in the query as it is in [readiness].
+    client, _ = api
+    response = await client.get("/api/v1/readiness", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["errors"][0]["field"] == field
+
+
 async def test_services_service_and_endpoints(api: Api) -> None:
     client, ctx = api
     services = (await client.get("/api/v1/services")).json()["services"]

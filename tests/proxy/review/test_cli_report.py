@@ -175,6 +175,9 @@ def test_check_exits_2_when_it_cannot_tell(tmp_path: Path, database: str) -> Non
     assert missing.exit_code == 2 and "run `shadowdiff proxy` first" in one_line_error(missing)
     bad_rate = run("check", "--database-url", database, "--max-diff-rate", "lots")
     assert bad_rate.exit_code == 2 and "'lots' is not a rate" in bad_rate.output + bad_rate.stderr
+    above_one = run("check", "--database-url", database, "--max-error-rate", "150%")
+    assert above_one.exit_code == 2 and "--max-error-rate" in above_one.output + above_one.stderr
+    assert "Traceback" not in above_one.output + above_one.stderr
 
 
 def test_check_and_the_web_overview_agree(database: str) -> None:
