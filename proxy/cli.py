@@ -295,15 +295,19 @@ def promote(
 
 @app.command()
 def rollback(
-    service: Annotated[str, typer.Argument(help="The service to return to its previous primary.")],
+    service: Annotated[str, typer.Argument(help="The service to put back on V1.")],
     reason: Reason = "",
     admin_url: AdminUrl = ADMIN_URL,
     token: Token = None,
     actor: Actor = None,
 ) -> None:
-    """Return SERVICE to the primary it had before its last promotion."""
+    """Make V1 the primary of SERVICE again, now; running it twice is safe (the second says nothing changed)."""
     body = {"reason": reason, "actor": actor or _whoami()}
-    typer.echo(_describe(_post(admin_url, f"/api/services/{service}/rollback", body, token)))
+    result = _post(admin_url, f"/api/services/{service}/rollback", body, token)
+    if not result["changed"]:
+        typer.echo(f"{result['service']['name']}: primary is already v1; nothing to roll back")
+        return
+    typer.echo(_describe(result))
 
 
 def _whoami() -> str:

@@ -1,7 +1,8 @@
 """The web report on the admin listener: overview, endpoints, exchanges, latency charts, noise marks, promotions.
 
-Server-rendered Jinja2 pages over the same `ReportContext` the /api/v1 routes use. Mutations are plain form POSTs,
-refused from other origins and, when an admin token is configured, without it.
+Server-rendered Jinja2 pages over the same `ReportContext` the /api/v1 routes use. Mutations are plain form POSTs that
+carry the session's CSRF token (checked, with the origin, by `proxy.control.guard`) and, when an admin token is
+configured, the token.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from diffs.readiness import Criteria
 from diffs.report import Report, Verdict
 from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
-from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
+from proxy.control.guard import CSRF_FIELD, csrf_token
+from proxy.control.promotion import ROLLBACK_TARGET, PrimaryState, UnknownService
 from proxy.review import api_v1
 from proxy.review.report_context import (
     BadRequest,
@@ -159,6 +161,8 @@ class WebReport:
         context.update(
             standalone=False,
             token_required=self.ctx.settings.admin_token is not None,
+            csrf_field=CSRF_FIELD,
+            csrf_token=csrf_token(request.scope),
             services=self.ctx.services,
             windows=WINDOWS,
             since=request.query_params.get("since", ""),
@@ -310,28 +314,25 @@ class WebReport:
         actor = f"web@{request.client.host}" if request.client is not None else "web"
         reason = form.get("reason", "").strip()[:1000]
         action = form.get("action")
-        try:
-            if action == "promote":
-                to = self.ctx.state.shadow(service)
-                change = await self.ctx.state.promote(
-                    service, to, reason=reason or f"promoted to {to} from the web report", actor=actor
-                )
-            elif action == "rollback":
-                change = await self.ctx.state.rollback(
-                    service, reason=reason or "rolled back from the web report", actor=actor
-                )
-            else:
-                return self._error(request, 422, f"Unknown action {action!r}: promote or rollback.")
-        except NothingToRollBack as exc:
-            return RedirectResponse("/promotions" + _qs(message=str(exc)), 303)
-        message = f"{service}: primary is now {change.primary} (was {change.previous})"
+        if action == "promote":
+            to = self.ctx.state.shadow(service)
+            change = await self.ctx.state.promote(
+                service, to, reason=reason or f"promoted to {to} from the web report", actor=actor
+            )
+        elif action == "rollback":
+            change = await self.ctx.state.rollback(
+                service, reason=reason or f"rolled back to {ROLLBACK_TARGET} from the web report", actor=actor
+            )
+        else:
+            return self._error(request, 422, f"Unknown action {action!r}: promote or rollback.")
+        if change.changed:
+            message = f"{service}: primary is now {change.primary} (was {change.previous})"
+        else:
+            message = f"{service}: primary is already {change.primary}; nothing changed"
         return RedirectResponse("/promotions" + _qs(message=message), 303)
 
     def _deny(self, request: Request, form: Mapping[str, str]) -> Response | None:
-        """Refuse a cross-site form POST (browsers send Origin) and, with a token configured, a missing one."""
-        origin = request.headers.get("origin")
-        if origin is not None and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-            return self._error(request, 403, "Refused: this form was posted from another site.")
+        """With a token configured, refuse a form without it (the guard has refused other sites' forms already)."""
         if not self.ctx.token_ok(request, form.get("token") if "token" in form else None):
             return self._error(request, 401, "The admin token is missing or wrong.")
         return None
