@@ -1,62 +1,33 @@
 """The `shadowdiff` command line: run V1, V2, the proxy or the whole demo stack; seed; promote and roll back.
 
-Every flag also reads a SHADOWDIFF_* environment variable. Failures are one line on stderr and exit code 1.
+Every flag also reads a SHADOWDIFF_* environment variable. Failures are one line on stderr and exit code 2
+(`proxy.cli_common`, which every command shares).
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import importlib
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal
 
 import typer
 
+from proxy.cli_common import choice_option, confirm, fail, new_app, one_line_errors
 from proxy.control.admin_client import call_admin
 from proxy.errors import ShadowdiffError
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    help="shadowdiff: mirror traffic to V1 and V2, diff the responses, promote V2 per service.",
-)
+app = new_app("shadowdiff: mirror traffic to V1 and V2, diff the responses, promote V2 per service.")
 
 ADMIN_URL = "http://127.0.0.1:8900"
 LEGACY_DATABASE_URL = "sqlite:///./legacy.db"
 V2_DATABASE_URL = "sqlite+aiosqlite:///./v2.db"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"shadowdiff: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Our own errors and bad values become one line on stderr and exit 1; Ctrl-C before serving exits quietly."""
-    try:
-        yield
-    except ShadowdiffError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # the apps' settings objects validate with ValueError
-        fail(str(exc))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _log_level(value: str) -> str:
-    if value.lower() not in LOG_LEVELS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
-    return value.lower()
 
 
 LogLevel = Annotated[
-    str, typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", callback=_log_level, help="critical|error|warning|info|debug.")
+    Literal["critical", "error", "warning", "info", "debug"],
+    choice_option(envvar="SHADOWDIFF_LOG_LEVEL", help="How much the app logs."),
 ]
 
 
@@ -174,8 +145,8 @@ def proxy(
         typer.Option(envvar="SHADOWDIFF_WORKERS", help="Proxy worker processes sharing the port (default 1)."),
     ] = None,
     log_level: Annotated[
-        str | None,
-        typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", help="critical|error|warning|info|debug (default info)."),
+        Literal["critical", "error", "warning", "info", "debug"] | None,
+        choice_option(envvar="SHADOWDIFF_LOG_LEVEL", help="How much the proxy logs (default info)."),
     ] = None,
 ) -> None:
     """Run the proxy and its admin plane in front of any two HTTP services."""
@@ -282,15 +253,43 @@ Actor = Annotated[
 @app.command()
 def promote(
     service: Annotated[str, typer.Argument(help="orders, products, ai, default, or one from your config.")],
-    to: Annotated[str, typer.Option(envvar="SHADOWDIFF_PROMOTE_TO", help="v2 (or v1).")] = "v2",
+    to: Annotated[Literal["v1", "v2"], choice_option(envvar="SHADOWDIFF_PROMOTE_TO", help="The new primary.")] = "v2",
     reason: Reason = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote without asking, even when the report says NOT READY.")
+    ] = False,
     admin_url: AdminUrl = ADMIN_URL,
     token: Token = None,
     actor: Actor = None,
 ) -> None:
-    """Make V2 (or V1) the primary of SERVICE now, on every worker and replica; V1 becomes the shadow."""
+    """Make V2 (or V1) the primary of SERVICE now, on every worker and replica; V1 becomes the shadow.
+
+    When the report says SERVICE is NOT READY, asks first (or refuses without a terminal, unless --force).
+    """
+    _confirm_readiness(admin_url, service, to, force)
     body = {"to": to, "reason": reason, "actor": actor or _whoami()}
     typer.echo(_describe(_post(admin_url, f"/api/services/{service}/promote", body, token)))
+
+
+def _confirm_readiness(admin_url: str, service: str, to: str, force: bool) -> None:
+    """Ask before making a shadow that the readiness gate refuses (or cannot judge) the primary."""
+    if force:
+        return
+    try:
+        info = call_admin("GET", admin_url, f"/api/v1/services/{service}", timeout=30)
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    if info.get("shadow") != to:
+        return  # already the primary: nothing will change
+    readiness = info.get("readiness", {})
+    if readiness.get("ready"):
+        return
+    why = "; ".join(f["message"] for f in readiness.get("failures", ())) or "no verdict"
+    confirm(
+        f"{service} is NOT READY ({why}). Make {to} its primary anyway?",
+        force=force,
+        refusal=f"{service} is NOT READY ({why}); not promoted. Pass --force to promote anyway",
+    )
 
 
 @app.command()
