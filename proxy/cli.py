@@ -272,15 +272,15 @@ def promote(
 
 
 def _confirm_readiness(admin_url: str, service: str, to: str, force: bool) -> None:
-    """Ask before making a shadow that the readiness gate refuses (or cannot judge) the primary."""
+    """Ask before making V2 the primary while the readiness gate refuses it (or cannot judge it)."""
     if force:
         return
     try:
         info = call_admin("GET", admin_url, f"/api/v1/services/{service}", timeout=30)
     except ShadowdiffError as exc:
         fail(str(exc))
-    if info.get("shadow") != to:
-        return  # already the primary: nothing will change
+    if to != "v2" or info.get("shadow") != to:
+        return  # back to V1 is a rollback, and promoting the primary changes nothing: neither asks
     readiness = info.get("readiness", {})
     if readiness.get("ready"):
         return

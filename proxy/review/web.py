@@ -24,7 +24,7 @@ from diffs import page_views, report_formats
 from diffs.exchange import Outcome
 from diffs.noise import Marks
 from diffs.readiness import Criteria
-from diffs.report import Report, Verdict
+from diffs.report import FieldSummary, Report, Verdict, Window
 from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
 from proxy.control.guard import CSRF_FIELD, csrf_token
@@ -115,6 +115,14 @@ def _side_view(name: str, side: StoredSide | None, paths: list[str], noise_paths
     }
 
 
+def _field_groups(fields: tuple[FieldSummary, ...]) -> list[tuple[str, str, tuple[page_views.TreeRow, ...]]]:
+    """(group, label, tree): the findings first, then what is noise or marked; each group a tree of its own."""
+    findings = [f for f in fields if f.verdict == Verdict.FINDING]
+    others = [f for f in fields if f.verdict != Verdict.FINDING]
+    groups = [("finding", "Findings", findings), ("noise", "Noise and marked noise", others)]
+    return [(group, label, page_views.field_tree(chosen)) for group, label, chosen in groups if chosen]
+
+
 def _local(target: str | None, fallback: str) -> str:
     """A redirect target only if it stays on this site (no scheme, no host, no `//`)."""
     if not target or not target.startswith("/") or target.startswith("//"):
@@ -199,7 +207,7 @@ class WebReport:
             report=report,
             summary=summary,
             ep=found,
-            tree=page_views.field_tree(found.fields),
+            trees=_field_groups(found.fields),
             marks=marks,
             examples=await queries.field_examples(self.ctx.store, name),
             chart=page_views.latency_chart(found.latency),
@@ -316,6 +324,12 @@ class WebReport:
         action = form.get("action")
         if action == "promote":
             to = self.ctx.state.shadow(service)
+            if to == "v2" and form.get("confirm") != "yes":  # back to v1 is a rollback: never asks
+                summary = (await self.ctx.report(Window(), service)).service(service)
+                if summary is None or not summary.readiness.ready:
+                    return self._render(
+                        request, "confirm_promotion.html", title=f"Promote {service}?", s=summary, to=to, reason=reason
+                    )
             change = await self.ctx.state.promote(
                 service, to, reason=reason or f"promoted to {to} from the web report", actor=actor
             )

@@ -117,7 +117,7 @@ async def test_marking_a_field_as_noise_stores_the_mark_and_clears_the_finding(m
     assert 'data-verdict="marked"' in html and "Unmark" in html
     overview = (await client.get("/")).text
     orders = overview[overview.index('data-service="orders"') : overview.index('data-service="products"')]
-    assert "diff rate" not in orders  # the only finding is noise now
+    assert 'data-criterion="max_diff_rate"' not in orders  # the only finding is noise now
     (mark,) = await ctx.store.list_noise_marks()
     removed = await post_form(client, f"/noise/{mark.id}/delete", data={"next": here})
     assert removed.status_code == 303 and await ctx.store.list_noise_marks() == []
@@ -152,9 +152,9 @@ async def test_forms_posted_from_another_site_are_refused(make: Make) -> None:
     )
     assert response.status_code == 403 and ctx.state.primary("orders") == "v1"
     same = await post_form(
-        client, "/promotions/orders", data={"action": "promote"}, headers={"origin": "http://127.0.0.1:8900"}
+        client, "/promotions/products", data={"action": "promote"}, headers={"origin": "http://127.0.0.1:8900"}
     )
-    assert same.status_code == 303
+    assert same.status_code == 303 and ctx.state.primary("products") == "v2"
 
 
 async def test_redirects_stay_on_the_admin_site(make: Make) -> None:
@@ -244,6 +244,41 @@ async def test_promote_and_roll_back_from_the_promotions_page(make: Make) -> Non
     assert (await post_form(client, "/promotions/orders", data={"action": "explode"})).status_code == 422
 
 
+def promotion_row(html: str, service: str) -> str:
+    row = html[html.index(f'<tr data-service="{service}">') :]
+    return row[: row.index("</tr>")]
+
+
+async def test_promoting_a_not_ready_service_asks_for_confirmation(make: Make) -> None:
+    """Issue 13: the solid green "Promote v2 to primary" asked nothing, even for a NOT READY service."""
+    client, ctx = await make()
+    listing = (await client.get("/promotions")).text
+    assert "Promote v2…" in promotion_row(listing, "orders") and 'class="go"' not in promotion_row(listing, "orders")
+    assert "Promote v2 to primary" in promotion_row(listing, "products")  # READY: one click
+    asked = await post_form(client, "/promotions/orders", data={"action": "promote", "reason": "trying"})
+    assert asked.status_code == 200 and ctx.state.primary("orders") == "v1"
+    assert text_of(asked.text, r'<li data-criterion="[^"]+">(.*?)</li>') == [
+        "diff rate 7.14% > 1.00%",
+        "shadow error rate 1.43% > 1.00%",
+    ]
+    assert 'name="confirm" value="yes"' in asked.text and 'value="trying"' in asked.text
+    confirmed = await post_form(client, "/promotions/orders", data={"action": "promote", "confirm": "yes"})
+    assert confirmed.status_code == 303 and ctx.state.primary("orders") == "v2"
+
+
+async def test_rollback_is_offered_only_where_v2_serves(make: Make) -> None:
+    """Issue 13: "Roll back" was offered for services never promoted."""
+    client, ctx = await make()
+    listing = (await client.get("/promotions")).text
+    assert "Roll back" not in listing
+    await ctx.state.promote("products", "v2", reason="", actor="test")
+    listing = (await client.get("/promotions")).text
+    assert "Roll back to v1" in promotion_row(listing, "products") and "Promote" not in promotion_row(
+        listing, "products"
+    )
+    assert "Roll back" not in promotion_row(listing, "orders")
+
+
 async def test_the_html_report_file_is_self_contained(make: Make) -> None:
     _, ctx = await make()
     report = await queries.load_report(
@@ -299,3 +334,25 @@ async def test_diff_values_are_shown_as_json_text_and_escaped(make: Make) -> Non
         '"<b>a >= b</b>"',
         "null",
     ]
+
+
+async def test_endpoint_page_lists_findings_before_noise(make: Make) -> None:
+    """Issue 13: on the endpoint page noise rows sat alphabetically among findings."""
+    client, ctx = await make()
+    comparer = Comparer(ctx.settings.services, ctx.settings.noise)
+    batch = []
+    for n in range(6):
+        order = {**f.order_body(id=900 + n), "aaa_stamp": "p"}
+        x = f.exchange(
+            primary=f.primary(order),
+            shadow=f.shadow({**order, "aaa_stamp": "s"}),
+            secondary=f.secondary({**order, "aaa_stamp": "2nd"}),  # differs on the secondary too: noise
+            path=f"/api/orders/{900 + n}",
+        )
+        batch.append(comparer.compare(x))
+    await ctx.store.write_batch(batch)
+    html = (await client.get("/endpoint", params={"endpoint": GET_ORDER})).text
+    groups = re.findall(r'<tr class="group" data-group="(\w+)">', html)
+    assert groups == ["finding", "noise"]
+    total, stamp = html.index('data-path="root.total"'), html.index('data-path="root.aaa_stamp"')
+    assert html.index('data-group="finding"') < total < html.index('data-group="noise"') < stamp
