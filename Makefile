@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench clean install install-test
+.PHONY: run shell test lint typecheck pytest bench clean install install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
@@ -26,6 +26,11 @@ install-test: $(TEST_STAMP)
 run: $(STAMP)
 	$(BIN)/shadowdiff up
 
+## A shell with .venv/bin on PATH, so `shadowdiff promote ...` works as the README shows; `exit` to leave.
+shell: $(STAMP)
+	@echo "shadowdiff is on PATH in this shell ($(CURDIR)/$(BIN)); type exit to leave."
+	@PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $${SHELL:-/bin/sh}
+
 ## Lint, type-check and run the whole test suite.
 test: $(TEST_STAMP) lint typecheck pytest
 
@@ -45,4 +50,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.db *.db-wal *.db-shm
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.db *.db-wal *.db-shm logs

@@ -23,6 +23,7 @@ app = new_app("shadowdiff: mirror traffic to V1 and V2, diff the responses, prom
 ADMIN_URL = "http://127.0.0.1:8900"
 LEGACY_DATABASE_URL = "sqlite:///./legacy.db"
 V2_DATABASE_URL = "sqlite+aiosqlite:///./v2.db"
+STORE_URL = "sqlite+aiosqlite:///./shadowdiff.db"
 
 
 LogLevel = Annotated[
@@ -194,28 +195,36 @@ def up(
     v2_database_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_V2_DATABASE_URL", help="V2's database.")] = (
         V2_DATABASE_URL
     ),
-    database_url: Annotated[
-        str, typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The proxy's store.")
-    ] = "sqlite+aiosqlite:///./shadowdiff.db",
+    database_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The proxy's store.")] = STORE_URL,
     config: Annotated[Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file for the proxy.")] = None,
     workers: Annotated[int, typer.Option(envvar="SHADOWDIFF_WORKERS", help="Proxy worker processes.")] = 1,
     ready_timeout: Annotated[
         float, typer.Option(envvar="SHADOWDIFF_READY_TIMEOUT", help="Seconds to wait for everything to be healthy.")
     ] = 60.0,
+    log_dir: Annotated[
+        Path, typer.Option(envvar="SHADOWDIFF_LOG_DIR", help="Where V1, V2 and the secondary write their logs.")
+    ] = Path("logs"),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", envvar="SHADOWDIFF_VERBOSE", help="Show V1's and V2's logs here instead.")
+    ] = False,
 ) -> None:
     """Seed the demo databases, start V1, V2, a secondary V1, the proxy and the admin plane; Ctrl-C stops all."""
-    from proxy.runtime.stack import ChildSpec, Stack, banner, cli_argv, copy_sqlite, seed_both, sqlite_path
+    from proxy.runtime.stack import ChildSpec, Stack, banner, cli_argv, cli_name, copy_sqlite, seed_both, sqlite_path
 
     with one_line_errors():
         for line in seed_both(legacy_database_url, v2_database_url):
             typer.echo(line)
+        logs = {} if verbose else {name: log_dir / f"{name}.log" for name in ("v1", "v2", "secondary")}
         local = "http://127.0.0.1"
         v1_url, v2_url, secondary_url = f"{local}:{legacy_port}", f"{local}:{v2_port}", f"{local}:{secondary_port}"
         legacy_args = ("legacy", "--port", str(legacy_port), "--database-url", legacy_database_url)
         children = [
-            ChildSpec("v1", cli_argv(*legacy_args), (f"{v1_url}/health",)),
+            ChildSpec("v1", cli_argv(*legacy_args), (f"{v1_url}/health",), logs.get("v1")),
             ChildSpec(
-                "v2", cli_argv("v2", "--port", str(v2_port), "--database-url", v2_database_url), (f"{v2_url}/health",)
+                "v2",
+                cli_argv("v2", "--port", str(v2_port), "--database-url", v2_database_url),
+                (f"{v2_url}/health",),
+                logs.get("v2"),
             ),
         ]
         proxy_args = ["proxy", "--v1", v1_url, "--v2", v2_url, "--port", str(port), "--admin-port", str(admin_port)]
@@ -229,12 +238,24 @@ def up(
             copy = source.with_name(f"{source.stem}-secondary{source.suffix}")
             copy_sqlite(source, copy)
             secondary_args = ("legacy", "--port", str(secondary_port), "--database-url", f"sqlite:///{copy}")
-            children.append(ChildSpec("secondary", cli_argv(*secondary_args), (f"{secondary_url}/health",)))
+            children.append(
+                ChildSpec("secondary", cli_argv(*secondary_args), (f"{secondary_url}/health",), logs.get("secondary"))
+            )
             proxy_args += ["--secondary", secondary_url]
         # The proxy's /health is forwarded to the primary: when it answers, the whole path works.
         proxy_health = (f"{local}:{port}/health", f"{local}:{admin_port}/health")
         children.append(ChildSpec("proxy", cli_argv(*proxy_args), proxy_health))
-        ready = banner(f"{local}:{port}", f"{local}:{admin_port}", v1_url, v2_url, secondary=secondary)
+        ready = banner(
+            f"{local}:{port}",
+            f"{local}:{admin_port}",
+            v1_url,
+            v2_url,
+            secondary_url=secondary_url if secondary else None,
+            logs={name: log for name, log in logs.items() if secondary or name != "secondary"},
+            cli=cli_name(),
+            status_args="" if admin_port == 8900 else f" --admin-url {local}:{admin_port}",
+            report_args="" if database_url == STORE_URL else f" --database-url {database_url}",
+        )
         Stack(children).run(ready_timeout=ready_timeout, banner=ready)
 
 

@@ -69,7 +69,32 @@ def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("shadowdiff").setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # "Running upgrade ..." at every first start
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+
+
+class OncePerProcess(logging.Filter):
+    """Uvicorn's process-wide lines, said once: two listeners (proxy and admin) in one process said each twice."""
+
+    LINES = frozenset({"Started server process [%d]", "Finished server process [%d]", "Shutting down"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.LINES:
+            return True
+        if record.msg in self._seen:
+            return False
+        self._seen.add(str(record.msg))
+        return True
+
+
+def _say_process_lines_once() -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's Config re-applies its logging config: check again
+    if not any(isinstance(f, OncePerProcess) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(OncePerProcess())
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -113,6 +138,7 @@ def listener(app: ASGIApp, settings: Settings, *, lifespan: Literal["on", "off"]
         # peer, and the proxy, which appends the peer to that header, would then send the entry twice.
         proxy_headers=False,
     )
+    _say_process_lines_once()
     return Listener(config)
 
 

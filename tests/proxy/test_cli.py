@@ -419,7 +419,7 @@ async def test_shadowdiff_proxy_and_promote_as_real_processes(tmp_path: Path) ->
     admin = f"http://127.0.0.1:{admin_port}"
     async with run_server(stand_in("v1")) as v1, run_server(stand_in("v2")) as v2:
         argv = [SHADOWDIFF, "proxy", "--v1", v1, "--v2", v2, "--port", str(port), "--admin-port", str(admin_port)]
-        argv += ["--database-url", f"sqlite+aiosqlite:///{tmp_path / 'shadowdiff.db'}", "--log-level", "warning"]
+        argv += ["--database-url", f"sqlite+aiosqlite:///{tmp_path / 'shadowdiff.db'}", "--log-level", "info"]
         with started(argv, tmp_path / "proxy.log", tmp_path) as process:
             await wait_for(f"{admin}/health", process, tmp_path / "proxy.log")
             async with httpx.AsyncClient(timeout=5) as client:
@@ -435,6 +435,10 @@ async def test_shadowdiff_proxy_and_promote_as_real_processes(tmp_path: Path) ->
 
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
+        # Issue 13: two listeners in one process printed uvicorn's start-up and shutdown lines twice.
+        output = (tmp_path / "proxy.log").read_text()
+        for line in ("Started server process", "Shutting down", "Finished server process"):
+            assert output.count(line) == 1, output
 
 
 def test_promote_with_no_admin_running_as_a_real_process() -> None:
@@ -464,8 +468,9 @@ async def test_up_starts_everything_says_ready_and_stops_everything(tmp_path: Pa
             await asyncio.sleep(0.2)
         text = log.read_text()
         assert "V1: loaded 60 products" in text and "V2: loaded 60 products" in text
-        assert f"proxy  http://127.0.0.1:{ports['port']}" in text
+        assert f"proxy      http://127.0.0.1:{ports['port']}" in text
         assert f"curl http://127.0.0.1:{ports['port']}/api/products/1" in text
+        assert "V2         " in text and "new app, logs to logs/v2.log" in text
         assert (tmp_path / "legacy-secondary.db").exists()  # the secondary runs on its own copy
 
         async with httpx.AsyncClient(timeout=5) as client:
@@ -474,6 +479,10 @@ async def test_up_starts_everything_says_ready_and_stops_everything(tmp_path: Pa
             for name in ("legacy-port", "v2-port", "secondary-port", "admin-port"):
                 assert (await client.get(f"http://127.0.0.1:{ports[name]}/health")).status_code == 200
 
+        # Issue 13: V2's request logs filled the terminal and the banner scrolled away; now they go to files.
+        assert all((tmp_path / "logs" / f"{name}.log").exists() for name in ("v1", "v2", "secondary"))
+        assert "/api/products/1" in (tmp_path / "logs" / "v2.log").read_text()
+        assert not [line for line in log.read_text().splitlines() if line.startswith(("v1 ", "v2 ", "secondary "))]
         children = descendants(process.pid)
         assert len(children) >= 4  # V1, V2, secondary, proxy
         process.send_signal(signal.SIGTERM)
