@@ -199,18 +199,21 @@ def _bucket_of(column: Any, edges: tuple[datetime, ...]) -> ColumnElement[int]:
 
 
 async def trend_edges(store: Store, window: Window, service: str | None, now: datetime) -> tuple[datetime, ...]:
-    """Bucket starts over the window; an open start begins at the oldest exchange. () when there is nothing."""
-    since = window.since
+    """Bucket starts over the window. An open start begins at the oldest exchange and then, with an open end too,
+    the buckets end at the newest one: "all time" shows the traffic's own history. () when there is nothing."""
+    since, until = window.since, window.until
     if since is None:
         e = ExchangeRow
-        query = select(func.min(e.started_at)).where(*_window(e.started_at, window))
+        query = select(func.min(e.started_at), func.max(e.started_at)).where(*_window(e.started_at, window))
         if service is not None:
             query = query.where(e.service == service)
         async with engines.reading(_engine(store)) as conn:
-            since = (await conn.execute(query)).scalar_one_or_none()
-        if since is None:
+            first, last = (await conn.execute(query)).one()
+        if first is None:
             return ()
-    return bucket_edges(since, window.until or max(now, since + timedelta(seconds=1)))
+        since = first
+        until = until or max(last + timedelta(microseconds=1), first + timedelta(seconds=1))
+    return bucket_edges(since, until or max(now, since + timedelta(seconds=1)))
 
 
 async def compared_by_bucket(

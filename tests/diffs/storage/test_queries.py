@@ -250,6 +250,24 @@ async def test_the_trend_counts_findings_per_time_bucket(store: Store) -> None:
     assert orders.trend.direction == "better" and orders.trend.spark() == "████▁▁▁▁▁▁▁▁"
     assert sum(b.findings for b in orders.trend.buckets) == orders.counts.findings == 40
     # An open window starts at the oldest exchange; a service without traffic has no trend.
-    everything = await load(store)
-    assert everything.service("orders").trend.buckets[0].start == start  # type: ignore[union-attr]
+    everything = await load(store)  # "all time": from the oldest exchange to the newest, not to now
+    all_time = everything.service("orders")
+    assert all_time is not None and all_time.trend.buckets[0].start == start
+    assert [(b.samples, b.findings) for b in all_time.trend.buckets] == [(20, 10)] * 4 + [(20, 0)] * 8
     assert everything.service("ai").trend.buckets == ()  # type: ignore[union-attr]
+
+
+async def test_an_all_time_trend_spans_the_traffic_not_the_idle_time_after_it(store: Store) -> None:
+    """Twelve minutes of traffic two hours ago: twelve one-minute buckets, none of them empty."""
+    settings = load_settings(environ={})
+    comparer = Comparer(settings.services, settings.noise)
+    start = NOW - timedelta(hours=2)
+    batch = [
+        comparer.compare(f.exchange(path=f"/api/orders/{m + 1}", started_at=start + timedelta(minutes=m)))
+        for m in range(12)
+    ]
+    await store.write_batch(batch)
+    orders = (await load(store)).service("orders")
+    assert orders is not None
+    assert [b.samples for b in orders.trend.buckets] == [1] * 12
+    assert orders.trend.buckets[-1].start < start + timedelta(minutes=11, seconds=1)
