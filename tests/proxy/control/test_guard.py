@@ -140,7 +140,9 @@ async def test_legitimate_clients_keep_working(served: Served) -> None:
         # The report's own form, from its own page.
         token = await csrf_token(client)
         form = await client.post(
-            "/promotions/ai", data={"action": "promote", "csrf_token": token}, headers={"Origin": url}
+            "/promotions/ai",
+            data={"action": "promote", "confirm": "yes", "csrf_token": token},  # ai is not ready: confirmed
+            headers={"Origin": url},
         )
         assert form.status_code == 303
         referred = await client.post(
