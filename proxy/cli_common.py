@@ -56,6 +56,9 @@ def one_line_errors(code: int = ERROR) -> Iterator[None]:
         fail(str(exc), code)
     except ValueError as exc:  # the apps' settings objects validate with ValueError
         fail(str(exc), code)
+    except OSError as exc:  # a file we were asked to write or read
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}", code)
     except KeyboardInterrupt:
         raise typer.Exit(INTERRUPTED) from None
 

@@ -181,6 +181,13 @@ def test_bad_input_is_one_line(database: str, args: list[str], message: str) -> 
     assert result.exit_code == 2 and message in one_line_error(result)
 
 
+def test_an_unwritable_out_file_is_one_line(database: str, tmp_path: Path) -> None:
+    target = tmp_path / "missing-dir" / "report.txt"
+    result = run("report", "--database-url", database, "--out", str(target))
+    assert result.exit_code == 2
+    assert one_line_error(result) == f"shadowdiff: {target}: No such file or directory"
+
+
 def test_an_unknown_format_is_one_line_on_stderr(database: str) -> None:
     """Issue 13: `report --format yaml` printed a 5-line box where the README promises one line on stderr."""
     result = run("report", "--database-url", database, "--format", "yaml")
