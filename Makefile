@@ -10,7 +10,7 @@ LOCKED_PIP := PIP_CONFIG_FILE=/dev/null $(BIN)/pip --isolated --disable-pip-vers
 LOCK := $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal --python-version 3.11 \
 	--generate-hashes --no-header --quiet
 
-.PHONY: run test lint typecheck pytest bench clean install install-test lock
+.PHONY: run shell test lint typecheck pytest bench clean install install-test lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
@@ -31,6 +31,11 @@ install-test: $(TEST_STAMP)
 ## Start V1 (:8001), V2 (:8002), the proxy (:8000) and the admin plane (:8900) on SQLite.
 run: $(STAMP)
 	$(BIN)/shadowdiff up
+
+## A shell with .venv/bin on PATH, so `shadowdiff promote ...` works as the README shows; `exit` to leave.
+shell: $(STAMP)
+	@echo "shadowdiff is on PATH in this shell ($(CURDIR)/$(BIN)); type exit to leave."
+	@PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $${SHELL:-/bin/sh}
 
 ## Lint, type-check and run the whole test suite.
 test: $(TEST_STAMP) lint typecheck pytest
@@ -56,4 +61,4 @@ lock: $(TEST_STAMP)
 	$(LOCK) $(if $(UPGRADE),--upgrade) --extra test -o requirements/test.txt
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.db *.db-wal *.db-shm
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.db *.db-wal *.db-shm logs

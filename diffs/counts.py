@@ -19,9 +19,11 @@ class Counts:
     dropped: int = 0
     findings: int = 0
     """Exchanges with at least one diff in a finding field (noise and noise-marked fields excluded)."""
+    noisy_match: int = 0
+    """Matching exchanges that still differed, only in fields flagged noise on the spot (the secondary differed too)."""
 
     @classmethod
-    def of(cls, outcomes: Mapping[str, int], findings: int = 0) -> Counts:
+    def of(cls, outcomes: Mapping[str, int], findings: int = 0, noisy_match: int = 0) -> Counts:
         return cls(
             match=outcomes.get(Outcome.MATCH, 0),
             diff=outcomes.get(Outcome.DIFF, 0),
@@ -29,6 +31,7 @@ class Counts:
             skipped=outcomes.get(Outcome.SKIPPED, 0),
             dropped=outcomes.get(Outcome.DROPPED, 0),
             findings=findings,
+            noisy_match=noisy_match,
         )
 
     def __add__(self, other: Counts) -> Counts:
@@ -39,6 +42,7 @@ class Counts:
             self.skipped + other.skipped,
             self.dropped + other.dropped,
             self.findings + other.findings,
+            self.noisy_match + other.noisy_match,
         )
 
     @property
@@ -70,6 +74,16 @@ class Counts:
     def diff_rate(self) -> float | None:
         """Exchanges with a finding: the rate readiness judges."""
         return self.rate(self.findings)
+
+    @property
+    def noise_only(self) -> int:
+        """Exchanges that differed, but only in noise: flagged on the spot, or in fields judged or marked noise."""
+        return self.noisy_match + max(0, self.diff - self.findings)
+
+    @property
+    def noise_rate(self) -> float | None:
+        """Exchanges whose differences were all noise: differ, yet count as matching for readiness."""
+        return self.rate(self.noise_only)
 
     @property
     def error_rate(self) -> float | None:

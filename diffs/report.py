@@ -15,6 +15,7 @@ from diffs.counts import Counts
 from diffs.noise import Marks
 from diffs.percentiles import Latency, LatencyHistogram, build_latency
 from diffs.readiness import Criteria, Readiness, assess
+from diffs.trend import Trend
 
 # ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
 
@@ -28,6 +29,8 @@ class EndpointCounts:
     outcomes: Mapping[str, int]
     finding_exchanges: int = 0
     """Exchanges with at least one diff in a field that is a finding (filled in once fields are classified)."""
+    noisy_matches: int = 0
+    """Matching exchanges with diffs, all of them flagged noise (see `Counts.noisy_match`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,10 @@ class Verdict:
     NOISE = "noise"
     MARKED = "marked"
     """A reviewer marked the field as noise."""
+
+
+SEVERITY = {Verdict.FINDING: 0, Verdict.NOISE: 1, Verdict.MARKED: 2}
+"""Fields are listed findings first, then noise, then what reviewers marked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +101,7 @@ def classify_fields(
     thresholds: NoiseThresholds,
     marks: Iterable[tuple[str, str]] = (),
 ) -> tuple[FieldSummary, ...]:
-    """A verdict for every field, most frequent first."""
+    """A verdict for every field: per endpoint, findings before noise, each most frequent first."""
     covered = Marks(marks)
     result = []
     for f in fields:
@@ -112,7 +119,7 @@ def classify_fields(
                 noise_rate=f.noise / samples if samples else None,
             )
         )
-    return tuple(sorted(result, key=lambda s: (s.endpoint, -s.raw, s.path)))
+    return tuple(sorted(result, key=lambda s: (s.endpoint, SEVERITY[s.verdict], -s.raw, s.path)))
 
 
 def finding_fields(fields: Iterable[FieldSummary]) -> tuple[tuple[str, str], ...]:
@@ -135,6 +142,12 @@ class EndpointSummary:
     def finding_fields(self) -> int:
         return sum(1 for f in self.fields if f.verdict == Verdict.FINDING)
 
+    @property
+    def severity(self) -> tuple[float, float, int, str]:
+        """Sort key, most severe first: the highest diff rate (findings), then shadow errors, then traffic."""
+        c = self.counts
+        return (-(c.diff_rate or 0.0), -(c.error_rate or 0.0), -c.total, self.endpoint)
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceSummary:
@@ -145,6 +158,9 @@ class ServiceSummary:
     latency: Latency
     readiness: Readiness
     endpoints: tuple[EndpointSummary, ...] = ()
+    """Most severe first (`EndpointSummary.severity`)."""
+    trend: Trend = Trend()
+    """The diff rate (findings) over the window, in equal time buckets."""
 
     @property
     def shadow(self) -> str:
@@ -203,6 +219,7 @@ def build_report(
     primaries: Mapping[str, str],
     services: Iterable[str] = (),
     latency_stride: int = 1,
+    trends: Mapping[str, Trend] | None = None,
 ) -> Report:
     """Assemble the report; `services` lists those to show even without traffic (configured ones)."""
     fields_by_endpoint: dict[str, list[FieldSummary]] = {}
@@ -219,14 +236,14 @@ def build_report(
             EndpointSummary(
                 service=e.service,
                 endpoint=e.endpoint,
-                counts=Counts.of(e.outcomes, e.finding_exchanges),
+                counts=Counts.of(e.outcomes, e.finding_exchanges, e.noisy_matches),
                 latency=build_latency(hist_by_endpoint.get((e.service, e.endpoint), ())),
                 fields=tuple(fields_by_endpoint.get(e.endpoint, ())),
             )
         )
     summaries = []
     for name in sorted(endpoints_by_service):
-        eps = tuple(sorted(endpoints_by_service[name], key=lambda s: (-s.counts.total, s.endpoint)))
+        eps = tuple(sorted(endpoints_by_service[name], key=lambda s: s.severity))
         counts = sum((e.counts for e in eps), Counts())
         latency = build_latency(hist_by_service.get(name, ()))
         summaries.append(
@@ -237,6 +254,7 @@ def build_report(
                 latency=latency,
                 readiness=assess(counts, latency, criteria),
                 endpoints=eps,
+                trend=(trends or {}).get(name, Trend()),
             )
         )
     return Report(

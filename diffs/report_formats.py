@@ -9,6 +9,7 @@ from diffs.counts import Counts
 from diffs.percentiles import Latency, Percentiles
 from diffs.readiness import Criteria, Readiness
 from diffs.report import LIVE, EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
+from diffs.trend import Trend
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +33,7 @@ def counts_dict(c: Counts) -> dict[str, Any]:
             "match": _rate(c.match_rate),
             "diff": _rate(c.diff_rate),
             "raw_diff": _rate(c.raw_diff_rate),
+            "noise": _rate(c.noise_rate),
             "shadow_error": _rate(c.error_rate),
         },
     }
@@ -105,10 +107,18 @@ def service_dict(s: ServiceSummary, *, endpoints: bool = True, fields: bool = Tr
         "latency": latency_dict(s.latency),
         "v2_speedup": s.v2_speedup,
         "readiness": readiness_dict(s.readiness),
+        "trend": trend_dict(s.trend),
     }
     if endpoints:
         data["endpoints"] = [endpoint_dict(e, fields=fields) for e in s.endpoints]
     return data
+
+
+def trend_dict(t: Trend) -> dict[str, Any]:
+    return {
+        "direction": t.direction,
+        "buckets": [{"start": b.start.isoformat(), "samples": b.samples, "findings": b.findings} for b in t.buckets],
+    }
 
 
 def report_dict(report: Report, *, endpoints: bool = True, fields: bool = True) -> dict[str, Any]:

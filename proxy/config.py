@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(default=8900, ge=0, le=65535)
     admin_token: str | None = None
+    admin_allowed_hosts: tuple[str, ...] = ()
+    """Host names the admin plane answers to besides IP addresses, loopback names and `admin_host` (DNS rebinding
+    guard); e.g. the name of a load balancer in front of it. "*" allows any."""
     database_url: str = "sqlite+aiosqlite:///./shadowdiff.db"
     workers: int = Field(default=1, ge=1, le=64)
     """Proxy worker processes sharing the proxy port; the admin plane runs once, in the supervisor."""
@@ -317,4 +320,5 @@ def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("shadowdiff").setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # "Running upgrade ..." at every first start
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))

@@ -7,11 +7,11 @@ the rows in the window; percentiles come from log-bucketed histograms (1% wide) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, distinct, func, literal_column, or_, select
+from sqlalchemy import Integer, and_, case, cast, distinct, func, literal, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,6 +34,7 @@ from diffs.storage import rows
 from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow
 from diffs.storage.records import Cursor, Page, StoredRequest
 from diffs.storage.store import Store
+from diffs.trend import Trend, bucket_edges, build_trend
 
 MAX_PAGE = 500
 LATENCY_SAMPLE_PER_ENDPOINT = 50_000
@@ -83,18 +84,24 @@ def _window(table: Any, window: Window) -> list[ColumnElement[bool]]:
 
 
 async def endpoint_counts(store: Store, window: Window, service: str | None = None) -> list[EndpointCounts]:
-    """Exchanges per (service, endpoint) and outcome in the window."""
+    """Exchanges per (service, endpoint) and outcome in the window, and the matching ones that differed in noise."""
     e = ExchangeRow
-    query = select(e.service, e.endpoint, e.outcome, func.count()).where(*_window(e, window))
+    noisy = func.sum(case((and_(e.outcome == Outcome.MATCH.value, e.noise_count > 0), 1), else_=0))
+    query = select(e.service, e.endpoint, e.outcome, func.count(), noisy).where(*_window(e, window))
     if service is not None:
         query = query.where(e.service == service)
     query = query.group_by(e.service, e.endpoint, e.outcome)
     async with engines.reading(_engine(store)) as conn:
         rows = (await conn.execute(query)).all()
     grouped: dict[tuple[str, str], dict[str, int]] = {}
-    for svc, endpoint, outcome, count in rows:
+    noisy_matches: dict[tuple[str, str], int] = {}
+    for svc, endpoint, outcome, count, noisy_count in rows:
         grouped.setdefault((svc, endpoint), {})[outcome] = int(count)
-    return [EndpointCounts(svc, endpoint, outcomes) for (svc, endpoint), outcomes in grouped.items()]
+        noisy_matches[(svc, endpoint)] = noisy_matches.get((svc, endpoint), 0) + int(noisy_count or 0)
+    return [
+        EndpointCounts(svc, endpoint, outcomes, noisy_matches=noisy_matches[(svc, endpoint)])
+        for (svc, endpoint), outcomes in grouped.items()
+    ]
 
 
 async def field_counts(store: Store, window: Window, endpoints: Iterable[str] | None = None) -> list[FieldCounts]:
@@ -196,6 +203,75 @@ async def finding_exchanges(store: Store, window: Window, fields: Iterable[tuple
     return counts
 
 
+def _bucket_of(column: Any, edges: tuple[datetime, ...]) -> ColumnElement[int]:
+    """Which of the trend buckets starting at `edges` a time falls in (the last one takes everything after it)."""
+    if len(edges) < 2:
+        return literal(0)
+    return case(*((column < edge, i) for i, edge in enumerate(edges[1:])), else_=len(edges) - 1)
+
+
+async def trend_edges(store: Store, window: Window, service: str | None, now: datetime) -> tuple[datetime, ...]:
+    """Bucket starts over the window. An open start begins at the oldest exchange and then, with an open end too,
+    the buckets end at the newest one: "all time" shows the traffic's own history. () when there is nothing."""
+    since, until = window.since, window.until
+    if since is None:
+        e = ExchangeRow
+        query = select(func.min(e.started_at), func.max(e.started_at)).where(*_window(e, window))
+        if service is not None:
+            query = query.where(e.service == service)
+        async with engines.reading(_engine(store)) as conn:
+            first, last = (await conn.execute(query)).one()
+        if first is None:
+            return ()
+        since = first
+        until = until or max(last + timedelta(microseconds=1), first + timedelta(seconds=1))
+    return bucket_edges(since, until or max(now, since + timedelta(seconds=1)))
+
+
+async def compared_by_bucket(
+    store: Store, window: Window, edges: tuple[datetime, ...], service: str | None = None
+) -> dict[str, list[tuple[int, int]]]:
+    """Per service, (trend bucket, compared exchanges) pairs."""
+    e = ExchangeRow
+    bucket = _bucket_of(e.started_at, edges).label("bucket")
+    query = select(e.service, bucket, func.count()).where(
+        e.outcome.in_((*COMPARED, Outcome.SHADOW_ERROR.value)), *_window(e, window)
+    )
+    if service is not None:
+        query = query.where(e.service == service)
+    query = query.group_by(e.service, bucket)
+    async with engines.reading(_engine(store)) as conn:
+        rows = (await conn.execute(query)).all()
+    out: dict[str, list[tuple[int, int]]] = {}
+    for svc, index, count in rows:
+        out.setdefault(svc, []).append((int(index), int(count)))
+    return out
+
+
+async def findings_by_bucket(
+    store: Store, window: Window, fields: Iterable[tuple[str, str]], edges: tuple[datetime, ...]
+) -> dict[str, list[tuple[int, int]]]:
+    """Per endpoint, (trend bucket, exchanges with a non-noise diff in one of `fields`) pairs.
+
+    An exchange lies in one bucket, so an endpoint's pairs add up to its `finding_exchanges` count.
+    """
+    by_endpoint: dict[str, list[str]] = {}
+    for endpoint, path in fields:
+        by_endpoint.setdefault(endpoint, []).append(path)
+    f = FieldDiffRow
+    bucket = _bucket_of(f.started_at, edges).label("bucket")
+    out: dict[str, list[tuple[int, int]]] = {}
+    async with engines.reading(_engine(store)) as conn:
+        for endpoint, paths in by_endpoint.items():  # one query per endpoint, on its index (as finding_exchanges)
+            query = (
+                select(bucket, func.count(distinct(f.exchange_id)))
+                .where(f.endpoint == endpoint, f.path.in_(paths), f.noise.is_(False), *_window(f, window))
+                .group_by(bucket)
+            )
+            out[endpoint] = [(int(index), int(count)) for index, count in (await conn.execute(query)).all()]
+    return out
+
+
 async def noise_mark_pairs(store: Store) -> list[tuple[str, str]]:
     """Every noise mark as (endpoint, path pattern)."""
     async with engines.reading(_engine(store)) as conn:
@@ -224,13 +300,17 @@ async def load_report(
             e.outcomes.get(o, 0) for o in (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR)
         )
     classified = classify_fields(fields, samples, thresholds, marks)
-    findings = await finding_exchanges(store, window, finding_fields(classified))
-    endpoints = [EndpointCounts(e.service, e.endpoint, e.outcomes, findings.get(e.endpoint, 0)) for e in endpoints]
+    now = now or datetime.now(UTC)
+    edges = await trend_edges(store, window, service, now) if endpoints else ()
+    buckets = await findings_by_bucket(store, window, finding_fields(classified), edges)
+    findings = {endpoint: sum(count for _, count in pairs) for endpoint, pairs in buckets.items()}
+    endpoints = [replace(e, finding_exchanges=findings.get(e.endpoint, 0)) for e in endpoints]
+    trends = _trends(edges, await compared_by_bucket(store, window, edges, service), buckets, endpoints)
     strides = latency_strides(store, endpoints)
     histograms = await latency_histograms(store, window, service, strides)
     shown = [s for s in services if service is None or s == service]
     return build_report(
-        generated_at=now or datetime.now(UTC),
+        generated_at=now,
         window=window,
         criteria=criteria,
         endpoints=endpoints,
@@ -239,7 +319,23 @@ async def load_report(
         primaries=primaries,
         services=shown,
         latency_stride=max(strides.values(), default=1),
+        trends=trends,
     )
+
+
+def _trends(
+    edges: tuple[datetime, ...],
+    compared: Mapping[str, list[tuple[int, int]]],
+    findings: Mapping[str, list[tuple[int, int]]],
+    endpoints: Iterable[EndpointCounts],
+) -> dict[str, Trend]:
+    if not edges:
+        return {}
+    service_of_endpoint = {e.endpoint: e.service for e in endpoints}
+    found: dict[str, list[tuple[int, int]]] = {}
+    for endpoint, pairs in findings.items():
+        found.setdefault(service_of_endpoint.get(endpoint, ""), []).extend(pairs)
+    return {name: build_trend(edges, pairs, found.get(name, ())) for name, pairs in compared.items()}
 
 
 # ---------------------------------------------------------------- listings

@@ -24,6 +24,8 @@ log = logging.getLogger("shadowdiff.promotion")
 
 CONFIG_ACTORS = frozenset({"config", "env"})
 """Actors of rows recorded at start-up from configuration; the admin API refuses them as actor names."""
+ROLLBACK_TARGET: Side = "v1"
+"""Where a rollback goes, whatever happened before: the legacy side, which served before any promotion."""
 AUDIT_LOOKBACK = 1000
 """How far back in one service's audit trail to look for its last config decision or last change."""
 
@@ -32,10 +34,6 @@ class UnknownService(ShadowdiffError):
     def __init__(self, service: str, known: tuple[str, ...]) -> None:
         super().__init__(f"unknown service {service!r}; known services: {', '.join(known)}")
         self.service = service
-
-
-class NothingToRollBack(ShadowdiffError):
-    """The service's primary was never changed, so there is no previous primary to return to."""
 
 
 class PromotionStore(Protocol):
@@ -222,17 +220,12 @@ class PrimaryState:
         return Change(service, to, current, record)
 
     async def rollback(self, service: str, *, reason: str, actor: str) -> Change:
-        """Return `service` to the primary it had before its last change (the other side if the trail is unclear)."""
+        """Back to V1, the side a migration starts from: the guide's rollback (`USE_V2_SERVICES=false`), without a
+        restart. Idempotent: when V1 already answers, nothing changes and nothing is recorded (`Change.changed` is
+        False), so a rollback retried during an incident can never put V2 back in front."""
         self._check(service)
         async with self._changing:
-            current = await self._current(service)
-            trail = await self._store.list_promotions(service, AUDIT_LOOKBACK)
-            last_change = next((row for row in trail if row.from_side != row.to_side), None)
-            if last_change is None:
-                raise NothingToRollBack(f"{service} has never been promoted: its primary is still {current}")
-            previous = _side(last_change.from_side)
-            target = previous if previous is not None and last_change.to_side == current else other_side(current)
-            return await self._change(service, target, reason=reason, actor=actor)
+            return await self._change(service, ROLLBACK_TARGET, reason=reason, actor=actor)
 
     async def _current(self, service: str) -> Side:
         # Read the store rather than the cache: another admin plane may have changed it since the last refresh.

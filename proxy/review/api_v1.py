@@ -18,7 +18,7 @@ from diffs.report_formats import criteria_dict, endpoint_dict, field_dict, readi
 from diffs.storage import queries
 from proxy.config import Side
 from proxy.control.admin import error, promotion_json
-from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
+from proxy.control.promotion import ROLLBACK_TARGET, PrimaryState, UnknownService
 from proxy.review.auth import token_ok
 from proxy.review.context import ReportContext
 from proxy.review.json_views import exchange_json, noise_mark_json, summary_json
@@ -109,8 +109,9 @@ OPERATIONS: tuple[Operation, ...] = (
               response="PromotionList", errors=(404, 422)),
     Operation("POST", "/services/{service}/promote", "promote", "Make the shadow (or `to`) the service's primary.",
               (SERVICE_P,), body="ChangeInput", response="Change", mutating=True, errors=(401, 404, 422)),
-    Operation("POST", "/services/{service}/rollback", "rollback", "Return the service to its previous primary.",
-              (SERVICE_P,), body="ChangeInput", response="Change", mutating=True, errors=(401, 404, 409, 422)),
+    Operation("POST", "/services/{service}/rollback", "rollback",
+              "Make V1 the service's primary again; a no-op (changed: false) when it already is.",
+              (SERVICE_P,), body="ChangeInput", response="Change", mutating=True, errors=(401, 404, 422)),
     Operation("GET", "/openapi.json", "openapi", "This description.", response="Object"),
 )  # fmt: skip
 
@@ -264,12 +265,11 @@ class ApiV1:
     async def rollback(self, request: Request) -> Response:
         name = self._service(request)
         body: ChangeBody = await json_body(request, ChangeBody)
-        try:
-            change = await self.ctx.state.rollback(
-                name, reason=body.reason or "rolled back through /api/v1", actor=body.actor or _client(request)
-            )
-        except NothingToRollBack as exc:
-            return error(409, "NOTHING_TO_ROLL_BACK", str(exc))
+        change = await self.ctx.state.rollback(
+            name,
+            reason=body.reason or f"rolled back to {ROLLBACK_TARGET} through /api/v1",
+            actor=body.actor or _client(request),
+        )
         return JSONResponse(change_json(self.ctx.state, change.service, change.previous, change.record))
 
     async def openapi(self, request: Request) -> Response:

@@ -64,6 +64,30 @@ def build_sink(settings: Settings, metrics: ProxyMetrics) -> ManagedSink:
     return AnalysisChannel(settings, metrics)
 
 
+class OncePerProcess(logging.Filter):
+    """Uvicorn's process-wide lines, said once: two listeners (proxy and admin) in one process said each twice."""
+
+    LINES = frozenset({"Started server process [%d]", "Finished server process [%d]", "Shutting down"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.LINES:
+            return True
+        if record.msg in self._seen:
+            return False
+        self._seen.add(str(record.msg))
+        return True
+
+
+def _say_process_lines_once() -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's Config re-applies its logging config: check again
+    if not any(isinstance(f, OncePerProcess) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(OncePerProcess())
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A bound, inheritable TCP socket (uvicorn listens on it; workers inherit it); ListenError when taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -111,6 +135,7 @@ def listener(app: ASGIApp, settings: Settings, *, lifespan: Literal["on", "off"]
         # peer, and the proxy, which appends the peer to that header, would then send the entry twice.
         proxy_headers=False,
     )
+    _say_process_lines_once()
     return Listener(config)
 
 
