@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=1, help="run everything N times, keep each one's best run")
     parser.add_argument("--only", choices=SCENARIOS, help="run one scenario")
     parser.add_argument("--stall-rate", type=float, default=300.0, help="paced rate of the stall scenario (req/s)")
+    parser.add_argument(
+        "--large-bodies",
+        action="store_true",
+        help="run only the large-bodies scenario: small requests' p99 beside large exchanges (bench/large_bodies.py)",
+    )
+    parser.add_argument("--large-kib", type=int, default=700, help="large-bodies: size of each large body")
+    parser.add_argument("--large-inflight", type=int, default=20, help="large-bodies: large exchanges in flight")
+    parser.add_argument("--small-rate", type=float, default=200.0, help="large-bodies: small requests a second")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto", help="load generator")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--results", type=Path, help=f"Markdown to update (default {RESULTS.relative_to(REPO)})")
@@ -86,14 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         print("load generator: Python/aiohttp, not wrk: it saturates well below wrk; ratios still hold within a run")
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     workdir = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
+    large = ["--kib", str(args.large_kib), "--inflight", str(args.large_inflight), "--rate", str(args.small_rate)]
+    large += ["--seconds", str(seconds), "--warmup", "1" if args.quick else "2"]
     opts = Options(
         seconds=seconds,
         warmup=1.0 if args.quick else 2.0,
         stall_rate=args.stall_rate,
         rounds=max(1, args.rounds),
         tool=tool,
-        only=args.only,
+        only="large-bodies" if args.large_bodies else args.only,
         workdir=workdir,
+        section_args={"large-bodies": large},
     )
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
     meta = {**machine(command, tool), "seconds": seconds, "rounds": opts.rounds}

@@ -124,6 +124,9 @@ def print_console(outcome: Outcome) -> None:
         for cells in rows:
             table.add_row(*cells)
         console.print(table)
+    for section in outcome.sections.values():
+        console.print(f"\nsection python -m {section['module']} (exit {section['returncode']}):", markup=False)
+        console.print(section["output"] or "(no output)", markup=False, highlight=False)
     for name, reason in outcome.skipped.items():
         console.print(f"[yellow]skipped {name}[/]: {reason}")
     warning = contention_note(outcome)

@@ -21,7 +21,13 @@ from bench.systems import PATH, REPO, Upstreams, run_shadowdiff, run_upstream, s
 
 CONCURRENCY = (1, 16, 64)
 SYSTEMS = ("direct", "shadowdiff-off", "shadowdiff-1w", "shadowdiff-2w", "nginx-mirror")
-SECTIONS = {"compare": "bench.compare_bench", "store": "bench.store_bench", "replay": "bench.replay_bench"}
+SECTIONS = {
+    "compare": "bench.compare_bench",
+    "store": "bench.store_bench",
+    "handoff": "bench.handoff_bench",
+    "large-bodies": "bench.large_bodies",
+    "replay": "bench.replay_bench",
+}
 SCENARIOS = (*SYSTEMS, "stall", *SECTIONS)
 STALL_SHADOWS = {"healthy": [], "slow 2 s": ["--delay", "2"], "never answers": ["--stall"]}
 SUSTAINED = "c=64 sustained"
@@ -43,6 +49,8 @@ class Options:
     tool: str = "wrk"
     only: str | None = None
     workdir: Path = Path("/tmp")
+    section_args: dict[str, list[str]] = field(default_factory=dict)
+    """Extra arguments for a section's module, by section name."""
     progress: Callable[[str], None] = print
 
 
@@ -275,7 +283,12 @@ def run_section(name: str, opts: Options, outcome: Outcome) -> None:
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", module], capture_output=True, text=True, timeout=900, cwd=REPO, check=False
+            [sys.executable, "-m", module, *opts.section_args.get(name, [])],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=REPO,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         outcome.skipped[name] = f"{module} did not finish within 900 s"

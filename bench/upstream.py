@@ -2,8 +2,10 @@
 
 No framework, no per-request allocation beyond the parse, so it is not what the benchmark measures. It can also answer
 late (`delay`) or never (`stall`), to play a sick shadow. `GET /__stats` reports how many requests it has served.
+With `--big-kib N`, paths under /big answer a JSON list of about N KiB whose every item depends on `--big-seed`:
+two stand-ins with different seeds differ in every item, with the same seed they answer identical bytes.
 
-    python -m bench.upstream --port 0 [--delay 2 | --stall]    # prints "port N", serves until SIGTERM/SIGINT
+    python -m bench.upstream --port 0 [--delay 2 | --stall] [--big-kib 700 --big-seed 1]    # prints "port N"
 """
 
 from __future__ import annotations
@@ -45,6 +47,24 @@ def _response(body: bytes, *, close: bool = False) -> bytes:
     return head.encode() + body
 
 
+def big_body(kib: int, seed: int) -> bytes:
+    """A JSON document of about `kib` KiB: items whose name, price and stock all depend on `seed`."""
+    items, size, i = [], 0, 0
+    while size < kib * 1024:
+        item = {
+            "id": i,
+            "sku": f"SKU-{i:06d}",
+            "name": f"Item {i}, variant {seed}",
+            "price": f"{(i * 13 + seed * 7) % 10000 / 100:.2f}",
+            "stock": (i * 31 + seed) % 500,
+        }
+        items.append(item)
+        size += len(json.dumps(item, separators=(",", ":"))) + 1
+        i += 1
+    return json.dumps({"items": items}, separators=(",", ":")).encode()
+
+
+BIG_PREFIX = b"/big"
 RESPONSE = _response(BODY)
 RESPONSE_CLOSE = _response(BODY, close=True)
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -56,6 +76,8 @@ class UpstreamState:
 
     delay: float = 0.0
     stall: bool = False
+    big: bytes = b""
+    """The whole response (head and body) for paths under /big, when there is one."""
     requests: int = 0
     connections: set[_Connection] = field(default_factory=set)
 
@@ -110,6 +132,8 @@ class _Connection(asyncio.Protocol):
         if self.state.stall:
             return
         response = RESPONSE_CLOSE if close else RESPONSE
+        if self.state.big and parts[1].startswith(BIG_PREFIX) and not close:
+            response = self.state.big
         if self.state.delay > 0:
             asyncio.get_running_loop().call_later(self.state.delay, self._send, response, close)
         else:
@@ -153,9 +177,11 @@ class RunningUpstream:
 
 
 @contextlib.asynccontextmanager
-async def serve(port: int = 0, *, delay: float = 0.0, stall: bool = False) -> AsyncIterator[RunningUpstream]:
+async def serve(
+    port: int = 0, *, delay: float = 0.0, stall: bool = False, big: bytes = b""
+) -> AsyncIterator[RunningUpstream]:
     """Listen on 127.0.0.1:`port` (0 picks one) until the block exits; close every connection on the way out."""
-    state = UpstreamState(delay=delay, stall=stall)
+    state = UpstreamState(delay=delay, stall=stall, big=_response(big) if big else b"")
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Connection(state), "127.0.0.1", port, backlog=2048, reuse_address=True)
     try:
@@ -169,12 +195,12 @@ async def serve(port: int = 0, *, delay: float = 0.0, stall: bool = False) -> As
         await server.wait_closed()
 
 
-async def _main(port: int, delay: float, stall: bool) -> None:
+async def _main(port: int, delay: float, stall: bool, big: bytes) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(port, delay=delay, stall=stall) as upstream:
+    async with serve(port, delay=delay, stall=stall, big=big) as upstream:
         print(f"port {upstream.port}", flush=True)
         await stop.wait()
 
@@ -185,13 +211,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0, help="answer after this many seconds")
     parser.add_argument("--stall", action="store_true", help="read requests, never answer")
+    parser.add_argument("--big-kib", type=int, default=0, help="answer paths under /big with ~N KiB of JSON")
+    parser.add_argument("--big-seed", type=int, default=1, help="what the big body's items depend on")
     args = parser.parse_args(argv)
+    big = big_body(args.big_kib, args.big_seed) if args.big_kib else b""
     try:
         import uvloop
     except ImportError:  # plain asyncio still works, just slower
-        asyncio.run(_main(args.port, args.delay, args.stall))
+        asyncio.run(_main(args.port, args.delay, args.stall, big))
     else:
-        uvloop.run(_main(args.port, args.delay, args.stall))
+        uvloop.run(_main(args.port, args.delay, args.stall, big))
     sys.exit(0)
 
 

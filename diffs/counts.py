@@ -76,6 +76,16 @@ class Counts:
         return self.rate(self.findings)
 
     @property
+    def noise_only(self) -> int:
+        """Exchanges that differed, but only in noise: flagged on the spot, or in fields judged or marked noise."""
+        return self.noisy_match + max(0, self.diff - self.findings)
+
+    @property
+    def noise_rate(self) -> float | None:
+        """Exchanges whose differences were all noise: differ, yet count as matching for readiness."""
+        return self.rate(self.noise_only)
+
+    @property
     def error_rate(self) -> float | None:
         return self.rate(self.shadow_error)
 
@@ -83,16 +93,6 @@ class Counts:
     def clean_match(self) -> int:
         """Exchanges where nothing differed at all."""
         return self.match - self.noisy_match
-
-    @property
-    def noise_only(self) -> int:
-        """Exchanges that differed, but only in noise: flagged on the spot, or in fields judged or marked noise."""
-        return self.noisy_match + max(0, self.diff - self.findings)
-
-    @property
-    def noise_rate(self) -> float | None:
-        """Exchanges whose differences were all noise, of the compared ones."""
-        return self.rate(self.noise_only)
 
     @property
     def shares(self) -> dict[str, float | None]:

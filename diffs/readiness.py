@@ -7,20 +7,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from diffs.counts import Counts
 from diffs.percentiles import Latency
 
 
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    """When a service's shadow is ready to become its primary."""
+class Criteria(BaseModel):
+    """When a service's shadow is ready to become its primary: the config's [readiness] section, query parameters of
+    the web overview and /api/v1, and `shadowdiff check`'s flags all build this one type (validated like `NoiseConfig`).
+    """
 
-    min_samples: int = 100
-    max_diff_rate: float = 0.01
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_samples: int = Field(default=100, ge=0)
+    max_diff_rate: float = Field(default=0.01, ge=0, le=1)
     """Exchanges with a finding (noise excluded) / samples."""
-    max_error_rate: float = 0.01
-    max_p99_ratio: float = 1.2
-    """shadow p99 / primary p99."""
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p99_ratio: float = Field(default=1.2, gt=0)
+    """Shadow p99 / primary p99 (the migration guide expects V2 faster: below 1)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ What is redacted:
 - header values of `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`, and of any header
   whose name matches a configured field (`x-auth-token` matches `token`);
 - in JSON bodies, the value of every object key that matches a configured field, at any depth;
+- in form bodies (`application/x-www-form-urlencoded`) and in `multipart/form-data` bodies, the value of every field
+  whose name matches, by the same rule as JSON keys (a file part's content too, when its field name matches);
 - query-string parameters whose name matches a configured field;
 - in field diffs whose path ends in such a field or header, both values become `sha256:<12 hex>`, so a difference is
   still reported without the secret; other diff values are redacted like bodies.
@@ -12,7 +14,8 @@ A key matches a field when its words end with the field's words, ignoring case a
 `password` matches `Password`, `user_password` and `newPassword`; `card_number` matches `cardNumber`; `token`
 matches `access_token` but not `max_tokens` or `token_count`.
 
-Not redacted: bodies that are not JSON (form posts, text, compressed bytes) are stored as they came, with only their
+A multipart body whose parts cannot be told apart (no boundary) but that holds a field name that matches is replaced
+whole by a marker. Not redacted: other bodies (text, compressed bytes) are stored as they came, with only their
 headers redacted. The hash of a short secret can be brute-forced; it identifies a value, it does not hide a weak one.
 """
 
@@ -40,6 +43,11 @@ _WORD = re.compile(r"[a-z0-9]+")
 _INDEX_SUFFIX = re.compile(r"(\[(\*|\d+)\])+$")
 # The last key of a path template when quoted: `["a.b"]` (diffs.paths), or deepdiff's `['a.b']`.
 _QUOTED_LAST = re.compile(r"""\[("(?:[^"\\]|\\.)*"|'[^']*')\]$""")
+_BOUNDARY = re.compile(r'(?:^|;)\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_PART_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+UNSPLITTABLE_MULTIPART = b"[REDACTED: a multipart body without a boundary]"
 
 
 @lru_cache(maxsize=8192)
@@ -129,9 +137,19 @@ class Redactor:
             return value if all(new is old for new, old in zip(items, value, strict=True)) else items
         return value
 
-    def redact_body(self, body: bytes) -> bytes:
-        """A JSON body re-serialized with secrets redacted; other bodies unchanged (documented above)."""
-        if not body or not self._might_hold_secret(body):
+    def redact_body(self, body: bytes, content_type: str | None = None) -> bytes:
+        """A JSON, form or multipart body with secrets redacted; other bodies unchanged (documented above).
+
+        `content_type` (the Content-Type header) tells a form or multipart body; anything else is tried as JSON.
+        """
+        if not body:
+            return body
+        media = (content_type or "").partition(";")[0].strip().lower()
+        if media == FORM:
+            return self._redact_form(body)
+        if media == MULTIPART:
+            return self._redact_multipart(body, content_type or "")
+        if not self._might_hold_secret(body):
             return body
         try:
             parsed = orjson.loads(body)
@@ -143,6 +161,51 @@ class Redactor:
                 return body
         redacted = self.redact_value(parsed)
         return body if redacted is parsed else orjson.dumps(redacted, default=str)
+
+    def _redact_form(self, body: bytes) -> bytes:
+        # A field name may be percent-encoded ("pass%77ord"): only a body with neither a needle nor a "%" is skipped.
+        if b"%" not in body and not self._might_hold_secret(body):
+            return body
+        text = body.decode("latin-1")  # byte for byte: what is not redacted is stored exactly as it came
+        redacted = self.redact_query(text)
+        return body if redacted is text else redacted.encode("latin-1")
+
+    def _redact_multipart(self, body: bytes, content_type: str) -> bytes:
+        if b"%" not in body and b"=?" not in body and not self._might_hold_secret(body):
+            return body
+        match = _BOUNDARY.search(content_type)
+        if match is None:
+            return UNSPLITTABLE_MULTIPART
+        delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1")
+        pieces = body.split(delimiter)
+        changed = False
+        for i in range(1, len(pieces)):  # pieces[0] is the preamble; a piece starting "--" follows the last part
+            if not pieces[i].startswith(b"--"):
+                redacted = self._redact_part(pieces[i])
+                changed = changed or redacted is not pieces[i]
+                pieces[i] = redacted
+        return delimiter.join(pieces) if changed else body
+
+    def _redact_part(self, piece: bytes) -> bytes:
+        """One part (CRLF, headers, blank line, content, CRLF) with its content redacted when its name matches."""
+        end, blank = piece.find(b"\r\n\r\n"), 4
+        if end < 0:
+            end, blank = piece.find(b"\n\n"), 2
+        if end < 0:
+            return piece  # cut inside the headers (a capped body): no content to hide
+        head = piece[:end]
+        disposition = next(
+            (line.partition(b":")[2] for line in head.splitlines() if line.lower().startswith(b"content-disposition")),
+            None,
+        )
+        found = _PART_NAME.search(disposition) if disposition is not None else None
+        if found is None:
+            return piece
+        name = (found.group(1) or found.group(2) or b"").decode("utf-8", "replace")
+        if not self.is_secret_key(unquote_plus(name)):
+            return piece
+        tail = b"\r\n" if piece.endswith(b"\r\n") else b"\n" if piece.endswith(b"\n") else b""
+        return piece[: end + blank] + REDACTED.encode() + tail
 
     def redact_query(self, query: str) -> str:
         """`a=1&password=x` -> `a=1&password=[REDACTED]`; other parameters byte for byte."""
@@ -192,14 +255,15 @@ class Redactor:
     # The writer redacts every exchange on the event loop: build new values only where something changed.
 
     def redact_side(self, side: SideResponse) -> SideResponse:
-        headers, body = self.redact_headers(side.headers), self.redact_body(side.body)
+        headers, body = self.redact_headers(side.headers), self.redact_body(side.body, _content_type(side.headers))
         if headers is side.headers and body is side.body:
             return side
         return replace(side, headers=headers, body=body)
 
     def redact_exchange(self, exchange: Exchange) -> Exchange:
         request = exchange.request
-        headers, body = self.redact_headers(request.headers), self.redact_body(request.body)
+        headers = self.redact_headers(request.headers)
+        body = self.redact_body(request.body, _content_type(request.headers))
         query = self.redact_query(request.query)
         if headers is not request.headers or body is not request.body or query is not request.query:
             request = replace(request, headers=headers, body=body, query=query)
@@ -248,3 +312,7 @@ class Redactor:
     def _might_hold_secret(self, body: bytes) -> bool:
         # Lower-casing first and then one case-sensitive scan is ~10x faster than an IGNORECASE alternation.
         return self._needle.search(body.lower()) is not None
+
+
+def _content_type(headers: Headers) -> str | None:
+    return next((value for name, value in headers if name.lower() == "content-type"), None)

@@ -15,6 +15,7 @@ from diffs.counts import Counts
 from diffs.noise import Marks
 from diffs.percentiles import Latency, LatencyHistogram, build_latency
 from diffs.readiness import Criteria, Readiness, assess
+from diffs.trend import Trend
 
 # ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
 
@@ -58,6 +59,10 @@ class Verdict:
     NOISE = "noise"
     MARKED = "marked"
     """A reviewer marked the field as noise."""
+
+
+SEVERITY = {Verdict.FINDING: 0, Verdict.NOISE: 1, Verdict.MARKED: 2}
+"""Fields are listed findings first, then noise, then what reviewers marked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,7 @@ def classify_fields(
     thresholds: NoiseThresholds,
     marks: Iterable[tuple[str, str]] = (),
 ) -> tuple[FieldSummary, ...]:
-    """A verdict for every field, most frequent first."""
+    """A verdict for every field: per endpoint, findings before noise, each most frequent first."""
     covered = Marks(marks)
     result = []
     for f in fields:
@@ -126,7 +131,7 @@ def classify_fields(
                 direction=f.direction,
             )
         )
-    return tuple(sorted(result, key=lambda s: (s.endpoint, s.direction, -s.raw, s.path)))
+    return tuple(sorted(result, key=lambda s: (s.endpoint, s.direction, SEVERITY[s.verdict], -s.raw, s.path)))
 
 
 def finding_fields(fields: Iterable[FieldSummary]) -> tuple[tuple[str, str], ...]:
@@ -150,6 +155,12 @@ class EndpointSummary:
     @property
     def finding_fields(self) -> int:
         return sum(1 for f in self.fields if f.verdict == Verdict.FINDING)
+
+    @property
+    def severity(self) -> tuple[float, float, int, str]:
+        """Sort key, most severe first: the highest diff rate (findings), then shadow errors, then traffic."""
+        c = self.counts
+        return (-(c.diff_rate or 0.0), -(c.error_rate or 0.0), -c.total, self.endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +188,9 @@ class ServiceSummary:
     latency: Latency
     readiness: Readiness
     endpoints: tuple[EndpointSummary, ...] = ()
+    """Most severe first (`EndpointSummary.severity`)."""
+    trend: Trend = Trend()
+    """The diff rate (findings) over the window, in equal time buckets (the current direction's)."""
     directions: tuple[DirectionSummary, ...] = ()
     """Every direction with traffic in the window, the current one (the fields above) first."""
     since: datetime | None = None
@@ -252,6 +266,7 @@ def build_report(
     primaries: Mapping[str, str],
     services: Iterable[str] = (),
     latency_stride: int = 1,
+    trends: Mapping[str, Trend] | None = None,
     starts: Mapping[str, datetime | None] | None = None,
     last_promotions: Mapping[str, datetime] | None = None,
 ) -> Report:
@@ -297,7 +312,7 @@ def build_report(
         mine = current.get(name) or _direction(primary)
         directions = []
         for d in sorted(by_direction[name], key=lambda d: (d != mine, d)):
-            eps = tuple(sorted(by_direction[name][d], key=lambda s: (-s.counts.total, s.endpoint)))
+            eps = tuple(sorted(by_direction[name][d], key=lambda s: s.severity))
             counts = sum((e.counts for e in eps), Counts())
             latency = build_latency(hist_by_service.get((name, d), ()))
             p, _, sh = d.partition(">")
@@ -313,6 +328,7 @@ def build_report(
                 latency=latency,
                 readiness=head.readiness if head else assess(counts, latency, criteria),
                 endpoints=head.endpoints if head else (),
+                trend=(trends or {}).get(name, Trend()),
                 directions=tuple(directions),
                 since=(starts or {}).get(name, window.since),
                 last_promotion=(last_promotions or {}).get(name),

@@ -9,6 +9,7 @@ from diffs.counts import Counts
 from diffs.percentiles import Latency, Percentiles
 from diffs.readiness import Criteria, Readiness
 from diffs.report import LIVE, DirectionSummary, EndpointSummary, FieldSummary, Report, ServiceSummary, Verdict
+from diffs.trend import Trend
 
 SCHEMA_VERSION = 1
 
@@ -34,7 +35,7 @@ def counts_dict(c: Counts) -> dict[str, Any]:
             "match": _rate(c.match_rate),
             "diff": _rate(c.diff_rate),
             "raw_diff": _rate(c.raw_diff_rate),
-            "noise_only": _rate(c.noise_rate),
+            "noise": _rate(c.noise_rate),
             "shadow_error": _rate(c.error_rate),
         },
         "shares": {name: _rate(value) for name, value in c.shares.items()},
@@ -130,11 +131,19 @@ def service_dict(s: ServiceSummary, *, endpoints: bool = True, fields: bool = Tr
         "v2_speedup": s.v2_speedup,
         "v2_speedup_p99": s.v2_speedup_p99,
         "readiness": readiness_dict(s.readiness),
+        "trend": trend_dict(s.trend),
         "directions": [direction_dict(d) for d in s.directions],
     }
     if endpoints:
         data["endpoints"] = [endpoint_dict(e, fields=fields) for e in s.endpoints]
     return data
+
+
+def trend_dict(t: Trend) -> dict[str, Any]:
+    return {
+        "direction": t.direction,
+        "buckets": [{"start": b.start.isoformat(), "samples": b.samples, "findings": b.findings} for b in t.buckets],
+    }
 
 
 def report_dict(report: Report, *, endpoints: bool = True, fields: bool = True) -> dict[str, Any]:

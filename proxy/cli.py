@@ -1,62 +1,34 @@
 """The `shadowdiff` command line: run V1, V2, the proxy or the whole demo stack; seed; promote and roll back.
 
-Every flag also reads a SHADOWDIFF_* environment variable. Failures are one line on stderr and exit code 1.
+Every flag also reads a SHADOWDIFF_* environment variable. Failures are one line on stderr and exit code 2
+(`proxy.cli_common`, which every command shares).
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import importlib
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal
 
 import typer
 
+from proxy.cli_common import choice_option, confirm, fail, new_app, one_line_errors
 from proxy.control.admin_client import call_admin
 from proxy.errors import ShadowdiffError
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    help="shadowdiff: mirror traffic to V1 and V2, diff the responses, promote V2 per service.",
-)
+app = new_app("shadowdiff: mirror traffic to V1 and V2, diff the responses, promote V2 per service.")
 
 ADMIN_URL = "http://127.0.0.1:8900"
 LEGACY_DATABASE_URL = "sqlite:///./legacy.db"
 V2_DATABASE_URL = "sqlite+aiosqlite:///./v2.db"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"shadowdiff: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Our own errors and bad values become one line on stderr and exit 1; Ctrl-C before serving exits quietly."""
-    try:
-        yield
-    except ShadowdiffError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # the apps' settings objects validate with ValueError
-        fail(str(exc))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _log_level(value: str) -> str:
-    if value.lower() not in LOG_LEVELS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
-    return value.lower()
+STORE_URL = "sqlite+aiosqlite:///./shadowdiff.db"
 
 
 LogLevel = Annotated[
-    str, typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", callback=_log_level, help="critical|error|warning|info|debug.")
+    Literal["critical", "error", "warning", "info", "debug"],
+    choice_option(envvar="SHADOWDIFF_LOG_LEVEL", help="How much the app logs."),
 ]
 
 
@@ -174,8 +146,8 @@ def proxy(
         typer.Option(envvar="SHADOWDIFF_WORKERS", help="Proxy worker processes sharing the port (default 1)."),
     ] = None,
     log_level: Annotated[
-        str | None,
-        typer.Option(envvar="SHADOWDIFF_LOG_LEVEL", help="critical|error|warning|info|debug (default info)."),
+        Literal["critical", "error", "warning", "info", "debug"] | None,
+        choice_option(envvar="SHADOWDIFF_LOG_LEVEL", help="How much the proxy logs (default info)."),
     ] = None,
     capture: Annotated[
         Path | None,
@@ -234,28 +206,36 @@ def up(
     v2_database_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_V2_DATABASE_URL", help="V2's database.")] = (
         V2_DATABASE_URL
     ),
-    database_url: Annotated[
-        str, typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The proxy's store.")
-    ] = "sqlite+aiosqlite:///./shadowdiff.db",
+    database_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The proxy's store.")] = STORE_URL,
     config: Annotated[Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file for the proxy.")] = None,
     workers: Annotated[int, typer.Option(envvar="SHADOWDIFF_WORKERS", help="Proxy worker processes.")] = 1,
     ready_timeout: Annotated[
         float, typer.Option(envvar="SHADOWDIFF_READY_TIMEOUT", help="Seconds to wait for everything to be healthy.")
     ] = 60.0,
+    log_dir: Annotated[
+        Path, typer.Option(envvar="SHADOWDIFF_LOG_DIR", help="Where V1, V2 and the secondary write their logs.")
+    ] = Path("logs"),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", envvar="SHADOWDIFF_VERBOSE", help="Show V1's and V2's logs here instead.")
+    ] = False,
 ) -> None:
     """Seed the demo databases, start V1, V2, a secondary V1, the proxy and the admin plane; Ctrl-C stops all."""
-    from proxy.runtime.stack import ChildSpec, Stack, banner, cli_argv, copy_sqlite, seed_both, sqlite_path
+    from proxy.runtime.stack import ChildSpec, Stack, banner, cli_argv, cli_name, copy_sqlite, seed_both, sqlite_path
 
     with one_line_errors():
         for line in seed_both(legacy_database_url, v2_database_url):
             typer.echo(line)
+        logs = {} if verbose else {name: log_dir / f"{name}.log" for name in ("v1", "v2", "secondary")}
         local = "http://127.0.0.1"
         v1_url, v2_url, secondary_url = f"{local}:{legacy_port}", f"{local}:{v2_port}", f"{local}:{secondary_port}"
         legacy_args = ("legacy", "--port", str(legacy_port), "--database-url", legacy_database_url)
         children = [
-            ChildSpec("v1", cli_argv(*legacy_args), (f"{v1_url}/health",)),
+            ChildSpec("v1", cli_argv(*legacy_args), (f"{v1_url}/health",), logs.get("v1")),
             ChildSpec(
-                "v2", cli_argv("v2", "--port", str(v2_port), "--database-url", v2_database_url), (f"{v2_url}/health",)
+                "v2",
+                cli_argv("v2", "--port", str(v2_port), "--database-url", v2_database_url),
+                (f"{v2_url}/health",),
+                logs.get("v2"),
             ),
         ]
         proxy_args = ["proxy", "--v1", v1_url, "--v2", v2_url, "--port", str(port), "--admin-port", str(admin_port)]
@@ -269,12 +249,24 @@ def up(
             copy = source.with_name(f"{source.stem}-secondary{source.suffix}")
             copy_sqlite(source, copy)
             secondary_args = ("legacy", "--port", str(secondary_port), "--database-url", f"sqlite:///{copy}")
-            children.append(ChildSpec("secondary", cli_argv(*secondary_args), (f"{secondary_url}/health",)))
+            children.append(
+                ChildSpec("secondary", cli_argv(*secondary_args), (f"{secondary_url}/health",), logs.get("secondary"))
+            )
             proxy_args += ["--secondary", secondary_url]
         # The proxy's /health is forwarded to the primary: when it answers, the whole path works.
         proxy_health = (f"{local}:{port}/health", f"{local}:{admin_port}/health")
         children.append(ChildSpec("proxy", cli_argv(*proxy_args), proxy_health))
-        ready = banner(f"{local}:{port}", f"{local}:{admin_port}", v1_url, v2_url, secondary=secondary)
+        ready = banner(
+            f"{local}:{port}",
+            f"{local}:{admin_port}",
+            v1_url,
+            v2_url,
+            secondary_url=secondary_url if secondary else None,
+            logs={name: log for name, log in logs.items() if secondary or name != "secondary"},
+            cli=cli_name(),
+            status_args="" if admin_port == 8900 else f" --admin-url {local}:{admin_port}",
+            report_args="" if database_url == STORE_URL else f" --database-url {database_url}",
+        )
         Stack(children).run(ready_timeout=ready_timeout, banner=ready)
 
 
@@ -293,28 +285,60 @@ Actor = Annotated[
 @app.command()
 def promote(
     service: Annotated[str, typer.Argument(help="orders, products, ai, default, or one from your config.")],
-    to: Annotated[str, typer.Option(envvar="SHADOWDIFF_PROMOTE_TO", help="v2 (or v1).")] = "v2",
+    to: Annotated[Literal["v1", "v2"], choice_option(envvar="SHADOWDIFF_PROMOTE_TO", help="The new primary.")] = "v2",
     reason: Reason = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote without asking, even when the report says NOT READY.")
+    ] = False,
     admin_url: AdminUrl = ADMIN_URL,
     token: Token = None,
     actor: Actor = None,
 ) -> None:
-    """Make V2 (or V1) the primary of SERVICE now, on every worker and replica; V1 becomes the shadow."""
+    """Make V2 (or V1) the primary of SERVICE now, on every worker and replica; V1 becomes the shadow.
+
+    When the report says SERVICE is NOT READY, asks first (or refuses without a terminal, unless --force).
+    """
+    _confirm_readiness(admin_url, service, to, force)
     body = {"to": to, "reason": reason, "actor": actor or _whoami()}
     typer.echo(_describe(_post(admin_url, f"/api/services/{service}/promote", body, token)))
 
 
+def _confirm_readiness(admin_url: str, service: str, to: str, force: bool) -> None:
+    """Ask before making V2 the primary while the readiness gate refuses it (or cannot judge it)."""
+    if force:
+        return
+    try:
+        info = call_admin("GET", admin_url, f"/api/v1/services/{service}", timeout=30)
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    if to != "v2" or info.get("shadow") != to:
+        return  # back to V1 is a rollback, and promoting the primary changes nothing: neither asks
+    readiness = info.get("readiness", {})
+    if readiness.get("ready"):
+        return
+    why = "; ".join(f["message"] for f in readiness.get("failures", ())) or "no verdict"
+    confirm(
+        f"{service} is NOT READY ({why}). Make {to} its primary anyway?",
+        force=force,
+        refusal=f"{service} is NOT READY ({why}); not promoted. Pass --force to promote anyway",
+    )
+
+
 @app.command()
 def rollback(
-    service: Annotated[str, typer.Argument(help="The service to return to its previous primary.")],
+    service: Annotated[str, typer.Argument(help="The service to put back on V1.")],
     reason: Reason = "",
     admin_url: AdminUrl = ADMIN_URL,
     token: Token = None,
     actor: Actor = None,
 ) -> None:
-    """Return SERVICE to the primary it had before its last promotion."""
+    """Make V1 the primary of SERVICE again, now; running it twice is safe (the second says nothing changed)."""
     body = {"reason": reason, "actor": actor or _whoami()}
-    typer.echo(_describe(_post(admin_url, f"/api/services/{service}/rollback", body, token)))
+    result = _post(admin_url, f"/api/services/{service}/rollback", body, token)
+    if not result["changed"]:
+        typer.echo(f"{result['service']['name']}: primary is already v1; nothing to roll back")
+        return
+    typer.echo(_describe(result))
 
 
 def _whoami() -> str:

@@ -6,6 +6,7 @@ Bad values fail at start-up with a message naming the key and the value (`Config
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -14,9 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from diffs.readiness import Criteria
 from diffs.rules import CompareRules, EndpointRules, NoiseConfig
 from proxy.errors import ConfigError
 
@@ -63,19 +66,6 @@ def default_services() -> dict[str, ServiceConfig]:
         "ai": ServiceConfig(prefixes=("/api/ai",)),
         "default": ServiceConfig(prefixes=("/",)),
     }
-
-
-class ReadinessConfig(BaseModel):
-    """When a service's shadow is ready to be promoted: the web overview and `shadowdiff check` both judge by it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_samples: int = Field(default=100, ge=0)
-    max_diff_rate: float = Field(default=0.01, ge=0, le=1)
-    """Exchanges with a finding (noise excluded) / compared exchanges."""
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    max_p99_ratio: float = Field(default=1.2, gt=0)
-    """Shadow p99 / primary p99 (the migration guide expects V2 faster: below 1)."""
 
 
 class CaptureConfig(BaseModel):
@@ -128,6 +118,9 @@ class Settings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(default=8900, ge=0, le=65535)
     admin_token: str | None = None
+    admin_allowed_hosts: tuple[str, ...] = ()
+    """Host names the admin plane answers to besides IP addresses, loopback names and `admin_host` (DNS rebinding
+    guard); e.g. the name of a load balancer in front of it. "*" allows any."""
     database_url: str = "sqlite+aiosqlite:///./shadowdiff.db"
     database_pool_size: int = Field(default=3, ge=1, le=100)
     """Connections each process keeps open to the store (docs/scaling.md: replicas x processes x pool)."""
@@ -154,7 +147,8 @@ class Settings(BaseSettings):
     upstream_keepalive_seconds: float = Field(default=30.0, gt=0)
     """How long an idle upstream connection is kept for reuse."""
     queue_size: int = Field(default=2_000, ge=1)
-    """Exchanges waiting to be compared, per worker; beyond it (or 8 MiB of bodies) they are dropped and counted."""
+    """Exchanges handed to the analysis process and not yet stored, per worker; beyond it (or max(8 MiB,
+    4 × max_response_body) of bodies) they are dropped and counted."""
     drain_seconds: float = Field(default=5.0, ge=0)
     correlation_capacity: int = Field(default=100_000, ge=1)
     correlation_wait_seconds: float = Field(default=2.0, ge=0)
@@ -163,7 +157,8 @@ class Settings(BaseSettings):
     redact_fields: tuple[str, ...] = ("password", "card_number", "token", "secret", "api_key")
     services: dict[str, ServiceConfig] = Field(default_factory=default_services)
     noise: NoiseConfig = NoiseConfig()
-    readiness: ReadinessConfig = ReadinessConfig()
+    readiness: Criteria = Criteria()
+    """When a service's shadow is ready to be promoted: the web overview and `shadowdiff check` both judge by it."""
     examples_per_field: int = Field(default=20, ge=1)
     """Exchanges stored per (endpoint, differing field) and hour, with headers and bodies, for drill-down."""
     retention_max_exchanges: int = Field(default=1_000_000, ge=1000)
@@ -357,3 +352,12 @@ class _patched_environ:
     def __exit__(self, *exc: object) -> None:
         os.environ.clear()
         os.environ.update(self._saved)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Once per process (server, worker, analysis): stdlib logging and structlog both at `settings.log_level`."""
+    level = getattr(logging, settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("shadowdiff").setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # "Running upgrade ..." at every first start
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))

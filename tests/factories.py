@@ -102,6 +102,7 @@ def exchange(
     request: RecordedRequest | None = None,
     skip_reason: str | None = None,
     started_at: datetime | None = None,
+    run: str | None = None,
 ) -> Exchange:
     """An exchange; the shadow defaults to the primary's response answered by V2 (so it matches)."""
     number = next(_ids)
@@ -117,6 +118,7 @@ def exchange(
         shadow=shadow,
         secondary=secondary,
         skip_reason=skip_reason,
+        run=run,
     )
 
 

@@ -57,14 +57,14 @@ async def run_shadowdiff(settings: Any, environ: dict[str, str] | None = None) -
     server = ShadowdiffServer(settings, environ=environ or {})
     task = asyncio.get_running_loop().create_task(server.serve())
     try:
-        for _ in range(500):
+        for _ in range(3000):  # the analysis process starts first: a new interpreter, ~1 s on a busy machine
             if server.started:
                 break
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
         else:
-            raise RuntimeError("shadowdiff did not start within 5 s")
+            raise RuntimeError("shadowdiff did not start within 30 s")
         yield server
     finally:
         server.request_exit()

@@ -88,7 +88,7 @@ def test_every_expression_names_only_metrics_the_code_defines() -> None:
     assert len(exprs) == 7
     named = set().union(*(metric_names(e) for e in exprs))
     assert {"shadowdiff_upstream_latency_seconds_bucket", "shadowdiff_shadow_errors_total"} <= named
-    assert "shadowdiff_comparisons_total" in named  # the per-endpoint diff rate, counted by proxy.analysis.comparing
+    assert "shadowdiff_comparisons_total" in named  # the per-endpoint diff rate (proxy.analysis.metrics)
     defined = defined_metrics()
     assert not named - defined, f"not defined by the code: {sorted(named - defined)}"
 

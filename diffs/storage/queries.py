@@ -8,10 +8,11 @@ and its latency percentiles taken from the merged histograms.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from diffs.storage import rollup_rows, rows
 from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow, RollupRow
 from diffs.storage.records import Cursor, Page, StoredRequest
 from diffs.storage.store import Store
+from diffs.trend import Trend, bucket_edges, build_trend
 
 MAX_PAGE = 500
 COMPARED = (Outcome.MATCH.value, Outcome.DIFF.value)
@@ -239,13 +241,17 @@ async def load_report(
 
     With `window.since_promotion`, each service's numbers start at its last promotion when that is later.
     """
+    now = now or datetime.now(UTC)
     last = await store.last_changes()
     shown = [s for s in services if service is None or s == service]
     starts = {name: start_of(window, at) for name, at in last.items()}
     found = await totals(store, window, starts=starts, service=service)
     endpoints, fields, histograms = report_inputs(found, thresholds, await noise_mark_pairs(store))
+    every_start = {name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}}
+    current = {name: _current(primaries.get(name, "v1")) for name in every_start}
+    trends = await _trends(store, window, every_start, current, fields, now)
     return build_report(
-        generated_at=now or datetime.now(UTC),
+        generated_at=now,
         window=window,
         criteria=criteria,
         endpoints=endpoints,
@@ -253,9 +259,63 @@ async def load_report(
         histograms=histograms,
         primaries=primaries,
         services=shown,
-        starts={name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}},
+        trends=trends,
+        starts=every_start,
         last_promotions=last,
     )
+
+
+def _current(primary: str) -> str:
+    return rollups.direction_of(primary, None)
+
+
+async def _trends(
+    store: Store,
+    window: Window,
+    starts: Mapping[str, datetime | None],
+    directions: Mapping[str, str],
+    fields: Iterable[FieldSummary],
+    now: datetime,
+) -> dict[str, Trend]:
+    """Each service's diff rate (current direction) in `TREND_BUCKETS` equal buckets over its window, from the
+    rollup rows of the coarsest grain that fits a bucket. An open start begins at the service's oldest row and, with
+    an open end too, the buckets end at its newest: "all time" shows the traffic's own history."""
+    finding_paths: dict[tuple[str, str], list[str]] = {}
+    for f in fields:
+        if f.verdict == Verdict.FINDING:
+            finding_paths.setdefault((f.endpoint, f.direction), []).append(f.path)
+    r = RollupRow
+    out: dict[str, Trend] = {}
+    async with engines.reading(_engine(store)) as conn:
+        for name, since in starts.items():
+            mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
+            until = window.until
+            if since is None:
+                span = select(func.min(r.start), func.max(r.start)).where(r.grain == rollups.GRAINS[0], *mine)
+                first, newest = (await conn.execute(span)).one()
+                if first is None:
+                    continue
+                since = first
+                until = until or max(newest + timedelta(minutes=1), first + timedelta(seconds=1))
+            end = until or max(now, since + timedelta(seconds=1))
+            edges = bucket_edges(since, end)
+            if not edges:
+                continue
+            width = (edges[1] - edges[0]).total_seconds() if len(edges) > 1 else 60.0
+            grain = max([g for g in rollups.GRAINS if g <= width] or [rollups.GRAINS[0]])
+            query = select(r.start, r.endpoint, r.match, r.diff, r.shadow_error, r.signatures).where(
+                r.grain == grain, r.start >= rollups.floor_time(since, grain), r.start < end, *mine
+            )
+            samples: list[tuple[int, int]] = []
+            found: list[tuple[int, int]] = []
+            for start, endpoint, match, diff, error, signatures in (await conn.execute(query)).all():
+                index = max(0, bisect.bisect_right(edges, start) - 1)
+                samples.append((index, int(match or 0) + int(diff or 0) + int(error or 0)))
+                paths = finding_paths.get((endpoint, directions[name]))
+                if paths and diff and signatures and signatures != "{}":
+                    found.append((index, rollups.findings(orjson.loads(signatures), paths)))
+            out[name] = build_trend(edges, samples, found)
+    return out
 
 
 # ---------------------------------------------------------------- listings

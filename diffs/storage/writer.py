@@ -99,8 +99,13 @@ class BatchWriter:
 
     @property
     def pending(self) -> int:
-        """Exchanges counted and not yet written, plus examples waiting (an example is also counted once above)."""
-        return self._rollups.exchanges + self._inflight_rollups + len(self._pending) + self._inflight
+        """Exchanges accepted whose counts are not in the database yet (each is settled once they are; the writer
+        settles them oldest first). Examples waiting are `examples_pending`."""
+        return self._rollups.exchanges + self._inflight_rollups
+
+    @property
+    def examples_pending(self) -> int:
+        return len(self._pending) + self._inflight
 
     def submit(self, comparison: Comparison) -> bool:
         """Count one comparison (and queue it when it is an example) without waiting; False when it was dropped."""

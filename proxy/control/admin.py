@@ -1,7 +1,9 @@
 """The admin plane's JSON API: services and their primaries, promote, roll back, the audit trail, metrics, health.
 
 Mutating endpoints need `Authorization: Bearer <admin_token>` when a token is configured; a token is mandatory when
-the admin listener is not on loopback (`check_admin_exposure`). Errors are JSON, shaped like V2's:
+the admin listener is not on loopback (`check_admin_exposure`). With or without a token, `proxy.control.guard`
+refuses foreign Host names, cross-site origins and bodies other than JSON (or the report's forms). Errors are JSON,
+shaped like V2's:
 `{"error": {"code": ..., "message": ..., "details": {...}}}`.
 """
 
@@ -18,13 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from diffs.storage import PromotionRecord
 from proxy.config import Settings, Side, check_admin_exposure
-from proxy.control.promotion import CONFIG_ACTORS, Change, NothingToRollBack, PrimaryState, UnknownService
+from proxy.control.guard import AdminGuard, allowed_host_names
+from proxy.control.promotion import CONFIG_ACTORS, ROLLBACK_TARGET, Change, PrimaryState, UnknownService
 from proxy.errors import StoreError
 
 log = logging.getLogger("shadowdiff.admin")
@@ -197,14 +201,11 @@ class AdminApi:
         body = await self._change_request(request, RollbackBody, required=False)
         if isinstance(body, Response):
             return body
-        try:
-            change = await self._state.rollback(
-                request.path_params["service"],
-                reason=body.reason or "rolled back through the admin API",
-                actor=body.actor or _client(request),
-            )
-        except NothingToRollBack as exc:
-            return error(409, "NOTHING_TO_ROLL_BACK", str(exc))
+        change = await self._state.rollback(
+            request.path_params["service"],
+            reason=body.reason or f"rolled back to {ROLLBACK_TARGET} through the admin API",
+            actor=body.actor or _client(request),
+        )
         return JSONResponse(_change_json(self._state, change))
 
     async def promotions(self, request: Request) -> Response:
@@ -290,10 +291,17 @@ def create_admin_app(
     registry: CollectorRegistry,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The admin Starlette app. `registry` is what /metrics exposes; `extra_routes` come first (web report pages)."""
+    """The admin Starlette app. `registry` is what /metrics exposes; `extra_routes` come first (web report pages).
+
+    Everything behind it, extra routes included, sits behind `AdminGuard` (Host allow-list, CSRF rules).
+    """
     check_admin_exposure(settings)
     api = AdminApi(settings, state, registry)
+    guard = Middleware(
+        AdminGuard, allowed_names=allowed_host_names(settings), cookie_name=f"shadowdiff_admin_{settings.admin_port}"
+    )
     return Starlette(
         routes=[*extra_routes, *api.routes()],
+        middleware=[guard],
         exception_handlers={HTTPException: _http_error, StoreError: _store_error},
     )

@@ -29,6 +29,8 @@ log = logging.getLogger("shadowdiff.promotion")
 
 CONFIG_ACTORS = frozenset({"config", "env"})
 """Actors of rows recorded at start-up from configuration; the admin API refuses them as actor names."""
+ROLLBACK_TARGET: Side = "v1"
+"""Where a rollback goes, whatever happened before: the legacy side, which served before any promotion."""
 AUDIT_LOOKBACK = 1000
 """How far back in one service's audit trail to look for its last config decision or last change."""
 ATTEMPTS = 5
@@ -41,10 +43,6 @@ class UnknownService(ShadowdiffError):
     def __init__(self, service: str, known: tuple[str, ...]) -> None:
         super().__init__(f"unknown service {service!r}; known services: {', '.join(known)}")
         self.service = service
-
-
-class NothingToRollBack(ShadowdiffError):
-    """The service's primary was never changed, so there is no previous primary to return to."""
 
 
 class KeptChanging(ShadowdiffError):
@@ -261,28 +259,12 @@ class PrimaryState:
         raise KeptChanging(f"{service}: the primary kept changing; try again")
 
     async def rollback(self, service: str, *, reason: str, actor: str) -> Change:
-        """Return `service` to the primary it had before its last change (the other side if the trail is unclear)."""
+        """Back to V1, the side a migration starts from: the guide's rollback (`USE_V2_SERVICES=false`), without a
+        restart. Idempotent: when V1 already answers, nothing changes and nothing is recorded (`Change.changed` is
+        False), so a rollback retried during an incident can never put V2 back in front."""
         self._check(service)
         async with self._changing:
-            for _ in range(ATTEMPTS):
-                stored = (await self._store.get_primaries()).get(service)
-                current = self._current_of(service, stored)
-                trail = await self._store.list_promotions(service, AUDIT_LOOKBACK)
-                last_change = next((row for row in trail if row.from_side != row.to_side), None)
-                if last_change is None:
-                    raise NothingToRollBack(f"{service} has never been promoted: its primary is still {current}")
-                previous = _side(last_change.from_side)
-                target = previous if previous is not None and last_change.to_side == current else other_side(current)
-                try:
-                    record = await self._store.record_promotion(
-                        service, current, target, reason, actor, expected=stored
-                    )
-                except PromotionConflict:
-                    continue
-                self._set(service, target)
-                log.warning("%s: %s → %s by %s (%s)", service, current, target, actor, reason)
-                return Change(service, target, current, record)
-            raise KeptChanging(f"{service}: the primary kept changing; try again")
+            return await self._change(service, ROLLBACK_TARGET, reason=reason, actor=actor)
 
     def _current_of(self, service: str, stored: str | None) -> Side:
         # The store's answer, not the cache: another admin plane may have changed it since the last refresh.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DELTA_STEPS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DELTA_BUCKETS = tuple(-step for step in reversed(_DELTA_STEPS)) + (0.0,) + _DELTA_STEPS
+INF = math.inf
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 
@@ -41,8 +43,8 @@ class ProxyMetrics:
         self.deferred = deferred
         self._pending: defaultdict[Any, float] = defaultdict(float)
         """Counter and gauge children → amount not yet applied."""
-        self._observed: dict[Any, list[float]] = {}
-        """Histogram children → observations not yet applied."""
+        self._observed: dict[Any, tuple[tuple[float, ...], list[float]]] = {}
+        """Histogram children → (their upper bounds, observations not yet applied)."""
         r = self.registry
         self.requests = Counter(
             "shadowdiff_requests",
@@ -100,6 +102,10 @@ class ProxyMetrics:
             registry=r,
             multiprocess_mode="livesum",  # with --workers N, the sum over live workers
         )
+        self._upper_bounds = {
+            self.upstream_latency: (*LATENCY_BUCKETS, INF),
+            self.latency_delta: (*DELTA_BUCKETS, INF),
+        }
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str, str], Histogram] = {}
         self._delta_children: dict[str, Histogram] = {}
@@ -117,13 +123,13 @@ class ProxyMetrics:
         child = self._latency_children.get(key)
         if child is None:
             child = self._latency_children[key] = self.upstream_latency.labels(service, role, app)
-        self._observe(child, seconds)
+        self._observe(self.upstream_latency, child, seconds)
 
     def delta(self, service: str, seconds: float) -> None:
         child = self._delta_children.get(service)
         if child is None:
             child = self._delta_children[service] = self.latency_delta.labels(service)
-        self._observe(child, seconds)
+        self._observe(self.latency_delta, child, seconds)
 
     def inflight(self, change: int) -> None:
         """Mirrored requests started (positive) or finished (negative)."""
@@ -136,13 +142,13 @@ class ProxyMetrics:
         else:
             child.inc(amount)
 
-    def _observe(self, child: Any, value: float) -> None:
+    def _observe(self, histogram: Histogram, child: Any, value: float) -> None:
         if self.deferred:
             observed = self._observed.get(child)
             if observed is None:
-                self._observed[child] = [value]
+                self._observed[child] = (self._upper_bounds[histogram], [value])
             else:
-                observed.append(value)
+                observed[1].append(value)
         else:
             child.observe(value)
 
@@ -153,8 +159,8 @@ class ProxyMetrics:
             if amount:
                 child.inc(amount)
         observed, self._observed = self._observed, {}
-        for child, values in observed.items():
-            _observe_all(child, values)
+        for child, (bounds, values) in observed.items():
+            _observe_all(child, bounds, values)
 
     async def flush_every(self, seconds: float) -> None:
         """Flush every `seconds` until cancelled, and once more then."""
@@ -181,14 +187,16 @@ class ProxyMetrics:
         self.truncated.labels(service, role).inc()
 
 
-def _observe_all(child: Any, values: Sequence[float]) -> None:
+def _observe_all(child: Any, bounds: Sequence[float], values: Sequence[float]) -> None:
     """`child.observe(v)` for every value, with one write per bucket touched and one for the sum.
 
-    Uses the histogram child's bucket bounds and values, which prometheus-client has kept under these names since
-    its first multiprocess release; if they are ever missing, each value is observed on its own.
+    prometheus_client has no public way to add many observations at once, so this writes the child's per-bucket
+    values (`_buckets`: one per upper bound in `bounds`, not cumulative) and `_sum` directly. They are private: the
+    lock pins the version, and tests/proxy/dataplane/test_metrics.py checks these two names and their meaning, so an
+    upgrade that changes them fails there first. Were they missing, each value is observed on its own.
     """
-    bounds, buckets, total = (getattr(child, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
-    if bounds is None or buckets is None or total is None:
+    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)
+    if buckets is None or total is None or len(buckets) != len(bounds):
         for value in values:
             child.observe(value)
         return

@@ -20,16 +20,11 @@ from typing import Annotated, Any
 
 import typer
 
+from proxy.cli_common import INTERRUPTED, fail
 from proxy.errors import ShadowdiffError
 from proxy.review.cli_report import MaxDiffRate, MaxErrorRate, MaxP99Ratio, MinSamples, gate
 
-UNUSABLE, INTERRUPTED = 2, 130
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-
-
-def _fail(message: str, code: int = UNUSABLE) -> typer.Exit:
-    typer.echo(f"shadowdiff: {message}", err=True)
-    return typer.Exit(code)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -57,40 +52,65 @@ def replay(
     source: Annotated[
         str, typer.Argument(help="A capture file or folder, a HAR 1.2 file, a GoReplay file, or 'store'.")
     ],
-    v1: Annotated[str | None, typer.Option("--v1", envvar="SHADOWDIFF_V1_URL", help="V1's base URL.")] = None,
-    v2: Annotated[str | None, typer.Option("--v2", envvar="SHADOWDIFF_V2_URL", help="V2's base URL.")] = None,
+    v1: Annotated[
+        str | None, typer.Option("--v1", envvar="SHADOWDIFF_V1_URL", metavar="URL", help="V1's base URL.")
+    ] = None,
+    v2: Annotated[
+        str | None, typer.Option("--v2", envvar="SHADOWDIFF_V2_URL", metavar="URL", help="V2's base URL.")
+    ] = None,
     secondary: Annotated[
-        str | None, typer.Option(envvar="SHADOWDIFF_SECONDARY_URL", help="A second copy of the primary's app (noise).")
+        str | None,
+        typer.Option(
+            envvar="SHADOWDIFF_SECONDARY_URL", metavar="URL", help="A second copy of the primary's app (noise)."
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file (see shadowdiff.example.toml).")
+        Path | None,
+        typer.Option(envvar="SHADOWDIFF_CONFIG", metavar="FILE", help="TOML file (see shadowdiff.example.toml)."),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The store (default sqlite+aiosqlite:///./shadowdiff.db)."),
+        typer.Option(
+            envvar="SHADOWDIFF_DATABASE_URL",
+            metavar="URL",
+            help="The store (default sqlite+aiosqlite:///./shadowdiff.db).",
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Sessions in flight at once.")] = 8,
-    rate: Annotated[float | None, typer.Option(min=0.001, help="At most this many requests per second.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, metavar="N", help="Sessions in flight at once.")] = 8,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, metavar="N", help="At most this many requests per second.")
+    ] = None,
     speed: Annotated[
-        float | None, typer.Option(min=0.001, help="Keep the recorded pacing, this many times faster (1: as recorded).")
+        float | None,
+        typer.Option(min=0.001, metavar="X", help="Keep the recorded pacing, this many times faster (1: as recorded)."),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="With 'store': exchanges since 15m, 1h, 7d or an ISO time (default: all).")
+        str | None,
+        typer.Option(metavar="WHEN", help="With 'store': exchanges since 15m, 1h, 7d or an ISO time (default: all)."),
     ] = None,
     filter: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="Only this service, or endpoint ('GET /api/orders/{id}'); repeatable."),
+        typer.Option(
+            "--filter",
+            metavar="SERVICE|ENDPOINT",
+            help="Only this service, or endpoint ('GET /api/orders/{id}'); repeatable.",
+        ),
     ] = None,
     set_header: Annotated[
         list[str] | None,
-        typer.Option("--set-header", help="'Name: value' on every request, replacing the recorded one; repeatable."),
+        typer.Option(
+            "--set-header",
+            metavar="'NAME: VALUE'",
+            help="'Name: value' on every request, replacing the recorded one; repeatable.",
+        ),
     ] = None,
     session_header: Annotated[
-        str | None, typer.Option(help="Requests with the same value of this header are one session (in order).")
+        str | None,
+        typer.Option(metavar="HEADER", help="Requests with the same value of this header are one session (in order)."),
     ] = None,
-    session_cookie: Annotated[str | None, typer.Option(help="Or of this cookie.")] = None,
+    session_cookie: Annotated[str | None, typer.Option(metavar="COOKIE", help="Or of this cookie.")] = None,
     run_id: Annotated[
-        str | None, typer.Option(help="Label of this replay in the store (default: replay-<time>-<hex>).")
+        str | None, typer.Option(metavar="ID", help="Label of this replay in the store (default: replay-TIME-HEX).")
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="Then exit like `shadowdiff check` on this replay.")] = False,
     min_samples: MinSamples = None,
@@ -98,7 +118,8 @@ def replay(
     max_error_rate: MaxErrorRate = None,
     max_p99_ratio: MaxP99Ratio = None,
     progress_every: Annotated[
-        float, typer.Option(min=0.01, help="Seconds between progress lines when stderr is not a terminal.")
+        float,
+        typer.Option(min=0.01, metavar="SECONDS", help="Seconds between progress lines when stderr is not a terminal."),
     ] = 5.0,
 ) -> None:
     """Replay recorded requests to V1 and V2 through the proxy's own data plane; the exchanges land in the store.
@@ -112,17 +133,17 @@ def replay(
     from proxy.replay.requests import parse_set_header
 
     if rate is not None and speed is not None:
-        raise _fail("--rate and --speed do not go together: --rate caps requests per second, --speed keeps pacing")
+        fail("--rate and --speed do not go together: --rate caps requests per second, --speed keeps pacing")
     label = run_id or new_run_id()
     if not _RUN_ID.fullmatch(label) or label == LIVE:
-        raise _fail(f"--run-id {label!r}: up to 64 letters, digits and . _ : - (and not {LIVE!r})")
+        fail(f"--run-id {label!r}: up to 64 letters, digits and . _ : - (and not {LIVE!r})")
     try:
         headers = tuple(parse_set_header(h) for h in set_header or ())
         window_start = parse_since(since, datetime.now(UTC)) if since else None
         overrides = {"v1_url": v1, "v2_url": v2, "secondary_url": secondary, "database_url": database_url}
         settings = load_settings(config, overrides)
     except (ShadowdiffError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     options = Options(
         run_id=label,
         concurrency=concurrency,
@@ -139,7 +160,7 @@ def replay(
         with _quiet_logs():
             _run(settings, source, options, tally, progress_every)
     except ShadowdiffError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     from proxy.replay.progress import summary
 
     for line in summary(tally, label):
@@ -147,7 +168,7 @@ def replay(
     if tally.interrupted:
         raise typer.Exit(INTERRUPTED)
     if not tally.total:
-        raise _fail(f"{source}: nothing to replay")
+        fail(f"{source}: nothing to replay")
     code = 0
     if check:
         code = gate(
@@ -160,7 +181,7 @@ def replay(
             max_p99_ratio=max_p99_ratio,
         )
     if tally.bad:
-        raise _fail(f"{tally.bad} entries of {source} could not be replayed (see above); the others were")
+        fail(f"{tally.bad} entries of {source} could not be replayed (see above); the others were")
     if code:
         raise typer.Exit(code)
 

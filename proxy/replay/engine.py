@@ -1,8 +1,8 @@
 """The replay engine: the live data plane built in-process, fed ASGI requests from a source, its exchanges labelled.
 
 Nothing here forwards, mirrors, correlates or compares: `Proxy` does, as it does for live traffic (header hygiene,
-X-Request-ID, mirroring, id correlation, causal order), and `ComparisonSink` compares and stores, so every change
-to the data plane applies to replays too. The only differences are deliberate:
+X-Request-ID, mirroring, id correlation, causal order), and the live analysis process (`AnalysisChannel`) compares
+and stores, so every change to the data plane applies to replays too. The only differences are deliberate:
 
 - each exchange carries the run id (`Exchange.run`), so reports can show one replay or live traffic alone;
 - every request is mirrored whatever the services' `sample_rate` (a recording is already the sample), but
@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from diffs.exchange import Exchange
 from diffs.storage import Store
-from proxy.analysis.comparing import ComparisonSink
+from proxy.analysis.channel import AnalysisChannel
 from proxy.config import Settings
 from proxy.control.promotion import PrimaryState
 from proxy.dataplane.app import Proxy
@@ -248,8 +248,9 @@ async def _data_plane(settings: Settings, store: Store, run_id: str, stack: Asyn
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry)
     correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
-    sink = ComparisonSink(settings, store, metrics, correlator=correlator)
+    sink = AnalysisChannel(settings, metrics)  # the live proxy's analysis process: compares and stores off this loop
     await sink.start()
+    correlator.on_pairs = sink.learned  # kept in memory here, but the analysis needs them to discount paired ids
     # Generous: a replay waits for its comparisons rather than leaving before they are stored.
     stack.push_async_callback(sink.aclose, max(settings.drain_seconds, 60.0))
     proxy = Proxy(settings, primaries=state, sink=_Labelled(sink, run_id), metrics=metrics, correlator=correlator)

@@ -18,20 +18,12 @@ from diffs.report_formats import criteria_dict, endpoint_dict, field_dict, readi
 from diffs.storage import queries
 from proxy.config import Side
 from proxy.control.admin import error, promotion_json
-from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
+from proxy.control.promotion import ROLLBACK_TARGET, PrimaryState, UnknownService
+from proxy.review.auth import token_ok
+from proxy.review.context import ReportContext
+from proxy.review.json_views import exchange_json, noise_mark_json, summary_json
 from proxy.review.openapi import Operation, Param, openapi_document
-from proxy.review.report_context import (
-    BadRequest,
-    ReportContext,
-    criteria_from,
-    cursor_from,
-    exchange_filter,
-    exchange_json,
-    int_param,
-    noise_mark_json,
-    summary_json,
-    window_from,
-)
+from proxy.review.params import BadRequest, criteria_from, cursor_from, exchange_filter, int_param, window_from
 
 PREFIX = "/api/v1"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -70,7 +62,11 @@ async def json_body(request: Request, model: type[BaseModel]) -> Any:
         raise BadRequest(".".join(str(p) for p in item["loc"]) or "body", item["msg"]) from None
 
 
-SINCE = Param("since", "Window start: a duration back from now (15m, 1h, 7d) or an ISO 8601 time.")
+SINCE = Param(
+    "since",
+    "Window start: a duration back from now (15m, 1h, 7d), an ISO 8601 time, or all (default: each service since "
+    "its last promotion).",
+)
 UNTIL = Param("until", "Window end: a duration back from now or an ISO 8601 time.")
 RUN = Param("run", "Which traffic: a replay run's id, or live for live traffic only (default: all).")
 SERVICE_Q = Param("service", "Only this service.")
@@ -117,8 +113,9 @@ OPERATIONS: tuple[Operation, ...] = (
               response="PromotionList", errors=(404, 422)),
     Operation("POST", "/services/{service}/promote", "promote", "Make the shadow (or `to`) the service's primary.",
               (SERVICE_P,), body="ChangeInput", response="Change", mutating=True, errors=(401, 404, 422)),
-    Operation("POST", "/services/{service}/rollback", "rollback", "Return the service to its previous primary.",
-              (SERVICE_P,), body="ChangeInput", response="Change", mutating=True, errors=(401, 404, 409, 422)),
+    Operation("POST", "/services/{service}/rollback", "rollback",
+              "Make V1 the service's primary again; a no-op (changed: false) when it already is.",
+              (SERVICE_P,), body="ChangeInput", response="Change", mutating=True, errors=(401, 404, 422)),
     Operation("GET", "/openapi.json", "openapi", "This description.", response="Object"),
 )  # fmt: skip
 
@@ -136,7 +133,7 @@ class ApiV1:
         handler: Handler = getattr(self, op.handler)
 
         async def endpoint(request: Request) -> Response:
-            if op.mutating and not self.ctx.token_ok(request):
+            if op.mutating and not token_ok(self.ctx.settings.admin_token, request):
                 response = error(
                     401, "UNAUTHORIZED", "missing or wrong admin token: send Authorization: Bearer <token>"
                 )
@@ -272,12 +269,11 @@ class ApiV1:
     async def rollback(self, request: Request) -> Response:
         name = self._service(request)
         body: ChangeBody = await json_body(request, ChangeBody)
-        try:
-            change = await self.ctx.state.rollback(
-                name, reason=body.reason or "rolled back through /api/v1", actor=body.actor or _client(request)
-            )
-        except NothingToRollBack as exc:
-            return error(409, "NOTHING_TO_ROLL_BACK", str(exc))
+        change = await self.ctx.state.rollback(
+            name,
+            reason=body.reason or f"rolled back to {ROLLBACK_TARGET} through /api/v1",
+            actor=body.actor or _client(request),
+        )
         return JSONResponse(change_json(self.ctx.state, change.service, change.previous, change.record))
 
     async def openapi(self, request: Request) -> Response:

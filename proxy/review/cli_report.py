@@ -2,84 +2,115 @@
 
 `report` and `check` read the store directly (no proxy needs to run); `status` asks a running admin plane.
 `check` exits 0 when ready, 1 when not (listing the failing criteria), 2 when it cannot tell (no store, bad input).
+Tables fit an 80-column terminal: long cells wrap whole, never end in an ellipsis.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from diffs.readiness import Criteria
 from diffs.report import NoiseThresholds, Report, ServiceSummary, Verdict, Window, window_of
-from diffs.report_formats import fmt_ms, fmt_pct, fmt_ratio, render_json, render_markdown, window_text
+from diffs.report_formats import fmt_pct, fmt_ratio, render_json, render_markdown, window_text
 from diffs.storage import Store, queries
 from diffs.storage.urls import async_url, is_memory, is_sqlite
+from diffs.trend import Trend, TrendBucket
+from proxy.cli_common import (
+    ERROR,
+    NO,
+    choice_option,
+    console,
+    fail,
+    number_column,
+    one_line_errors,
+    parse_rate,
+    table,
+    text_column,
+)
 from proxy.config import Settings, load_settings
 from proxy.control.admin_client import call_admin
 from proxy.control.promotion import PrimaryState
 from proxy.errors import ShadowdiffError
 
-FORMATS = ("table", "json", "markdown", "html")
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8900"
-NOT_READY, CANNOT_TELL = 1, 2
+NOT_READY, CANNOT_TELL = NO, ERROR
 DEFAULTS = Criteria()
-WIDE = 150
+TERMINAL_TREND = 6
+"""Buckets of the trend sparkline in a terminal (the web page draws all of them)."""
+MAX_FINDINGS = 10
+"""Finding fields listed per service under its endpoints; the JSON report has them all."""
 
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option(envvar="SHADOWDIFF_DATABASE_URL", help="The store (default sqlite+aiosqlite:///./shadowdiff.db)."),
+    typer.Option(
+        envvar="SHADOWDIFF_DATABASE_URL", metavar="URL", help="The store (default sqlite+aiosqlite:///./shadowdiff.db)."
+    ),
 ]
-Config = Annotated[Path | None, typer.Option(envvar="SHADOWDIFF_CONFIG", help="TOML file: services, noise thresholds.")]
-Service = Annotated[str | None, typer.Option(help="Only this service.")]
+Config = Annotated[
+    Path | None,
+    typer.Option(envvar="SHADOWDIFF_CONFIG", metavar="FILE", help="TOML file: services, noise thresholds."),
+]
+Service = Annotated[str | None, typer.Option(metavar="SERVICE", help="Only this service.")]
 Since = Annotated[
     str | None,
-    typer.Option(help="Window start: 15m, 1h, 7d, an ISO time, or all (default: each service's last promotion)."),
+    typer.Option(
+        metavar="WHEN", help="Window start: 15m, 1h, 7d, an ISO time, or all (default: each service's last promotion)."
+    ),
 ]
+Rate = Annotated[float | None, typer.Option(parser=parse_rate, metavar="RATE")]
 Run = Annotated[
     str | None,
-    typer.Option(help="Which traffic: a replay run's id (shadowdiff replay prints it), or live (default: all)."),
+    typer.Option(
+        metavar="RUN", help="Which traffic: a replay run's id (shadowdiff replay prints it), or live (default: all)."
+    ),
+]
+
+# The readiness criteria as flags (`check`, `replay --check`); unset ones come from the config's [readiness].
+MinSamples = Annotated[
+    int | None,
+    typer.Option(min=0, metavar="N", help=f"Fewest compared exchanges [default: {DEFAULTS.min_samples}]."),
+]
+MaxDiffRate = Annotated[
+    float | None,
+    typer.Option(
+        parser=parse_rate,
+        metavar="RATE",
+        help=f"Most exchanges with a finding (noise excluded), as 0.01 or 1% [default: {DEFAULTS.max_diff_rate:g}].",
+    ),
+]
+MaxErrorRate = Annotated[
+    float | None,
+    typer.Option(
+        parser=parse_rate,
+        metavar="RATE",
+        help=f"Most shadow errors, as 0.01 or 1% [default: {DEFAULTS.max_error_rate:g}].",
+    ),
+]
+MaxP99Ratio = Annotated[
+    float | None,
+    typer.Option(min=0, metavar="RATIO", help=f"Most shadow p99 / primary p99 [default: {DEFAULTS.max_p99_ratio:g}]."),
 ]
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"shadowdiff: {message}", err=True)
-    raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _one_line_errors(code: int = 1) -> Iterator[None]:
-    """Our errors and bad values are one line on stderr, never a traceback."""
+def _criteria(base: Criteria, given: dict[str, float | None]) -> Criteria:
+    """`base` with the criteria given as flags, validated as the config's [readiness] section is."""
     try:
-        yield
-    except ShadowdiffError as exc:
-        _fail(str(exc), code)
-    except ValueError as exc:
-        _fail(str(exc), code)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _rate(value: str | None) -> float | None:
-    """A rate as a fraction (0.01) or a percentage ("1%")."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a rate: use 0.01 or 1%") from None
-    if number < 0:
-        raise typer.BadParameter(f"{value!r} is negative")
-    return number
+        return Criteria.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        hint = f"--{name.replace('_', '-')}"
+        raise typer.BadParameter(f"{error['msg'].lower()}, not {given[name]}", param_hint=hint) from None
 
 
 # ---------------------------------------------------------------- reading the store
@@ -132,101 +163,183 @@ def load(
         return asyncio.run(_load(settings, window, service, criteria))
 
 
-# ---------------------------------------------------------------- rich tables
+# ---------------------------------------------------------------- tables that fit 80 columns
 
 
-def _verdict(s: ServiceSummary) -> str:
-    if not s.counts.total:
-        return "[dim]no traffic[/dim]"
-    return "[green]READY[/green]" if s.readiness.ready else "[red]NOT READY[/red]"
+@dataclass(frozen=True, slots=True)
+class ServiceRow:
+    """One service as the terminal shows it, from the report model (`report`) or the API's JSON (`status`)."""
 
+    service: str
+    primary: str
+    samples: int
+    diff: float | None
+    noise: float | None
+    errors: float | None
+    p99_v1: float | None
+    p99_v2: float | None
+    trend: Trend
+    traffic: bool
+    ready: bool
+    failures: tuple[str, ...]
 
-def services_table(report: Report) -> Table:
-    table = Table(title=f"shadowdiff: {window_text(report)}", title_justify="left")
-    for name in ("service", "primary", "mirrored", "samples", "match", "noise", "diff", "shadow err"):
-        table.add_column(name, justify="left" if name in ("service", "primary") else "right")
-    for name in ("p50 P/S ms", "p99 P/S ms", "p99 ratio", "V2 faster p50/p99", "verdict"):
-        table.add_column(name, justify="left" if name == "verdict" else "right")
-    for s in report.services:
-        c, lat = s.counts, s.latency
-        table.add_row(
+    @classmethod
+    def of(cls, s: ServiceSummary) -> ServiceRow:
+        c = s.counts
+        return cls(
             s.service,
             s.primary,
-            str(c.mirrored),
-            str(c.samples),
-            fmt_pct(c.rate(c.clean_match)),
-            fmt_pct(c.noise_rate),
-            fmt_pct(c.diff_rate),
-            fmt_pct(c.error_rate),
-            f"{_num(lat.primary.p50)} / {_num(lat.shadow.p50)}",
-            f"{_num(lat.primary.p99)} / {_num(lat.shadow.p99)}",
-            fmt_ratio(lat.ratio("p99")),
-            f"{_faster(lat.v2_speedup)} / {_faster(lat.v2_speedup_p99)}",
-            _verdict(s),
+            c.samples,
+            c.diff_rate,
+            c.noise_rate,
+            c.error_rate,
+            s.latency.v1.p99,
+            s.latency.v2.p99,
+            s.trend,
+            bool(c.total),
+            s.readiness.ready,
+            tuple(f.message for f in s.readiness.failures),
         )
-    return table
+
+    @classmethod
+    def from_json(cls, s: dict[str, Any]) -> ServiceRow:
+        counts, rates, latency, readiness = s["counts"], s["counts"]["rates"], s["latency"], s["readiness"]
+        buckets = tuple(
+            TrendBucket(datetime.fromisoformat(b["start"]), b["samples"], b["findings"])
+            for b in s.get("trend", {}).get("buckets", ())
+        )
+        return cls(
+            s["service"],
+            s["primary"],
+            counts["samples"],
+            rates["diff"],
+            rates.get("noise"),
+            rates["shadow_error"],
+            latency["v1"]["p99_ms"],
+            latency["v2"]["p99_ms"],
+            Trend(buckets),
+            bool(counts["total"]),
+            readiness["ready"],
+            tuple(f["message"] for f in readiness["failures"]),
+        )
+
+    @property
+    def verdict(self) -> str:
+        if not self.traffic:
+            return "[dim]no traffic[/dim]"
+        return "[green]READY[/green]" if self.ready else "[red]NOT READY[/red]"
 
 
-def _faster(value: float | None) -> str:
-    """V2's lead over V1 as a signed percentage: "25%" faster, "-3%" slower."""
-    return "–" if value is None else f"{value * 100:.0f}%"
+def services_table(rows: list[ServiceRow], title: str) -> Table:
+    """Primary, rates, p99 of V1 and V2, the diff-rate trend and the verdict: 73 columns with the demo's services."""
+    t = table(title)
+    text_column(t, "service")
+    text_column(t, "primary")
+    for name in ("samples", "diff", "noise", "errors", "p99 V1/V2"):
+        number_column(t, name)
+    text_column(t, "trend")
+    text_column(t, "verdict")
+    for r in rows:
+        t.add_row(
+            r.service,
+            r.primary,
+            str(r.samples),
+            fmt_pct(r.diff),
+            fmt_pct(r.noise),
+            fmt_pct(r.errors),
+            f"{_ms(r.p99_v1)}/{_ms(r.p99_v2)}",
+            _trend(r.trend),
+            r.verdict,
+        )
+    return t
 
 
-def failure_lines(report: Report) -> list[str]:
+def failure_lines(rows: list[ServiceRow]) -> list[str]:
     """What keeps each service with traffic from being ready, one line per criterion."""
-    return [f"[red]✗[/red] {s.service}: {f.message}" for s in report.active for f in s.readiness.failures]
+    return [f"[red]✗[/red] {r.service}: {message}" for r in rows if r.traffic for message in r.failures]
 
 
-def endpoints_table(report: Report) -> Table:
-    table = Table(title="endpoints", title_justify="left")
-    for name in ("service", "endpoint", "samples", "match", "diff", "shadow err", "p99 P/S ms", "findings"):
-        table.add_column(name, justify="left" if name in ("service", "endpoint", "findings") else "right")
-    for s in report.services:
-        for e in s.endpoints:
-            findings = [f.path for f in e.fields if f.verdict == Verdict.FINDING]
-            table.add_row(
-                s.service,
-                e.endpoint,
-                str(e.counts.samples),
-                fmt_pct(e.counts.match_rate),
-                fmt_pct(e.counts.diff_rate),
-                fmt_pct(e.counts.error_rate),
-                f"{_num(e.latency.primary.p99)} / {_num(e.latency.shadow.p99)}",
-                ", ".join(findings[:5]) + (f" (+{len(findings) - 5})" if len(findings) > 5 else ""),
-            )
-    return table
+def endpoints_table(s: ServiceSummary) -> Table:
+    """One service's endpoints, most severe first; an endpoint too long for its column wraps, whole."""
+    t = table(f"{s.service}: endpoints, most severe first")
+    text_column(t, "endpoint", ratio=1)
+    for name in ("samples", "diff", "noise", "errors", "p99 V1/V2", "findings"):
+        number_column(t, name)
+    for e in s.endpoints:
+        c = e.counts
+        t.add_row(
+            e.endpoint,
+            str(c.samples),
+            fmt_pct(c.diff_rate),
+            fmt_pct(c.noise_rate),
+            fmt_pct(c.error_rate),
+            f"{_ms(e.latency.v1.p99)}/{_ms(e.latency.v2.p99)}",
+            str(e.finding_fields),
+        )
+    return t
 
 
-def _num(value: float | None) -> str:
-    return fmt_ms(value).removesuffix(" ms")
+def finding_lines(s: ServiceSummary) -> list[str]:
+    """The finding fields of a service, most frequent first, one line each (lines wrap; nothing is cut)."""
+    found = sorted(
+        ((e.endpoint, f) for e in s.endpoints for f in e.fields if f.verdict == Verdict.FINDING),
+        key=lambda pair: (-pair[1].raw, pair[0], pair[1].path),
+    )
+    lines = [
+        f"  [red]finding[/red] {endpoint}  [bold]{f.path}[/bold]  {', '.join(f.kinds)} ×{f.raw}"
+        for endpoint, f in found[:MAX_FINDINGS]
+    ]
+    if len(found) > MAX_FINDINGS:
+        lines.append(f"  … and {len(found) - MAX_FINDINGS} more finding fields (--format json lists them all)")
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _trend(trend: Trend) -> str:
+    return f"{trend.merged(TERMINAL_TREND).spark()} {trend.arrow}".strip() or "–"
+
+
+def print_report(result: Report, out: Console) -> None:
+    rows = [ServiceRow.of(s) for s in result.services]
+    out.print(services_table(rows, f"shadowdiff: {window_text(result)} (latency in ms)"))
+    for line in failure_lines(rows):
+        out.print(line)
+    for s in result.services:
+        if s.endpoints:
+            out.print()
+            out.print(endpoints_table(s))
+            for line in finding_lines(s):
+                out.print(line)
 
 
 # ---------------------------------------------------------------- commands
+
+Format = Literal["table", "json", "markdown", "html"]
 
 
 def report(
     service: Service = None,
     since: Since = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="table | json | markdown | html.")] = "table",
-    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    format: Annotated[Format, choice_option("--format", "-f", help="table, json, markdown or html.")] = "table",
+    out: Annotated[Path | None, typer.Option(metavar="FILE", help="Write to this file instead of stdout.")] = None,
     database_url: DatabaseUrl = None,
     config: Config = None,
     run: Run = None,
 ) -> None:
     """The diff report per service and endpoint: rates, latency percentiles, findings and readiness."""
-    if format not in FORMATS:
-        raise typer.BadParameter(f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
-    with _one_line_errors():
-        readiness = _settings(config, database_url).readiness
-        result = load(config, database_url, since, service, Criteria(**readiness.model_dump()), run)
+    with one_line_errors():
+        result = load(config, database_url, since, service, _settings(config, database_url).readiness, run)
         if format == "table":
-            console = Console(file=out.open("w", encoding="utf-8"), width=WIDE) if out else _console()
-            with contextlib.closing(console.file) if out else contextlib.nullcontext():
-                console.print(services_table(result))
-                for line in failure_lines(result):
-                    console.print(line)
-                if any(s.endpoints for s in result.services):
-                    console.print(endpoints_table(result))
+            if out is None:
+                print_report(result, console())
+            else:
+                with out.open("w", encoding="utf-8") as file:
+                    print_report(result, console(file=file))
         else:
             text = _render(result, format)
             if out is None:
@@ -245,25 +358,6 @@ def _render(result: Report, format: str) -> str:
     from proxy.review.web import render_report_html  # Jinja only when asked for
 
     return render_report_html(result)
-
-
-# The readiness criteria as flags (`check`, `replay --check`); unset ones come from the config's [readiness].
-MinSamples = Annotated[
-    int | None, typer.Option(min=0, help=f"Fewest compared exchanges [default: {DEFAULTS.min_samples}].")
-]
-MaxDiffRate = Annotated[
-    str | None,
-    typer.Option(
-        help=f"Most exchanges with a finding (noise excluded): 0.01 or 1% [default: {DEFAULTS.max_diff_rate}]."
-    ),
-]
-MaxErrorRate = Annotated[
-    str | None, typer.Option(help=f"Most shadow errors: 0.01 or 1% [default: {DEFAULTS.max_error_rate}].")
-]
-MaxP99Ratio = Annotated[
-    float | None,
-    typer.Option(min=0, help=f"Most shadow p99 / primary p99 [default: {DEFAULTS.max_p99_ratio}]."),
-]
 
 
 def check(
@@ -304,19 +398,19 @@ def gate(
     since: str | None = None,
     run: str | None = None,
     min_samples: int | None = None,
-    max_diff_rate: str | None = None,
-    max_error_rate: str | None = None,
+    max_diff_rate: float | None = None,
+    max_error_rate: float | None = None,
     max_p99_ratio: float | None = None,
 ) -> int:
     """`check`'s verdict printed, and its exit code (0 ready, 1 not ready, 2 cannot tell); `replay --check` too."""
-    with _one_line_errors(CANNOT_TELL):
-        base = _settings(config, database_url).readiness
-        criteria = Criteria(
-            min_samples=base.min_samples if min_samples is None else min_samples,
-            max_diff_rate=base.max_diff_rate if max_diff_rate is None else _rate(max_diff_rate) or 0.0,
-            max_error_rate=base.max_error_rate if max_error_rate is None else _rate(max_error_rate) or 0.0,
-            max_p99_ratio=base.max_p99_ratio if max_p99_ratio is None else max_p99_ratio,
-        )
+    with one_line_errors(CANNOT_TELL):
+        given = {
+            "min_samples": min_samples,
+            "max_diff_rate": max_diff_rate,
+            "max_error_rate": max_error_rate,
+            "max_p99_ratio": max_p99_ratio,
+        }
+        criteria = _criteria(_settings(config, database_url).readiness, given)
         result = load(config, database_url, since, service, criteria, run)
     judged = [s for s in result.services if s.service == service] if service else list(result.active)
     if not judged:
@@ -340,60 +434,30 @@ def gate(
 
 
 def status(
-    admin_url: Annotated[str, typer.Option(envvar="SHADOWDIFF_ADMIN_URL", help="The admin plane.")] = DEFAULT_ADMIN_URL,
+    admin_url: Annotated[
+        str, typer.Option(envvar="SHADOWDIFF_ADMIN_URL", metavar="URL", help="The admin plane.")
+    ] = DEFAULT_ADMIN_URL,
     since: Since = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="table | json.")] = "table",
+    format: Annotated[Literal["table", "json"], choice_option("--format", "-f", help="table or json.")] = "table",
 ) -> None:
     """Each service's primary, traffic and readiness, from a running admin plane."""
-    if format not in ("table", "json"):
-        raise typer.BadParameter(f"{format!r} is not table or json", param_hint="--format")
     with Console(stderr=True).status(f"Asking {admin_url}…"):
         data = _get(admin_url, "/api/v1/services", {"since": since} if since else {})
     if format == "json":
         typer.echo(json.dumps(data, indent=2))
         return
-    table = Table(title=f"shadowdiff at {admin_url}", title_justify="left")
-    for name in ("service", "primary", "shadow", "mirrored", "samples", "diff", "shadow err", "p99 ratio", "readiness"):
-        table.add_column(name, justify="right" if name in ("mirrored", "samples", "diff", "shadow err") else "left")
-    failures = []
-    for s in data.get("services", []):
-        counts, readiness = s["counts"], s["readiness"]
-        if not counts["total"]:
-            verdict = "[dim]no traffic[/dim]"
-        elif readiness["ready"]:
-            verdict = "[green]READY[/green]"
-        else:
-            verdict = "[red]NOT READY[/red]"
-            failures += [f"[red]✗[/red] {s['service']}: {f['message']}" for f in readiness["failures"]]
-        table.add_row(
-            s["service"],
-            s["primary"],
-            s["shadow"],
-            str(counts["mirrored"]),
-            str(counts["samples"]),
-            fmt_pct(counts["rates"]["diff"]),
-            fmt_pct(counts["rates"]["shadow_error"]),
-            fmt_ratio(s["latency"]["ratio"]["p99"]),
-            verdict,
-        )
-    console = _console()
-    console.print(table)
-    for line in failures:
-        console.print(line)
-
-
-def _console() -> Console:
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, WIDE)  # piped or redirected: don't squeeze to 80 columns
-    return console
+    rows = [ServiceRow.from_json(s) for s in data.get("services", [])]
+    out = console()
+    out.print(services_table(rows, f"shadowdiff at {admin_url} (latency in ms)"))
+    for line in failure_lines(rows):
+        out.print(line)
 
 
 def _get(admin_url: str, path: str, params: dict[str, str]) -> dict[str, Any]:
     try:
         return call_admin("GET", admin_url, path, params=params, timeout=30)
     except ShadowdiffError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

@@ -195,9 +195,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 _ERROR_TEXT = {
     401: "Missing or wrong admin token.",
     404: "Not found.",
-    409: "Nothing to roll back.",
     422: "A parameter or the body did not validate.",
 }
+_GUARD_ERRORS = {
+    "403": "Sent from another site's page (Origin or Referer), or a form without its session token.",
+    "415": "A body that is not application/json.",
+}
+_HOST_ERROR = {"421": "The Host header names neither an IP address, a loopback name nor an allowed admin host."}
 
 
 def openapi_path(path: str) -> str:
@@ -229,6 +233,8 @@ def openapi_document(operations: Iterable[Operation], prefix: str) -> dict[str, 
         responses: dict[str, Any] = {ok: {"description": "OK", "content": _json_content(op.response)}}
         for code in op.errors:
             responses[str(code)] = {"description": _ERROR_TEXT[code], "content": _json_content("Error")}
+        for status, text in {**(_GUARD_ERRORS if op.mutating else {}), **_HOST_ERROR}.items():
+            responses[status] = {"description": text, "content": _json_content("Error")}
         operation: dict[str, Any] = {
             "operationId": op.handler,
             "summary": op.summary,

@@ -1,7 +1,8 @@
 """The web report on the admin listener: overview, endpoints, exchanges, latency charts, noise marks, promotions.
 
-Server-rendered Jinja2 pages over the same `ReportContext` the /api/v1 routes use. Mutations are plain form POSTs,
-refused from other origins and, when an admin token is configured, without it.
+Server-rendered Jinja2 pages over the same `ReportContext` the /api/v1 routes use. Mutations are plain form POSTs that
+carry the session's CSRF token (checked, with the origin, by `proxy.control.guard`) and, when an admin token is
+configured, the token.
 """
 
 from __future__ import annotations
@@ -23,20 +24,15 @@ from diffs import page_views, report_formats
 from diffs.exchange import Outcome
 from diffs.noise import Marks
 from diffs.readiness import Criteria
-from diffs.report import Report, Verdict
+from diffs.report import FieldSummary, Report, Verdict, Window
 from diffs.storage import Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
-from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
+from proxy.control.guard import CSRF_FIELD, csrf_token
+from proxy.control.promotion import ROLLBACK_TARGET, PrimaryState, UnknownService
 from proxy.review import api_v1
-from proxy.review.report_context import (
-    BadRequest,
-    ReportContext,
-    criteria_from,
-    cursor_from,
-    exchange_filter,
-    int_param,
-    window_from,
-)
+from proxy.review.auth import token_ok
+from proxy.review.context import ReportContext
+from proxy.review.params import BadRequest, criteria_from, cursor_from, exchange_filter, int_param, window_from
 
 WINDOWS = (
     ("", "since the last promotion"),
@@ -117,6 +113,14 @@ def _side_view(name: str, side: StoredSide | None, paths: list[str], noise_paths
     }
 
 
+def _field_groups(fields: tuple[FieldSummary, ...]) -> list[tuple[str, str, tuple[page_views.TreeRow, ...]]]:
+    """(group, label, tree): the findings first, then what is noise or marked; each group a tree of its own."""
+    findings = [f for f in fields if f.verdict == Verdict.FINDING]
+    others = [f for f in fields if f.verdict != Verdict.FINDING]
+    groups = [("finding", "Findings", findings), ("noise", "Noise and marked noise", others)]
+    return [(group, label, page_views.field_tree(chosen)) for group, label, chosen in groups if chosen]
+
+
 def _local(target: str | None, fallback: str) -> str:
     """A redirect target only if it stays on this site (no scheme, no host, no `//`)."""
     if not target or not target.startswith("/") or target.startswith("//"):
@@ -163,6 +167,8 @@ class WebReport:
         context.update(
             standalone=False,
             token_required=self.ctx.settings.admin_token is not None,
+            csrf_field=CSRF_FIELD,
+            csrf_token=csrf_token(request.scope),
             services=self.ctx.services,
             windows=WINDOWS,
             since=request.query_params.get("since", ""),
@@ -199,7 +205,7 @@ class WebReport:
             report=report,
             summary=summary,
             ep=found,
-            tree=page_views.field_tree(found.fields),
+            trees=_field_groups(found.fields),
             marks=marks,
             examples=await queries.field_examples(self.ctx.store, name),
             chart=page_views.latency_chart(found.latency),
@@ -314,29 +320,32 @@ class WebReport:
         actor = f"web@{request.client.host}" if request.client is not None else "web"
         reason = form.get("reason", "").strip()[:1000]
         action = form.get("action")
-        try:
-            if action == "promote":
-                to = self.ctx.state.shadow(service)
-                change = await self.ctx.state.promote(
-                    service, to, reason=reason or f"promoted to {to} from the web report", actor=actor
-                )
-            elif action == "rollback":
-                change = await self.ctx.state.rollback(
-                    service, reason=reason or "rolled back from the web report", actor=actor
-                )
-            else:
-                return self._error(request, 422, f"Unknown action {action!r}: promote or rollback.")
-        except NothingToRollBack as exc:
-            return RedirectResponse("/promotions" + _qs(message=str(exc)), 303)
-        message = f"{service}: primary is now {change.primary} (was {change.previous})"
+        if action == "promote":
+            to = self.ctx.state.shadow(service)
+            if to == "v2" and form.get("confirm") != "yes":  # back to v1 is a rollback: never asks
+                summary = (await self.ctx.report(Window(), service)).service(service)
+                if summary is None or not summary.readiness.ready:
+                    return self._render(
+                        request, "confirm_promotion.html", title=f"Promote {service}?", s=summary, to=to, reason=reason
+                    )
+            change = await self.ctx.state.promote(
+                service, to, reason=reason or f"promoted to {to} from the web report", actor=actor
+            )
+        elif action == "rollback":
+            change = await self.ctx.state.rollback(
+                service, reason=reason or f"rolled back to {ROLLBACK_TARGET} from the web report", actor=actor
+            )
+        else:
+            return self._error(request, 422, f"Unknown action {action!r}: promote or rollback.")
+        if change.changed:
+            message = f"{service}: primary is now {change.primary} (was {change.previous})"
+        else:
+            message = f"{service}: primary is already {change.primary}; nothing changed"
         return RedirectResponse("/promotions" + _qs(message=message), 303)
 
     def _deny(self, request: Request, form: Mapping[str, str]) -> Response | None:
-        """Refuse a cross-site form POST (browsers send Origin) and, with a token configured, a missing one."""
-        origin = request.headers.get("origin")
-        if origin is not None and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-            return self._error(request, 403, "Refused: this form was posted from another site.")
-        if not self.ctx.token_ok(request, form.get("token") if "token" in form else None):
+        """With a token configured, refuse a form without it (the guard has refused other sites' forms already)."""
+        if not token_ok(self.ctx.settings.admin_token, request, form.get("token") if "token" in form else None):
             return self._error(request, 401, "The admin token is missing or wrong.")
         return None
 
@@ -360,7 +369,5 @@ def admin_routes(
     settings: Settings, store: Store, state: PrimaryState, *, criteria: Criteria | None = None
 ) -> list[BaseRoute]:
     """Everything the report adds to the admin listener: /api/v1 and the web pages (pass as `extra_routes`)."""
-    if criteria is None:
-        criteria = Criteria(**settings.readiness.model_dump())
-    ctx = ReportContext(settings, store, state, criteria=criteria)
+    ctx = ReportContext(settings, store, state, criteria=settings.readiness if criteria is None else criteria)
     return [*api_v1.routes(ctx), *routes(ctx)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.config import Settings
-from proxy.runtime.server import ShadowdiffServer, configure_logging, event_loop, handle_signals
+from proxy.config import Settings, configure_logging
+from proxy.runtime.server import ShadowdiffServer, event_loop, handle_signals
 from proxy.runtime.supervisor import Supervisor
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal, Protocol
 
-import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
@@ -24,13 +23,13 @@ from starlette.types import ASGIApp
 from diffs.exchange import Exchange
 from diffs.storage import Store
 from diffs.storage.pruning import Pruner
-from proxy.analysis.comparing import ComparisonSink
+from proxy.analysis.channel import AnalysisChannel
 from proxy.config import Settings, check_admin_exposure
 from proxy.control.admin import create_admin_app
 from proxy.control.promotion import PrimaryState
 from proxy.dataplane.app import create_proxy_app
 from proxy.dataplane.capture import Capture
-from proxy.dataplane.correlation import IdCorrelator
+from proxy.dataplane.correlation import IdCorrelator, Pairs
 from proxy.dataplane.correlation_store import CorrelationStore
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.errors import ShadowdiffError
@@ -49,28 +48,44 @@ class StartupFailed(ShadowdiffError):
 
 
 class ManagedSink(Protocol):
-    """A sink the server starts before serving and drains after: `QueueSink` or the comparison pipeline's."""
+    """A sink the server starts before serving and drains after, and tells the id pairs it learns."""
 
     def submit(self, exchange: Exchange) -> bool: ...
+
+    def learned(self, service: str, pairs: Pairs) -> None: ...
 
     async def start(self) -> None: ...
 
     async def aclose(self, timeout: float) -> None: ...
 
 
-def build_sink(
-    settings: Settings, store: Store, metrics: ProxyMetrics, correlator: IdCorrelator | None = None
-) -> ManagedSink:
-    """Where exchanges go: the comparison pipeline (compare off the request path, store in batches)."""
-    return ComparisonSink(settings, store, metrics, correlator=correlator)
+def build_sink(settings: Settings, metrics: ProxyMetrics) -> ManagedSink:
+    """Where exchanges go: this worker's analysis process, which compares and stores them (never this loop)."""
+    return AnalysisChannel(settings, metrics)
 
 
-def configure_logging(settings: Settings) -> None:
-    """Once per process: stdlib logging and structlog both at `settings.log_level`."""
-    level = getattr(logging, settings.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    logging.getLogger("shadowdiff").setLevel(level)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+class OncePerProcess(logging.Filter):
+    """Uvicorn's process-wide lines, said once: two listeners (proxy and admin) in one process said each twice."""
+
+    LINES = frozenset({"Started server process [%d]", "Finished server process [%d]", "Shutting down"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.LINES:
+            return True
+        if record.msg in self._seen:
+            return False
+        self._seen.add(str(record.msg))
+        return True
+
+
+def _say_process_lines_once() -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's Config re-applies its logging config: check again
+    if not any(isinstance(f, OncePerProcess) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(OncePerProcess())
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -93,7 +108,13 @@ def url_of(sock: socket.socket) -> str:
 
 
 class Listener(uvicorn.Server):
-    """A uvicorn server that leaves signals to its owner, so one handler stops every listener of the process."""
+    """A uvicorn server that leaves signals to its owner, so one handler stops every listener of the process.
+
+    uvicorn has no public switch for this: `capture_signals` is the method its `serve` wraps itself in, and it raises
+    SystemExit when a lifespan start-up fails (`serve_together` turns that into StartupFailed). Both are internals:
+    the lock pins uvicorn, and tests/proxy/runtime/test_server.py checks both, so an upgrade that changes them fails
+    there first.
+    """
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -114,6 +135,7 @@ def listener(app: ASGIApp, settings: Settings, *, lifespan: Literal["on", "off"]
         # peer, and the proxy, which appends the peer to that header, would then send the entry twice.
         proxy_headers=False,
     )
+    _say_process_lines_once()
     return Listener(config)
 
 
@@ -204,9 +226,16 @@ async def build_proxy(
     if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another
         correlations.share(settings.services, settings.state_refresh_seconds)
     stack.push_async_callback(correlations.aclose)
-    sink = build_sink(settings, store, metrics, correlator)
+    sink = build_sink(settings, metrics)
     await sink.start()
     stack.push_async_callback(sink.aclose, settings.drain_seconds)
+    save = correlations.save
+
+    def learned(service: str, pairs: Pairs) -> None:
+        save(service, pairs)  # persisted, for a restart and for the other workers
+        sink.learned(service, pairs)  # and to the analysis process, ahead of the exchanges that show them
+
+    correlator.on_pairs = learned
     capture = None
     if settings.capture.dir:
         capture = Capture(settings.capture, redact_fields=settings.redact_fields, metrics=metrics)

@@ -3,7 +3,8 @@ stopped together, no orphans.
 
 Each child runs in its own session, so Ctrl-C reaches only us and we stop the children in order (proxy first, then
 the apps it fronts); on Linux each child also gets SIGTERM if we die without cleaning up (PR_SET_PDEATHSIG).
-Their output is prefixed with their name, as foreman does.
+A child with a log file writes there (V1 and V2 log every request; the banner must stay on screen); the others'
+output is prefixed with their name, as foreman does. When a child with a log file dies, the end of its log is shown.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -29,6 +31,8 @@ from proxy.errors import ShadowdiffError
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_SECONDS = 10.0
 """How long a child gets between SIGTERM and SIGKILL."""
+TAIL_LINES = 15
+"""Lines of a dead child's log file shown on the terminal."""
 
 
 class StackError(ShadowdiffError):
@@ -41,6 +45,8 @@ class ChildSpec:
     argv: tuple[str, ...]
     health_urls: tuple[str, ...]
     """Polled until each answers 200; the stack is ready when every child's do."""
+    log_file: Path | None = None
+    """Where its output goes (appended); None: the terminal, each line prefixed with the name."""
 
 
 def cli_argv(*args: str) -> tuple[str, ...]:
@@ -66,26 +72,37 @@ class Stack:
         self._lock = threading.Lock()
         self._popens: dict[str, subprocess.Popen[str]] = {}
         self._threads: list[threading.Thread] = []
-        self._width = max((len(c.name) for c in children), default=0)
+        self._width = max((len(c.name) for c in children if c.log_file is None), default=0)
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # their output is a pipe: without this it arrives in blocks
         for child in self.children:
-            popen = subprocess.Popen(
-                child.argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
+            out: IO[str] | int = subprocess.PIPE
+            if child.log_file is not None:
+                child.log_file.parent.mkdir(parents=True, exist_ok=True)
+                out = child.log_file.open("a", encoding="utf-8")
+                out.write(f"--- {child.name} starting at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+                out.flush()
+            try:
+                popen = subprocess.Popen(
+                    child.argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    bufsize=1,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                )
+            finally:
+                if not isinstance(out, int):
+                    out.close()  # the child has its own copy
             self._popens[child.name] = popen
-            thread = threading.Thread(target=self._pump, args=(child.name, popen), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            if popen.stdout is not None:
+                thread = threading.Thread(target=self._pump, args=(child.name, popen), daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def say(self, text: str) -> None:
         with self._lock:
@@ -95,6 +112,19 @@ class Stack:
         assert popen.stdout is not None
         for line in popen.stdout:
             self.say(f"{name:<{self._width}} | {line.rstrip()}")
+
+    def show_log_tail(self, name: str) -> str:
+        """Print the end of a child's log file (when it has one); returns a hint naming the file."""
+        child = next((c for c in self.children if c.name == name), None)
+        if child is None or child.log_file is None:
+            return "see its output above"
+        try:
+            lines = child.log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+        except OSError:
+            return f"see {child.log_file}"
+        for line in lines:
+            self.say(f"{name:<{self._width}} | {line}")
+        return f"the end of {child.log_file} is above"
 
     def exited(self) -> tuple[str, int] | None:
         """The first child that has exited, with its exit code."""
@@ -117,7 +147,8 @@ class Stack:
                 return False
             gone = self.exited()
             if gone is not None:
-                raise StackError(f"{gone[0]} exited with code {gone[1]} while starting (see its output above)")
+                hint = self.show_log_tail(gone[0])
+                raise StackError(f"{gone[0]} exited with code {gone[1]} while starting ({hint})")
             while waiting and _answers(waiting[0][1]):
                 waiting.pop(0)
             if time.monotonic() > deadline:
@@ -148,7 +179,8 @@ class Stack:
                 self.say(banner)
                 gone = self.wait(lambda: bool(stopping))
                 if gone is not None:
-                    raise StackError(f"{gone[0]} exited with code {gone[1]}; stopped the others")
+                    hint = self.show_log_tail(gone[0])
+                    raise StackError(f"{gone[0]} exited with code {gone[1]}; stopped the others ({hint})")
         finally:
             self.say("stopping…")
             self.stop()
@@ -169,6 +201,9 @@ class Stack:
                 popen.wait()
         for thread in self._threads:
             thread.join(timeout=2)
+        for popen in self._popens.values():
+            if popen.stdout is not None:
+                popen.stdout.close()
 
 
 def _answers(url: str) -> bool:
@@ -226,28 +261,54 @@ def seed_both(legacy_database_url: str, v2_database_url: str) -> list[str]:
     return lines
 
 
-def banner(proxy_url: str, admin_url: str, v1_url: str, v2_url: str, *, secondary: bool) -> str:
-    """What `up` prints once everything is healthy: where to go and what to try."""
+def cli_name() -> str:
+    """How to type the `shadowdiff` command from here: its name when PATH finds this one, else its path."""
+    script = Path(sys.executable).with_name("shadowdiff")
+    found = shutil.which("shadowdiff")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "shadowdiff"
+    with contextlib.suppress(ValueError):
+        return str(script.absolute().relative_to(Path.cwd()))
+    return str(script)
+
+
+def banner(
+    proxy_url: str,
+    admin_url: str,
+    v1_url: str,
+    v2_url: str,
+    *,
+    secondary_url: str | None = None,
+    logs: dict[str, Path] | None = None,
+    cli: str = "shadowdiff",
+    status_args: str = "",
+    report_args: str = "",
+) -> str:
+    """What `up` prints once everything is healthy: where to go, what to try; lines fit 80 columns."""
+    logs = logs or {}
     rows = [
-        ("proxy", proxy_url, "send traffic here: the primary answers, the shadow is compared"),
-        ("admin", admin_url, "report, JSON API (/api/services), /metrics"),
+        ("proxy", proxy_url, "send traffic here"),
+        ("admin", admin_url, "web report, JSON API, /metrics"),
         ("V1", v1_url, "legacy app"),
         ("V2", v2_url, "new app"),
     ]
-    order = '\'{"customer_id": 1, "items": [{"product_id": 1, "quantity": 1}]}\''
+    if secondary_url is not None:
+        rows.append(("secondary", secondary_url, "second V1"))
+    names = {"V1": "v1", "V2": "v2", "secondary": "secondary"}
     lines = ["", "shadowdiff is up:"]
-    lines += [f"  {name:<6} {url:<24} {what}" for name, url, what in rows]
-    if secondary:
-        lines.append("  (and a secondary V1 on its own copy of V1's database, to tell noise from real differences)")
+    for name, url, what in rows:
+        log = logs.get(names.get(name, ""))
+        lines.append(f"  {name:<11}{url:<24}{what}" + (f", logs to {log}" if log else ""))
     lines += [
         "",
         "try:",
         f"  curl {proxy_url}/api/products/1",
-        f"  curl -X POST {proxy_url}/api/orders -H 'content-type: application/json' -d {order}",
-        f"  curl {admin_url}/api/services",
-        "  shadowdiff promote orders --to v2 --reason 'orders match'",
-        "  shadowdiff rollback orders",
-        "",
-        "ready (Ctrl-C stops everything)",
+        f"  {cli} status{status_args}",
+        f"  {cli} report{report_args}",
     ]
+    if cli != "shadowdiff":
+        lines += ["", f"The CLI is {cli}; `make shell` (or `source {Path(cli).parent}/activate`)", "puts it on PATH."]
+    if logs:
+        lines.append("To see the apps' logs here instead of in files: `shadowdiff up --verbose`.")
+    lines += ["", "ready (Ctrl-C stops everything)"]
     return "\n".join(lines)

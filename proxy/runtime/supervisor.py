@@ -26,7 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, multiprocess
 
-from proxy.config import Settings, check_admin_exposure
+from proxy.config import Settings, check_admin_exposure, configure_logging
 from proxy.errors import ShadowdiffError
 from proxy.runtime.server import (
     Listener,
@@ -35,7 +35,6 @@ from proxy.runtime.server import (
     bind,
     build_admin,
     build_proxy,
-    configure_logging,
     event_loop,
     handle_signals,
     listener,

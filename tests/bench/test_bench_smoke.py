@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from bench.analysis import targets
+from bench.large_bodies import Result as LargeBodiesResult
 from bench.load import LoadResult, percentile, run_python
 from bench.nginx import render_config
 from bench.procs import free_port
 from bench.report import BEGIN, END, markdown_table, write_results
 from bench.runner import SUSTAINED, Outcome, Row, StallRow, best
-from bench.upstream import BODY, serve
+from bench.upstream import BODY, big_body, serve
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -182,3 +183,27 @@ def test_flat_memory_is_judged_on_the_sustained_stall_and_its_peak() -> None:
     assert "118 → peak 124 MiB (+5%)" in judged.measured and "ramp: +20%" in judged.measured
     [judged] = [t for t in targets(growing) if t.name == "proxy RSS, shadow never answers"]
     assert judged.met is False  # a peak of +19% during the run fails even though it ended lower
+
+
+async def test_big_bodies_differ_in_every_item_by_seed_and_not_otherwise() -> None:
+    first, other, same = big_body(64, 1), big_body(64, 2), big_body(64, 1)
+    assert 64 * 1024 <= len(first) < 66 * 1024 and first == same
+    items, changed = json.loads(first)["items"], json.loads(other)["items"]
+    assert len(items) == len(changed) and all(a != b for a, b in zip(items, changed, strict=True))
+    async with serve(big=first) as upstream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        try:
+            writer.write(get("/big/1") + get("/small"))
+            assert (await read_response(reader))[2] == first
+            assert (await read_response(reader))[2] == BODY  # other paths keep the small body
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+@pytest.mark.parametrize(("base", "beside", "met"), [(10.0, 14.9, True), (10.0, 15.1, False), (100.0, 109.0, True)])
+def test_large_bodies_target_is_10_percent_or_5_ms(base: float, beside: float, met: bool) -> None:
+    def result(p99: float) -> LoadResult:
+        return LoadResult("python-paced", 16, 1.0, 100, 0, 1.0, p99, p99)
+
+    assert LargeBodiesResult("identical", result(base), result(beside), None).met is met

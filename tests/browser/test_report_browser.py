@@ -41,14 +41,14 @@ async def test_overview_shows_each_service_with_its_verdict(served: tuple[str, R
     url, _ = served
     await page.goto(url + "/")
     await expect(page).to_have_title("shadowdiff")
-    orders = page.locator('section[data-service="orders"]')
-    await expect(orders.locator("h2")).to_contain_text("orders")
+    orders = page.locator('tr[data-service="orders"]')
+    await expect(orders.locator("td.name")).to_have_text("orders")
     await expect(orders.locator("[data-verdict]")).to_have_text("NOT READY")
     await expect(orders.locator("li[data-criterion]")).to_have_text(
         ["diff rate 7.14% > 1.00%", "shadow error rate 1.43% > 1.00%"]
     )
-    await expect(page.locator('section[data-service="products"] [data-verdict]')).to_have_text("READY")
-    await expect(page.locator('section[data-service="products"] [data-speedup]')).to_contain_text("V2 23% faster")
+    await expect(page.locator('tr[data-service="products"] [data-verdict]')).to_have_text("READY")
+    await expect(page.locator('tr[data-service="products"] [data-speedup]')).to_contain_text("V2 23% faster")
 
 
 async def test_endpoint_page_lists_fields_and_marks_one_as_noise(served: tuple[str, ReportApp], page: Page) -> None:
@@ -97,6 +97,22 @@ async def test_promote_from_the_promotions_page_reaches_the_admin_api(
         assert (await client.get("/api/services/products")).json()["primary"] == "v2"
 
 
+async def test_promoting_a_not_ready_service_takes_a_confirmation(served: tuple[str, ReportApp], page: Page) -> None:
+    url, ctx = served
+    await page.goto(url + "/promotions")
+    row = page.locator('tr[data-service="orders"]')
+    await row.locator('input[name="token"]').fill(TOKEN)
+    await row.get_by_role("button", name="Promote v2…").click()
+    await expect(page.locator("[data-confirm] li[data-criterion]")).to_have_text(
+        ["diff rate 7.14% > 1.00%", "shadow error rate 1.43% > 1.00%"]
+    )
+    assert ctx.state.primary("orders") == "v1"
+    await page.locator('[data-confirm] input[name="token"]').fill(TOKEN)
+    await page.get_by_role("button", name="Promote v2 to primary anyway").click()
+    await expect(page.locator(".flash")).to_have_text("orders: primary is now v2 (was v1)")
+    assert ctx.state.primary("orders") == "v2"
+
+
 async def test_a_wrong_token_changes_nothing(served: tuple[str, ReportApp], page: Page) -> None:
     url, ctx = served
     await page.goto(url + "/promotions")
@@ -105,3 +121,33 @@ async def test_a_wrong_token_changes_nothing(served: tuple[str, ReportApp], page
     await row.get_by_role("button", name="Promote v2 to primary").click()
     await expect(page.locator("p.error")).to_have_text("The admin token is missing or wrong.")
     assert ctx.state.primary("products") == "v1"
+
+
+async def test_overview_shows_every_service_at_a_glance_without_scrolling(
+    served: tuple[str, ReportApp], browser: Browser, tmp_path: Path
+) -> None:
+    """Issue 13: at 1400x1000 one and a half services were visible; four needed ~2,700 px of scrolling."""
+    url, _ = served
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = await context.new_page()
+        await page.goto(url + "/")
+        rows = page.locator("table.summary tr[data-service]")
+        await expect(rows).to_have_count(4)
+        names = [await rows.nth(i).get_attribute("data-service") for i in range(4)]
+        assert sorted(n or "" for n in names) == ["ai", "default", "orders", "products"]
+        for i in range(4):
+            row = rows.nth(i)
+            for part in (row, row.locator("[data-verdict]"), row.locator("svg.spark, td:last-child")):
+                box = await part.first.bounding_box()
+                assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 1000, (names[i], box)
+                assert box["x"] + box["width"] <= 1400
+        failures = page.locator('tr[data-service="orders"] li[data-criterion]')
+        for i in range(await failures.count()):
+            box = await failures.nth(i).bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 1000  # the why is on screen too
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 1400  # no sideways scrolling
+        shot = await page.screenshot(path=str(tmp_path / "overview-1400x1000.png"))
+        assert len(shot) > 10_000
+    finally:
+        await context.close()

@@ -29,7 +29,7 @@ def counts(samples: int = 200, findings: int = 0, errors: int = 0) -> Counts:
         (counts(), lat(20, 40, 15, 48), []),  # exactly 1.2x passes
         (counts(), Latency(), ["max_p99_ratio"]),  # compared but no latencies: cannot tell
         (Counts(), Latency(), ["min_samples"]),
-        (counts(samples=50, findings=5, errors=5), lat(20, 40, 30, 90), list(Criteria.__dataclass_fields__)),
+        (counts(samples=50, findings=5, errors=5), lat(20, 40, 30, 90), list(Criteria.model_fields)),
     ],
 )
 def test_readiness_lists_exactly_the_failing_criteria(c: Counts, latency: Latency, failing: list[str]) -> None:

@@ -86,7 +86,12 @@ def test_classify_fields_applies_marks_patterns_and_exact_paths() -> None:
         ("GET /o/{id}", "status"): Verdict.MARKED,
         ("GET /p/{id}", "root.total"): Verdict.FINDING,  # marks are per endpoint
     }
-    assert [f.path for f in result if f.endpoint == "GET /o/{id}"][0] == "root.items[*].created_at"  # most first
+    # Findings before what is noise or marked, however often that differed; then the most frequent first.
+    assert [f.path for f in result if f.endpoint == "GET /o/{id}"] == [
+        "root.total",
+        "root.items[*].created_at",
+        "status",
+    ]
     assert finding_fields(result) == (("GET /o/{id}", "root.total"), ("GET /p/{id}", "root.total"))
     assert next(f for f in result if f.path == "root.total").raw_rate == 0.10
 
@@ -123,7 +128,7 @@ def test_build_report_groups_endpoints_into_services_and_judges_each() -> None:
     orders, products, ai = r.service("orders"), r.service("products"), r.service("ai")
     assert orders is not None and products is not None and ai is not None
     assert orders.counts.samples == 201 and orders.counts.findings == 10
-    assert [e.endpoint for e in orders.endpoints] == ["GET /o/{id}", "POST /o"]  # busiest first
+    assert [e.endpoint for e in orders.endpoints] == ["GET /o/{id}", "POST /o"]  # findings first
     assert orders.endpoints[0].finding_fields == 1 and orders.endpoints[1].fields == ()
     assert [f.criterion for f in orders.readiness.failures] == ["max_diff_rate"]
     assert products.readiness.ready and products.primary == "v2" and products.shadow == "v1"
@@ -213,3 +218,23 @@ def test_plain_text_report() -> None:
     text = report_formats.render_text(report())  # type: ignore[arg-type]
     assert "orders: primary v1 · NOT READY" in text and "  ✗ diff rate 4.98% > 1.00%" in text
     assert "ai: primary v1 · no traffic" in text
+
+
+def test_endpoints_are_listed_most_severe_first() -> None:
+    r = report(
+        endpoints=[
+            EndpointCounts("orders", "GET /busy", {"match": 5000}),
+            EndpointCounts("orders", "GET /errors", {"match": 90, "shadow_error": 10}),
+            EndpointCounts("orders", "GET /findings", {"match": 95, "diff": 5}, 5),
+            EndpointCounts("orders", "GET /noisy", {"match": 50, "diff": 50}, 0),
+        ]
+    )
+    orders = r.service("orders")
+    assert orders is not None
+    assert [e.endpoint for e in orders.endpoints] == ["GET /findings", "GET /errors", "GET /busy", "GET /noisy"]
+
+
+def test_noise_rate_counts_exchanges_that_differed_only_in_noise() -> None:
+    counts = Counts(match=80, diff=20, findings=5)
+    assert (counts.diff_rate, counts.noise_rate, counts.raw_diff_rate) == (0.05, 0.15, 0.20)
+    assert Counts().noise_rate is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,8 @@ from proxy.cli import app
 from proxy.config import load_settings
 from proxy.control.admin import create_admin_app
 from proxy.control.promotion import PrimaryState
+from proxy.review.web import admin_routes
+from tests.proxy.report_seed import report_app
 from tests.servers import free_port, run_server
 
 SHADOWDIFF = str(Path(sys.executable).with_name("shadowdiff"))
@@ -72,7 +76,7 @@ def test_every_option_of_every_command_reads_a_shadowdiff_variable() -> None:
     checked = 0
     for name in COMMANDS:
         for param in group.commands[name].params:  # type: ignore[attr-defined]
-            if param.param_type_name == "option" and param.name != "help":
+            if param.param_type_name == "option" and param.name not in ("help", "force"):  # --force: never by accident
                 assert isinstance(param.envvar, str) and param.envvar.startswith("SHADOWDIFF_"), (name, param.name)
                 checked += 1
     assert checked >= 30
@@ -80,7 +84,61 @@ def test_every_option_of_every_command_reads_a_shadowdiff_variable() -> None:
 
 def test_no_arguments_shows_help() -> None:
     result = invoke()
-    assert "Usage: shadowdiff" in result.output
+    assert result.exit_code == 0 and "Usage: shadowdiff" in result.stdout
+
+
+def registered() -> dict[str, Any]:
+    import typer.main
+
+    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", ["", *sorted(registered())])
+def test_help_keeps_every_word_at_80_columns(command: str) -> None:
+    """Issue 13: rich markup swallowed `[readiness]` and every `[default: ...]`, showed {service} and `<bool>`.
+
+    Every registered command is rendered, so commands added later are held to the same rules.
+    """
+    result = invoke(*([command] if command else []), "--help", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    flat = " ".join(out.split())
+    usage = out.splitlines()[0]
+    assert usage.startswith(f"Usage: shadowdiff {command}".rstrip()) and "{" not in usage
+    assert not re.search(r"<\w[\w ]*>", out), "typer's <type> labels"
+    assert re.search(r"--help\s+Show this message and exit\.", out)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "..." not in out.replace("[ARGS]...", "")
+    for line in out.splitlines():
+        text = line.strip()
+        if line.startswith("  ") and not line.startswith("   "):  # a term, its gap, then its help
+            parts = re.split(r" {2,}", text, maxsplit=1)
+            text = parts[1] if len(parts) > 1 else ""
+        assert not re.search(r"\S {2,}(?!\[)\S", text), f"stray spaces in {line!r}"
+    group = registered()
+    if not command:
+        for name, sub in group.items():
+            assert " ".join(sub.get_short_help_str(limit=10_000).split()) in flat, name
+        return
+    sub = group[command]
+    for text in [sub.help or "", *(getattr(p, "help", None) or "" for p in sub.params)]:
+        for bracketed in re.findall(r"\[[^\]]+\]", text):
+            assert " ".join(bracketed.split()) in flat, bracketed
+    for param in sub.params:
+        if param.param_type_name == "argument":
+            assert str(param.name).upper() in usage
+        elif param.show_default and param.default is not None and not isinstance(param.default, bool):
+            assert f"default: {param.default}" in flat, param.name
+        descriptor = getattr(param, "type_descriptor", None)
+        if getattr(descriptor, "is_choice", False):
+            assert descriptor.case_sensitive is False, f"--{param.name} must ignore case"
+
+
+def test_check_help_names_its_config_section_and_defaults() -> None:
+    flat = " ".join(invoke("check", "--help", env={"COLUMNS": "80"}).stdout.split())
+    assert "come from the config file's [readiness] section" in flat
+    assert "Fewest compared exchanges [default: 100]." in flat
+    assert "Most shadow errors, as 0.01 or 1% [default: 0.01]." in flat
 
 
 # -- promote and rollback against a real admin API ---------------------------------------------------------------------
@@ -88,13 +146,15 @@ def test_no_arguments_shows_help() -> None:
 
 @pytest.fixture
 async def admin(tmp_path: Path) -> AsyncIterator[str]:
-    """A real admin API over HTTP (token required), on its own SQLite store."""
+    """A real admin plane over HTTP (token required; API, /api/v1 and report), on its own SQLite store."""
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'shadowdiff.db'}")
     settings = load_settings(overrides={"admin_token": TOKEN}, environ={})
     state = PrimaryState(settings.services, store)
     await state.start()
     try:
-        async with run_server(create_admin_app(settings, state=state, registry=CollectorRegistry())) as url:
+        routes = admin_routes(settings, store, state)
+        app = create_admin_app(settings, state=state, registry=CollectorRegistry(), extra_routes=routes)
+        async with run_server(app) as url:
             yield url
     finally:
         await state.aclose()
@@ -108,7 +168,17 @@ async def ainvoke(*args: str, env: dict[str, str] | None = None) -> Result:
 
 async def test_promote_then_rollback_print_the_new_state(admin: str) -> None:
     promoted = await ainvoke(
-        "promote", "orders", "--to", "v2", "--reason", "clean for a week", "--admin-url", admin, "--token", TOKEN
+        "promote",
+        "orders",
+        "--to",
+        "V2",
+        "--reason",
+        "clean for a week",
+        "--force",
+        "--admin-url",
+        admin,
+        "--token",
+        TOKEN,
     )
     assert promoted.exit_code == 0, promoted.output
     assert promoted.stdout.startswith("orders: primary is now v2 (was v1); v1 is the shadow. Recorded #1 by ")
@@ -121,6 +191,8 @@ async def test_promote_then_rollback_print_the_new_state(admin: str) -> None:
     )
     assert rolled.exit_code == 0, rolled.output
     assert "orders: primary is now v1 (was v2); v2 is the shadow. Recorded #2 by grace" in rolled.stdout
+    retried = await ainvoke("rollback", "orders", "--admin-url", admin, "--token", TOKEN)
+    assert retried.exit_code == 0 and retried.stdout == "orders: primary is already v1; nothing to roll back\n"
 
     async with httpx.AsyncClient() as client:
         history = (await client.get(f"{admin}/api/promotions")).json()["promotions"]
@@ -128,9 +200,36 @@ async def test_promote_then_rollback_print_the_new_state(admin: str) -> None:
     assert history[1]["reason"] == "clean for a week" and "@" in history[1]["actor"]  # user@host by default
 
 
+@pytest.mark.parametrize(("answer", "code", "primary"), [("n\n", 1, "v1"), ("y\n", 0, "v2"), ("", 1, "v1")])
+async def test_promoting_a_not_ready_service_asks_first(
+    admin: str, monkeypatch: pytest.MonkeyPatch, answer: str, code: int, primary: str
+) -> None:
+    monkeypatch.setattr("proxy.cli_common.interactive", lambda: True)
+    args = ["promote", "orders", "--admin-url", admin, "--token", TOKEN]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, input=answer)
+    assert result.exit_code == code, result.output
+    assert "orders is NOT READY (only 0 samples, need 100). Make v2 its primary anyway? [y/N]" in result.output
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{admin}/api/services/orders")).json()["primary"] == primary
+
+
+async def test_promoting_a_ready_service_or_back_to_v1_does_not_ask(tmp_path: Path) -> None:
+    async with report_app(f"sqlite+aiosqlite:///{tmp_path / 'seeded.db'}") as ctx, run_server(ctx.app) as url:
+        ready = await ainvoke("promote", "products", "--admin-url", url)  # READY in the seeded report
+        assert ready.exit_code == 0 and ready.stdout.startswith("products: primary is now v2"), ready.output
+        back = await ainvoke("promote", "products", "--to", "v1", "--admin-url", url)
+        assert back.exit_code == 0 and back.stdout.startswith("products: primary is now v1"), back.output
+        refused = await ainvoke("promote", "orders", "--admin-url", url)  # NOT READY, and nobody to ask
+        assert refused.exit_code == 2 and ctx.state.primary("orders") == "v1"
+        assert one_line(refused) == (
+            "shadowdiff: orders is NOT READY (diff rate 7.14% > 1.00%; shadow error rate 1.43% > 1.00%); "
+            "not promoted. Pass --force to promote anyway"
+        )
+
+
 async def test_admin_url_and_token_come_from_the_environment(admin: str) -> None:
     env = {"SHADOWDIFF_ADMIN_URL": admin, "SHADOWDIFF_ADMIN_TOKEN": TOKEN}
-    result = await ainvoke("promote", "ai", env=env)
+    result = await ainvoke("promote", "ai", "--force", env=env)
     assert result.exit_code == 0, result.output
     assert "ai: primary is now v2" in result.stdout
 
@@ -138,16 +237,20 @@ async def test_admin_url_and_token_come_from_the_environment(admin: str) -> None
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("promote", "orders"), "the admin API refused the token: pass --token or set SHADOWDIFF_ADMIN_TOKEN"),
-        (("promote", "orders", "--token", "wrong"), "the admin API refused the token"),
+        (
+            ("promote", "orders", "--force"),
+            "the admin API refused the token: pass --token or set SHADOWDIFF_ADMIN_TOKEN",
+        ),
+        (("promote", "orders", "--force", "--token", "wrong"), "the admin API refused the token"),
         (("promote", "search", "--token", TOKEN), "unknown service 'search'; known services: orders, products"),
-        (("promote", "orders", "--to", "v3", "--token", TOKEN), "invalid request: to: Input should be 'v1' or 'v2'"),
-        (("rollback", "products", "--token", TOKEN), "products has never been promoted: its primary is still v1"),
+        (("promote", "orders", "--to", "v3", "--token", TOKEN), "Invalid value for '--to'"),
+        (("promote", "orders", "--token", TOKEN), "orders is NOT READY (only 0 samples, need 100)"),
     ],
 )
-async def test_refusals_are_one_line_and_exit_1(admin: str, args: tuple[str, ...], message: str) -> None:
+async def test_refusals_are_one_line_and_exit_2(admin: str, args: tuple[str, ...], message: str) -> None:
     result = await ainvoke(*args, "--admin-url", admin)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
+    assert message in one_line(result)
     assert message in one_line(result)
 
 
@@ -155,7 +258,7 @@ async def test_refusals_are_one_line_and_exit_1(admin: str, args: tuple[str, ...
 def test_a_down_admin_api_is_one_clear_line(command: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = invoke(command, "orders", "--admin-url", url)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert one_line(result) == f"shadowdiff: cannot reach the admin API at {url}: is `shadowdiff proxy` running?"
 
 
@@ -177,7 +280,7 @@ def test_proxy_configuration_errors_are_one_line(tmp_path: Path, args: tuple[str
     if "--database-url" not in args:
         base += ("--database-url", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     result = invoke(*base, *args, env={"SHADOWDIFF_ADMIN_TOKEN": ""})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in one_line(result)
 
 
@@ -185,7 +288,7 @@ def test_a_bad_environment_value_is_one_line(tmp_path: Path) -> None:
     result = invoke(
         "proxy", env={"SHADOWDIFF_V2_URL": "ftp://v2", "SHADOWDIFF_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Config 'v2_url' has value 'ftp://v2'" in one_line(result)
 
 
@@ -200,7 +303,7 @@ def taken_port() -> Iterator[int]:
 def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
     with taken_port() as port:
         result = invoke("legacy", "--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'legacy.db'}")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in one_line(result)
 
 
@@ -213,7 +316,7 @@ def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
 )
 def test_an_apps_bad_database_url_is_one_line(command: str, url: str, message: str) -> None:
     result = invoke(command, "--port", str(free_port()), "--database-url", url)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in one_line(result)
 
 
@@ -242,7 +345,7 @@ def test_seed_loads_both_databases_once(tmp_path: Path) -> None:
 
 def test_seed_into_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
     result = invoke("seed", "--legacy-database-url", "sqlite:////nonexistent/dir/legacy.db")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot seed V1 at sqlite:////nonexistent/dir/legacy.db" in one_line(result)
 
 
@@ -316,13 +419,13 @@ async def test_shadowdiff_proxy_and_promote_as_real_processes(tmp_path: Path) ->
     admin = f"http://127.0.0.1:{admin_port}"
     async with run_server(stand_in("v1")) as v1, run_server(stand_in("v2")) as v2:
         argv = [SHADOWDIFF, "proxy", "--v1", v1, "--v2", v2, "--port", str(port), "--admin-port", str(admin_port)]
-        argv += ["--database-url", f"sqlite+aiosqlite:///{tmp_path / 'shadowdiff.db'}", "--log-level", "warning"]
+        argv += ["--database-url", f"sqlite+aiosqlite:///{tmp_path / 'shadowdiff.db'}", "--log-level", "info"]
         with started(argv, tmp_path / "proxy.log", tmp_path) as process:
             await wait_for(f"{admin}/health", process, tmp_path / "proxy.log")
             async with httpx.AsyncClient(timeout=5) as client:
                 assert (await client.get(f"http://127.0.0.1:{port}/api/products/3")).json() == {"app": "v1"}
 
-                promote = [SHADOWDIFF, "promote", "products", "--to", "v2", "--admin-url", admin]
+                promote = [SHADOWDIFF, "promote", "products", "--to", "v2", "--force", "--admin-url", admin]
                 done = await asyncio.to_thread(
                     subprocess.run, promote, capture_output=True, text=True, timeout=30, env=clean_env()
                 )
@@ -332,6 +435,10 @@ async def test_shadowdiff_proxy_and_promote_as_real_processes(tmp_path: Path) ->
 
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
+        # Issue 13: two listeners in one process printed uvicorn's start-up and shutdown lines twice.
+        output = (tmp_path / "proxy.log").read_text()
+        for line in ("Started server process", "Shutting down", "Finished server process"):
+            assert output.count(line) == 1, output
 
 
 def test_promote_with_no_admin_running_as_a_real_process() -> None:
@@ -343,7 +450,7 @@ def test_promote_with_no_admin_running_as_a_real_process() -> None:
         timeout=30,
         env=clean_env(),
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr == f"shadowdiff: cannot reach the admin API at {url}: is `shadowdiff proxy` running?\n"
     assert done.stdout == ""
 
@@ -361,8 +468,9 @@ async def test_up_starts_everything_says_ready_and_stops_everything(tmp_path: Pa
             await asyncio.sleep(0.2)
         text = log.read_text()
         assert "V1: loaded 60 products" in text and "V2: loaded 60 products" in text
-        assert f"proxy  http://127.0.0.1:{ports['port']}" in text
+        assert f"proxy      http://127.0.0.1:{ports['port']}" in text
         assert f"curl http://127.0.0.1:{ports['port']}/api/products/1" in text
+        assert "V2         " in text and "new app, logs to logs/v2.log" in text
         assert (tmp_path / "legacy-secondary.db").exists()  # the secondary runs on its own copy
 
         async with httpx.AsyncClient(timeout=5) as client:
@@ -371,6 +479,10 @@ async def test_up_starts_everything_says_ready_and_stops_everything(tmp_path: Pa
             for name in ("legacy-port", "v2-port", "secondary-port", "admin-port"):
                 assert (await client.get(f"http://127.0.0.1:{ports[name]}/health")).status_code == 200
 
+        # Issue 13: V2's request logs filled the terminal and the banner scrolled away; now they go to files.
+        assert all((tmp_path / "logs" / f"{name}.log").exists() for name in ("v1", "v2", "secondary"))
+        assert "/api/products/1" in (tmp_path / "logs" / "v2.log").read_text()
+        assert not [line for line in log.read_text().splitlines() if line.startswith(("v1 ", "v2 ", "secondary "))]
         children = descendants(process.pid)
         assert len(children) >= 4  # V1, V2, secondary, proxy
         process.send_signal(signal.SIGTERM)

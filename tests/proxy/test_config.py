@@ -60,6 +60,7 @@ def test_dashes_in_file_keys_are_accepted(tmp_path: Path) -> None:
         ({"services": {"orders": {"primary": "v3"}}}, "Config 'services.orders.primary' has value 'v3'"),
         ({"services": {"orders": {"sample_rate": 2}}}, "Config 'services.orders.sample_rate' has value 2"),
         ({"colour": "red"}, "Config 'colour' has value 'red'. Extra inputs are not permitted"),
+        ({"readiness": {"max_diff_rate": 2}}, "Config 'readiness.max_diff_rate' has value 2"),
         ({"port": 8900}, "port and admin_port are both 8900"),
     ],
 )

@@ -215,3 +215,51 @@ async def test_every_exchange_page_is_an_index_range_scan_without_a_sort(
             plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, parameters))
             assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
             assert "SCAN exchanges" not in plan or "USING INDEX" in plan, plan
+
+
+async def test_the_trend_counts_findings_per_time_bucket(store: Store) -> None:
+    """An hour of orders: half of them differ during the first 20 minutes, none after; the trend shows it."""
+    settings = load_settings(environ={})
+    comparer = Comparer(settings.services, settings.noise)
+    start = floor_time(NOW - timedelta(hours=1), 60)  # rollups count by the minute
+    batch = []
+    for minute in range(60):
+        for k in range(4):
+            order = f.order_body(id=minute * 10 + k + 1)
+            differs = minute < 20 and k < 2
+            x = f.exchange(
+                primary=f.primary(order),
+                shadow=f.shadow({**order, "total": "1.00"} if differs else order),
+                path=f"/api/orders/{minute * 10 + k + 1}",
+                started_at=start + timedelta(minutes=minute, seconds=k),
+            )
+            batch.append(comparer.compare(x))
+    await store.write_batch(batch)
+    report = await load(store, Window(since=start, until=start + timedelta(hours=1)))
+    orders = report.service("orders")
+    assert orders is not None
+    assert [(b.samples, b.findings) for b in orders.trend.buckets] == [(20, 10)] * 4 + [(20, 0)] * 8
+    assert orders.trend.direction == "better" and orders.trend.spark() == "████▁▁▁▁▁▁▁▁"
+    assert sum(b.findings for b in orders.trend.buckets) == orders.counts.findings == 40
+    # An open window starts at the oldest exchange; a service without traffic has no trend.
+    everything = await load(store)  # "all time": from the oldest exchange to the newest, not to now
+    all_time = everything.service("orders")
+    assert all_time is not None and all_time.trend.buckets[0].start == start
+    assert [(b.samples, b.findings) for b in all_time.trend.buckets] == [(20, 10)] * 4 + [(20, 0)] * 8
+    assert everything.service("ai").trend.buckets == ()  # type: ignore[union-attr]
+
+
+async def test_an_all_time_trend_spans_the_traffic_not_the_idle_time_after_it(store: Store) -> None:
+    """Twelve minutes of traffic two hours ago: twelve one-minute buckets, none of them empty."""
+    settings = load_settings(environ={})
+    comparer = Comparer(settings.services, settings.noise)
+    start = floor_time(NOW - timedelta(hours=2), 60)
+    batch = [
+        comparer.compare(f.exchange(path=f"/api/orders/{m + 1}", started_at=start + timedelta(minutes=m)))
+        for m in range(12)
+    ]
+    await store.write_batch(batch)
+    orders = (await load(store)).service("orders")
+    assert orders is not None
+    assert [b.samples for b in orders.trend.buckets] == [1] * 12
+    assert orders.trend.buckets[-1].start < start + timedelta(minutes=11, seconds=1)

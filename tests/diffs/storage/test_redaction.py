@@ -146,3 +146,64 @@ def test_redact_comparison_covers_request_sides_and_diffs() -> None:
         diffs=[("root.token", "s3cr3t", "other")],
     )
     assert "s3cr3t" not in repr(redactor.redact_comparison(c))
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"username=bob&password=hunter2", b"username=bob&password=[REDACTED]"),
+        (b"user%5Bpassword%5D=hunter2&next=%2F", b"user%5Bpassword%5D=[REDACTED]&next=%2F"),
+        (b"pass%77ord=hunter2", b"pass%77ord=[REDACTED]"),  # a percent-encoded name is decoded before matching
+        (b"newPassword=a+b&api_key=k&max_tokens=5", b"newPassword=[REDACTED]&api_key=[REDACTED]&max_tokens=5"),
+        (b"q=caf%C3%A9&page=2", b"q=caf%C3%A9&page=2"),
+        (b"password", b"password"),  # a name without a value holds nothing
+    ],
+)
+def test_form_fields_are_redacted_like_json_keys(body: bytes, expected: bytes) -> None:
+    assert redactor.redact_body(body, f"{FORM}; charset=utf-8") == expected
+
+
+def test_a_form_body_is_not_parsed_as_json_nor_left_alone() -> None:
+    assert redactor.redact_body(b"password=x", FORM) == b"password=[REDACTED]"
+    assert redactor.redact_body(b"password=x", "text/plain") == b"password=x"  # not a form: as documented
+
+
+def multipart(boundary: str, *parts: tuple[str, str, bytes], end: bool = True) -> bytes:
+    out = b""
+    for disposition, extra, content in parts:
+        out += f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n{extra}\r\n".encode() + content
+        out += b"\r\n"
+    return out + (f"--{boundary}--\r\n".encode() if end else b"")
+
+
+def test_multipart_fields_are_redacted_and_everything_else_kept() -> None:
+    body = multipart(
+        "XyZ",
+        ('name="username"', "", b"bob"),
+        ('name="password"', "", b"hunter2"),
+        ('name="api_key"; filename="key.txt"', "Content-Type: text/plain\r\n", b"k-123\r\nline two"),
+        ('name="avatar"; filename="password.png"', "Content-Type: image/png\r\n", b"\x89PNG"),
+    )
+    redacted = redactor.redact_body(b"preamble\r\n" + body, 'multipart/form-data; boundary="XyZ"')
+    assert redacted == b"preamble\r\n" + multipart(
+        "XyZ",
+        ('name="username"', "", b"bob"),
+        ('name="password"', "", REDACTED.encode()),
+        ('name="api_key"; filename="key.txt"', "Content-Type: text/plain\r\n", REDACTED.encode()),
+        ('name="avatar"; filename="password.png"', "Content-Type: image/png\r\n", b"\x89PNG"),
+    )
+
+
+def test_a_multipart_body_cut_by_the_size_cap_is_still_redacted() -> None:
+    body = multipart("b", ('name="user"', "", b"bob"), ('name="password"', "", b"hunter2-and-more"), end=False)
+    cut = body[: body.index(b"hunter2") + 7]
+    assert b"hunter2" not in redactor.redact_body(cut, "multipart/form-data; boundary=b")
+
+
+def test_a_multipart_body_without_a_boundary_is_replaced_when_it_may_hold_a_secret() -> None:
+    body = b'--x\r\nContent-Disposition: form-data; name="password"\r\n\r\nhunter2\r\n--x--\r\n'
+    assert b"hunter2" not in redactor.redact_body(body, "multipart/form-data")
+    assert redactor.redact_body(b"--x\r\n\r\nhello\r\n--x--", "multipart/form-data") == b"--x\r\n\r\nhello\r\n--x--"

@@ -58,6 +58,46 @@ async def test_no_stored_cell_holds_a_secret(store: Store, database: Database) -
     assert any("[REDACTED]" in t for t in texts)
 
 
+def _form_posts() -> list[Comparison]:
+    """Issue 13: `username=bob&password=...` was stored in clear; the same field in JSON was redacted."""
+    form = comparison(
+        endpoint="POST /login",
+        request_headers=(("content-type", "application/x-www-form-urlencoded"),),
+        request_body=f"username=bob&password={SECRET}".encode(),
+    )
+    boundary = "----form-boundary-7MA4YWxk"
+    upload = comparison(
+        endpoint="POST /api/profile",
+        request_headers=(("content-type", f"multipart/form-data; boundary={boundary}"),),
+        request_body=(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="username"\r\n\r\nbob\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="password"\r\n\r\n{SECRET}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="card_number"\r\n\r\n{SECRET}\r\n'
+            f"--{boundary}--\r\n"
+        ).encode(),
+        primary=side(
+            headers=(("content-type", "application/x-www-form-urlencoded"),),
+            body=f"access_token={SECRET}&expires=3600".encode(),
+        ),
+    )
+    return [form, upload]
+
+
+async def test_form_and_multipart_fields_are_redacted_in_every_stored_cell(store: Store, database: Database) -> None:
+    batch = _form_posts()
+    await store.write_batch(batch)
+    cells = await _every_cell(database)
+    texts = [c.decode("utf-8", "replace") if isinstance(c, bytes | memoryview) else str(c) for c in cells]
+    assert [t for t in texts if "hunter2" in t] == []
+    form = await store.get_exchange(batch[0].exchange.id)
+    assert form is not None and form.request_body == b"username=bob&password=[REDACTED]"
+    upload = await store.get_exchange(batch[1].exchange.id)
+    assert (
+        upload is not None and upload.request_body is not None and b'name="username"\r\n\r\nbob' in upload.request_body
+    )
+    assert upload.primary is not None and upload.primary.body == b"access_token=[REDACTED]&expires=3600"
+
+
 async def test_exchanges_not_kept_are_only_counted_and_the_counts_hold_no_secret(database: Database) -> None:
     # Past the retention bound an exchange is only counted in the rollups: paths and kinds, never values.
     store = await database.open(retention=RetentionPolicy(examples_per_field=1))

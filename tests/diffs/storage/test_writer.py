@@ -73,7 +73,7 @@ async def test_full_batches_go_at_once_and_the_rest_on_flush() -> None:
         assert writer.submit(comparison(exchange_id=f"r{i}"))
     await _eventually(lambda: len(sink.batches) == 2)
     assert [len(b) for b in sink.batches] == [3, 3] and sink.counted == 0
-    assert writer.pending == 7 + 1  # every count waits for `rollup_every`; one example for `max_delay`
+    assert writer.pending == 7 and writer.examples_pending == 1  # counts wait for `rollup_every`
     await writer.flush()
     assert sink.batches[-1] == ["r6"] and writer.written_rows == 7 == sink.counted and writer.written_examples == 7
     await writer.aclose()
@@ -109,7 +109,7 @@ async def test_submit_never_blocks_and_a_full_example_queue_only_loses_examples(
     writer = BatchWriter(FakeSink(), max_pending=2, on_drop=lambda n, reason: dropped.append((n, reason)))
     assert [writer.submit(comparison()) for _ in range(4)] == [True, True, True, True]
     assert writer.example_drops["queue_full"] == 2 and writer.dropped_rows == 0 and dropped == []
-    assert writer.pending == 4 + 2
+    assert writer.pending == 4 and writer.examples_pending == 2
     await writer.aclose()
 
 
@@ -213,7 +213,7 @@ async def test_sqlite_locked_by_another_process_then_released(tmp_path: Path) ->
         for i in range(5):
             writer.submit(comparison(exchange_id=f"kept{i}", diffs=[("root.a", 1, 2)]))
         await asyncio.sleep(0.1)
-        assert writer.written_rows == 0 and writer.pending == 15  # still locked: 10 counts and 5 examples wait
+        assert writer.written_rows == 0 and writer.pending == 10 and writer.examples_pending == 5  # still locked
         locker.execute("COMMIT")
         await writer.flush()
         ids = sorted(item.id for item in (await store.list_exchanges()).items)
@@ -249,7 +249,7 @@ async def _outage(proxied: Database, forwarder: Forwarder) -> None:
         for i in range(3):
             writer.submit(comparison(exchange_id=f"kept{i}", diffs=[("root.a", 1, 2)]))
         await asyncio.sleep(0.1)
-        assert writer.pending == 6 + 3 and writer.failing_since is not None
+        assert writer.pending == 6 and writer.examples_pending == 3 and writer.failing_since is not None
         await forwarder.start()
         await writer.flush()
         ids = sorted(item.id for item in (await store.list_exchanges()).items)

@@ -49,7 +49,7 @@ async def make_client(store: Store, registry: CollectorRegistry) -> AsyncIterato
         if start:
             await state.start()
         app = create_admin_app(settings, state=state, registry=registry)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8900")
         opened.append((client, state))
         return client
 
@@ -101,7 +101,7 @@ async def test_promote_then_rollback_changes_the_primary_and_is_audited(make_cli
         ("v2", "v1", "api@127.0.0.1"),
         ("v1", "v2", "ada@laptop"),
     ]
-    assert history[0]["reason"] == "rolled back through the admin API"
+    assert history[0]["reason"] == "rolled back to v1 through the admin API"
     assert history[1]["reason"] == "green for a week"
     assert (await client.get("/api/promotions", params={"service": "products"})).json() == {"promotions": []}
     assert len((await client.get("/api/promotions", params={"limit": "1"})).json()["promotions"]) == 1
@@ -114,11 +114,18 @@ async def test_promote_to_the_current_primary_says_nothing_changed(make_client: 
     assert response.json()["changed"] is False and response.json()["promotion"] is None
 
 
-async def test_rollback_without_a_promotion_is_a_409(make_client: AdminClient) -> None:
+async def test_rollback_twice_stays_on_v1_and_says_nothing_changed(make_client: AdminClient) -> None:
     client = await make_client()
-    response = await client.post("/api/services/ai/rollback", json={"reason": "panic"})
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "NOTHING_TO_ROLL_BACK"
+    assert (await client.post("/api/services/ai/promote", json={"to": "v2"})).status_code == 200
+    first = (await client.post("/api/services/ai/rollback", json={"reason": "panic"})).json()
+    again = (await client.post("/api/services/ai/rollback", json={"reason": "panic, retried"})).json()
+    assert (first["changed"], first["service"]["primary"], first["previous"]) == (True, "v1", "v2")
+    assert (again["changed"], again["service"]["primary"], again["promotion"]) == (False, "v1", None)
+    history = (await client.get("/api/promotions", params={"service": "ai"})).json()["promotions"]
+    assert [(h["from"], h["to"], h["reason"]) for h in history][0] == ("v2", "v1", "panic")
+    assert len(history) == 2
+    never = await client.post("/api/services/orders/rollback", json={"reason": "panic"})
+    assert never.status_code == 200 and never.json()["changed"] is False
 
 
 @pytest.mark.parametrize(
@@ -267,6 +274,6 @@ async def test_extra_routes_are_served_by_the_admin_app(store: Store, registry: 
         registry=registry,
         extra_routes=[Route("/", report)],
     )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8900") as client:
         assert (await client.get("/")).text == "the report"
         assert (await client.get("/api/services")).status_code == 200

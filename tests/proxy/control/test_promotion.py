@@ -11,7 +11,7 @@ import pytest
 
 from diffs.storage import PromotionRecord, Store, StoreUnavailable
 from proxy.config import Settings, load_settings
-from proxy.control.promotion import NothingToRollBack, PrimaryState, UnknownService
+from proxy.control.promotion import PrimaryState, UnknownService
 
 
 @pytest.fixture
@@ -94,11 +94,36 @@ async def test_rollback_returns_to_the_previous_primary_and_is_audited(store: St
     await state.aclose()
 
 
-async def test_rollback_of_a_service_never_promoted_is_refused(store: Store) -> None:
+async def test_a_second_rollback_is_a_no_op_not_a_toggle(store: Store) -> None:
+    """Issue 13: run twice after one promotion, rollback put V2 back in front ("primary is now v2 (was v1)")."""
     state = await started(store)
-    with pytest.raises(NothingToRollBack, match="orders has never been promoted"):
-        await state.rollback("orders", reason="", actor="ada")
-    assert state.primary("orders") == "v1"
+    await state.promote("ai", "v2", reason="try it", actor="ada")
+    first = await state.rollback("ai", reason="latency doubled", actor="grace")
+    retried = await state.rollback("ai", reason="retrying during the incident", actor="grace")
+    assert (first.changed, first.primary) == (True, "v1")
+    assert (retried.changed, retried.primary, retried.previous, retried.record) == (False, "v1", "v1", None)
+    assert state.primary("ai") == "v1"
+    trail = [(r.from_side, r.to_side, r.reason) for r in await state.history("ai")]
+    assert trail == [("v2", "v1", "latency doubled"), ("v1", "v2", "try it")]
+    await state.aclose()
+
+
+async def test_rollback_means_back_to_v1_whatever_came_before(store: Store) -> None:
+    state = await started(store, {"USE_V2_AI_SERVICE": "true"})  # V2 by configuration, never promoted at run time
+    change = await state.rollback("ai", reason="guide's rollback without a restart", actor="ada")
+    assert (change.previous, change.primary) == ("v2", "v1")
+    await state.promote("ai", "v2", reason="", actor="ada")
+    await state.promote("ai", "v1", reason="", actor="ada")
+    await state.promote("ai", "v2", reason="", actor="ada")
+    assert (await state.rollback("ai", reason="", actor="ada")).primary == "v1"
+    await state.aclose()
+
+
+async def test_rollback_of_a_service_never_promoted_changes_nothing(store: Store) -> None:
+    state = await started(store)
+    change = await state.rollback("orders", reason="", actor="ada")
+    assert not change.changed and state.primary("orders") == "v1"
+    assert await state.history("orders") == []
     await state.aclose()
 
 

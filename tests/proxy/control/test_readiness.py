@@ -16,7 +16,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from diffs.storage import Store
-from proxy.analysis.comparing import ComparisonSink
+from proxy.analysis.analyzer import Analyzer
+from proxy.analysis.metrics import AnalysisMetrics
 from proxy.config import load_settings
 from proxy.control.admin import create_admin_app
 from proxy.control.promotion import PrimaryState
@@ -35,33 +36,39 @@ async def test_ready_turns_503_while_every_write_fails_and_back_when_they_succee
     settings = load_settings(overrides={"unready_after_seconds": 0.3}, environ={})
     store = await Store.open(f"sqlite:///{path}", busy_timeout=0.02)
     registry = CollectorRegistry()
-    sink = ComparisonSink(settings, store, ProxyMetrics(registry))
-    sink.writer.rollup_every = 0.02
-    sink.writer.max_backoff = 0.05
+    metrics = AnalysisMetrics(ProxyMetrics(registry))  # the worker's, fed by its analysis process's reports
+    analyzer = Analyzer(settings, store)
+    analyzer.writer.rollup_every = 0.02
+    analyzer.writer.max_backoff = 0.05
     state = PrimaryState(settings.services, store)
     await state.start()
-    await sink.start()
+    await analyzer.start()
     app = create_admin_app(settings, state=state, registry=registry)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8900")
+
+    async def ready() -> httpx.Response:
+        metrics.set_store_failing(analyzer.progress()["failing_since"])  # what the channel does on each report
+        return await client.get("/ready")
+
     locker = sqlite3.connect(path, isolation_level=None)
     try:
-        assert (await client.get("/ready")).json()["status"] == "ready"
+        assert (await ready()).json()["status"] == "ready"
         locker.execute("BEGIN EXCLUSIVE")  # every write now fails, as on a full disk or a dead database
-        sink.submit(exchange())
-        await _until(lambda: sink.writer.failing_since is not None)
-        assert (await client.get("/ready")).status_code == 200  # failing, but not yet for 0.3 s
+        analyzer.exchange(exchange())
+        await _until(lambda: analyzer.writer.failing_since is not None)
+        assert (await ready()).status_code == 200  # failing, but not yet for 0.3 s
         await asyncio.sleep(0.4)
-        unready = await client.get("/ready")
+        unready = await ready()
         assert unready.status_code == 503 and "store writes have failed for" in unready.json()["reasons"][0]
         assert (await client.get("/live")).status_code == 200  # a database outage never restarts the process
         locker.execute("COMMIT")
-        await _until(lambda: sink.writer.failing_since is None)
-        assert (await client.get("/ready")).status_code == 200
-        assert sink.writer.written_rows == 1 and sink.writer.dropped_rows == 0
+        await _until(lambda: analyzer.writer.failing_since is None)
+        assert (await ready()).status_code == 200
+        assert analyzer.writer.written_rows == 1 and analyzer.writer.dropped_rows == 0
     finally:
         locker.close()
         await client.aclose()
-        await sink.aclose(2)
+        await analyzer.aclose(2)
         await state.aclose()
         await store.close()
 
@@ -69,16 +76,16 @@ async def test_ready_turns_503_while_every_write_fails_and_back_when_they_succee
 async def test_a_noise_mark_made_elsewhere_reaches_the_comparer_without_its_slow_refresh(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
     admin_store, worker_store = await Store.open(url), await Store.open(url)
-    sink = ComparisonSink(load_settings(environ={}), worker_store, ProxyMetrics(CollectorRegistry()))
-    await sink.start()
+    analyzer = Analyzer(load_settings(environ={}), worker_store)
+    await analyzer.start()
     try:
-        assert sink.marks_refresh_seconds >= 60  # it follows the feed; the loop only catches a missed push
+        assert analyzer.marks_refresh_seconds >= 60  # it follows the feed; the loop only catches a missed push
         await admin_store.add_noise_mark("GET /api/orders/{id}", "root.total", "rounding")
         different = exchange(primary=primary(order_body(total="27.00")), shadow=shadow(order_body(total="28.00")))
-        await _until(lambda: sink.comparer.compare(different).outcome.value == "match")
-        assert sink.comparer.compare(different).outcome.value == "match"
+        await _until(lambda: analyzer.comparer.compare(different).outcome.value == "match")
+        assert analyzer.comparer.compare(different).outcome.value == "match"
     finally:
-        await sink.aclose(2)
+        await analyzer.aclose(2)
         await admin_store.close()
         await worker_store.close()
 
@@ -90,13 +97,11 @@ def test_ready_reads_every_process_s_failing_writes_in_multiprocess_mode(tmp_pat
         """
         import sys, time
         from prometheus_client import CollectorRegistry
-        from diffs.storage import Store
-        from proxy.analysis.comparing import ComparisonSink
-        from proxy.config import load_settings
+        from proxy.analysis.metrics import AnalysisMetrics
         from proxy.dataplane.metrics import ProxyMetrics
-        sink = ComparisonSink(load_settings(environ={}), Store.__new__(Store), ProxyMetrics(CollectorRegistry()))
+        metrics = AnalysisMetrics(ProxyMetrics(CollectorRegistry()))
         failing = float(sys.argv[1])
-        sink._store_health(time.time() - failing if failing else None)
+        metrics.set_store_failing(time.time() - failing if failing else None)
         """
     )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
@@ -120,7 +125,8 @@ def test_ready_reads_every_process_s_failing_writes_in_multiprocess_mode(tmp_pat
         app = create_admin_app(load_settings(environ={}), state=Fresh(), registry=registry)
 
         async def main():
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8900") as client:
                 response = await client.get("/ready")
                 print(json.dumps([response.status_code, response.json()]))
 

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from proxy.config import ServiceConfig
 from proxy.dataplane.metrics import DELTA_BUCKETS, ProxyMetrics, status_class
@@ -88,6 +88,28 @@ def test_deferred_updates_appear_at_flush_exactly_as_immediate_ones() -> None:
     assert _values(deferred) == _values(immediate)  # every bucket, sum and count
     deferred.flush()  # nothing pending: nothing changes
     assert _values(deferred) == _values(immediate)
+
+
+def test_the_histogram_internals_that_batched_observations_write() -> None:
+    # prometheus_client has no public batch observe, so a flush writes a child's `_buckets` (one value per upper
+    # bound, +Inf last, not cumulative) and `_sum`. The lock pins the version; an upgrade that changes them fails here.
+    histogram = Histogram("probe_seconds", "probe", buckets=(1.0, 2.0), registry=CollectorRegistry())
+    for value in (0.5, 1.0, 1.5, 5.0):
+        histogram.observe(value)
+    assert [bucket.get() for bucket in histogram._buckets] == [2, 1, 1]
+    assert histogram._sum.get() == 8.0
+
+    metrics = ProxyMetrics(CollectorRegistry(), deferred=True)
+    metrics.upstream("orders", "primary", "v1", 0.003)
+    child = metrics.upstream_latency.labels("orders", "primary", "v1")
+
+    def refuse(value: float) -> None:
+        raise AssertionError("observed one by one: the batched path was not taken")
+
+    child.observe = refuse  # type: ignore[method-assign]
+    metrics.flush()
+    assert sample(metrics, "shadowdiff_upstream_latency_seconds_bucket", service="orders", role="primary",
+                  app="v1", le="0.005") == 1  # fmt: skip
 
 
 def _values(metrics: ProxyMetrics) -> list[str]:

@@ -15,20 +15,21 @@ from proxy.review.openapi import openapi_path
 from tests.proxy.report_seed import ReportApp, report_app
 
 TOKEN = "api-token-for-tests"
+ADMIN = "http://127.0.0.1:8900"
 GET_ORDER = "GET /api/orders/{id}"
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ReportApp]]:
     async with report_app(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}") as ctx:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ctx.app), base_url="http://admin") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ctx.app), base_url=ADMIN) as client:
             yield client, ctx
 
 
 @pytest.fixture
 async def guarded(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ReportApp]]:
     async with report_app(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", admin_token=TOKEN) as ctx:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ctx.app), base_url="http://admin") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ctx.app), base_url=ADMIN) as client:
             yield client, ctx
 
 
@@ -62,6 +63,22 @@ async def test_readiness_takes_criteria_from_the_query(api: Api) -> None:
     assert lenient.json()["ready"] is True and lenient.json()["services"][0]["failures"] == []
     strict = (await client.get("/api/v1/readiness", params={"service": "products", "min_samples": "1000"})).json()
     assert [f["criterion"] for f in strict["services"][0]["failures"]] == ["min_samples"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"max_diff_rate": "2"}, "max_diff_rate"),
+        ({"max_p99_ratio": "0"}, "max_p99_ratio"),
+        ({"min_samples": "x"}, "min_samples"),
+    ],
+)
+async def test_criteria_out_of_range_are_422_as_in_the_config(api: Api, params: dict[str, str], field: str) -> None:
+    # One type for readiness criteria: a rate above 1 is refused in the query as it is in [readiness].
+    client, _ = api
+    response = await client.get("/api/v1/readiness", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["errors"][0]["field"] == field
 
 
 async def test_services_service_and_endpoints(api: Api) -> None:
@@ -155,7 +172,9 @@ async def test_noise_marks_add_list_and_remove(api: Api) -> None:
     assert (await client.delete(f"/api/v1/noise-marks/{mark['id']}")).status_code == 404
     bad = await client.post("/api/v1/noise-marks", json={"endpoint": GET_ORDER})
     assert bad.status_code == 422 and bad.json()["error"]["details"]["errors"][0]["field"] == "path"
-    assert (await client.post("/api/v1/noise-marks", content=b"[1]")).status_code == 422
+    json_type = {"content-type": "application/json"}
+    not_an_object = await client.post("/api/v1/noise-marks", content=b"[1]", headers=json_type)
+    assert not_an_object.status_code == 422
 
 
 async def test_promote_rollback_and_the_audit_trail(api: Api) -> None:
@@ -170,7 +189,9 @@ async def test_promote_rollback_and_the_audit_trail(api: Api) -> None:
     trail = (await client.get("/api/v1/promotions", params={"service": "products"})).json()["promotions"]
     assert [(p["from"], p["to"]) for p in trail] == [("v2", "v1"), ("v1", "v2")]
     assert trail[1]["reason"] == "ready" and trail[1]["actor"].startswith("api@")
-    assert (await client.post("/api/v1/services/orders/rollback")).status_code == 409
+    assert (await client.post("/api/v1/services/products/rollback")).json()["changed"] is False
+    never = await client.post("/api/v1/services/orders/rollback")
+    assert never.status_code == 200 and never.json()["changed"] is False
     assert (await client.post("/api/v1/services/payments/promote")).status_code == 404
     assert (await client.post("/api/v1/services/orders/promote", json={"to": "v3"})).status_code == 422
 

@@ -33,7 +33,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
     async def build(**overrides: Any) -> tuple[httpx.AsyncClient, ReportApp]:
         manager = report_app(f"sqlite+aiosqlite:///{tmp_path / f'store{len(stack)}.db'}", **overrides)
         ctx = await manager.__aenter__()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=ctx.app), base_url="http://admin")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=ctx.app), base_url="http://127.0.0.1:8900")
         stack.append((manager, client))
         return client, ctx
 
@@ -41,6 +41,14 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
     for manager, client in reversed(stack):
         await client.aclose()
         await manager.__aexit__(None, None, None)
+
+
+async def post_form(client: httpx.AsyncClient, url: str, data: dict[str, str], **kwargs: Any) -> httpx.Response:
+    """Post a form as the report's pages do: with the CSRF token of the client's session (a page load sets it)."""
+    page = (await client.get("/noise")).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    return await client.post(url, data={**data, "csrf_token": token.group(1)}, **kwargs)
 
 
 def text_of(html: str, pattern: str) -> list[str]:
@@ -100,7 +108,7 @@ async def test_marking_a_field_as_noise_stores_the_mark_and_clears_the_finding(m
     client, ctx = await make()
     here = "/endpoint?endpoint=" + quote(GET_ORDER)
     form = {"endpoint": GET_ORDER, "path": "root.total", "note": "rounding", "next": here}
-    response = await client.post("/noise", data=form)
+    response = await post_form(client, "/noise", data=form)
     assert response.status_code == 303 and response.headers["location"] == here
     assert [(m.endpoint, m.path, m.note) for m in await ctx.store.list_noise_marks()] == [
         (GET_ORDER, "root.total", "rounding")
@@ -109,31 +117,31 @@ async def test_marking_a_field_as_noise_stores_the_mark_and_clears_the_finding(m
     assert 'data-verdict="marked"' in html and "Unmark" in html
     overview = (await client.get("/")).text
     orders = overview[overview.index('data-service="orders"') : overview.index('data-service="products"')]
-    assert "diff rate" not in orders  # the only finding is noise now
+    assert 'data-criterion="max_diff_rate"' not in orders  # the only finding is noise now
     (mark,) = await ctx.store.list_noise_marks()
-    removed = await client.post(f"/noise/{mark.id}/delete", data={"next": here})
+    removed = await post_form(client, f"/noise/{mark.id}/delete", data={"next": here})
     assert removed.status_code == 303 and await ctx.store.list_noise_marks() == []
 
 
 async def test_noise_marks_page_adds_and_lists_patterns(make: Make) -> None:
     client, ctx = await make()
-    response = await client.post("/noise", data={"endpoint": GET_ORDER, "path": "**.created_at"})
+    response = await post_form(client, "/noise", data={"endpoint": GET_ORDER, "path": "**.created_at"})
     assert response.status_code == 303 and response.headers["location"].startswith("/noise?message=")
     page = (await client.get(response.headers["location"])).text
     assert "Marked **.created_at as noise" in page and "**.created_at</td>" in page
-    empty = await client.post("/noise", data={"endpoint": "", "path": "x"})
+    empty = await post_form(client, "/noise", data={"endpoint": "", "path": "x"})
     assert empty.status_code == 422
 
 
 async def test_with_a_token_forms_need_it(make: Make) -> None:
     client, ctx = await make(admin_token=TOKEN)
     form = {"endpoint": GET_ORDER, "path": "root.total"}
-    assert (await client.post("/noise", data=form)).status_code == 401
-    assert (await client.post("/noise", data={**form, "token": "wrong"})).status_code == 401
-    assert (await client.post("/promotions/orders", data={"action": "promote"})).status_code == 401
+    assert (await post_form(client, "/noise", data=form)).status_code == 401
+    assert (await post_form(client, "/noise", data={**form, "token": "wrong"})).status_code == 401
+    assert (await post_form(client, "/promotions/orders", data={"action": "promote"})).status_code == 401
     assert await ctx.store.list_noise_marks() == [] and ctx.state.primary("orders") == "v1"
     assert 'name="token"' in (await client.get("/promotions")).text  # the page asks for it
-    assert (await client.post("/noise", data={**form, "token": TOKEN})).status_code == 303
+    assert (await post_form(client, "/noise", data={**form, "token": TOKEN})).status_code == 303
     assert len(await ctx.store.list_noise_marks()) == 1
 
 
@@ -143,14 +151,16 @@ async def test_forms_posted_from_another_site_are_refused(make: Make) -> None:
         "/promotions/orders", data={"action": "promote"}, headers={"origin": "http://evil.example"}
     )
     assert response.status_code == 403 and ctx.state.primary("orders") == "v1"
-    same = await client.post("/promotions/orders", data={"action": "promote"}, headers={"origin": "http://admin"})
-    assert same.status_code == 303
+    same = await post_form(
+        client, "/promotions/products", data={"action": "promote"}, headers={"origin": "http://127.0.0.1:8900"}
+    )
+    assert same.status_code == 303 and ctx.state.primary("products") == "v2"
 
 
 async def test_redirects_stay_on_the_admin_site(make: Make) -> None:
     client, _ = await make()
     for target in ("//evil.example/x", "http://evil.example/", "https:/x"):
-        response = await client.post("/noise", data={"endpoint": GET_ORDER, "path": "root.total", "next": target})
+        response = await post_form(client, "/noise", data={"endpoint": GET_ORDER, "path": "root.total", "next": target})
         assert response.headers["location"].startswith("/noise?"), target
 
 
@@ -218,7 +228,7 @@ async def test_latency_page_draws_a_chart_per_endpoint(make: Make) -> None:
 
 async def test_promote_and_roll_back_from_the_promotions_page(make: Make) -> None:
     client, ctx = await make()
-    response = await client.post("/promotions/products", data={"action": "promote", "reason": "numbers are good"})
+    response = await post_form(client, "/promotions/products", data={"action": "promote", "reason": "numbers are good"})
     assert response.status_code == 303
     assert ctx.state.primary("products") == "v2"
     page = (await client.get(response.headers["location"])).text
@@ -226,12 +236,47 @@ async def test_promote_and_roll_back_from_the_promotions_page(make: Make) -> Non
     assert "numbers are good" in page and "v1 → v2" in page
     (record,) = await ctx.store.list_promotions("products")
     assert record.actor.startswith("web@") and record.to_side == "v2"
-    await client.post("/promotions/products", data={"action": "rollback"})
+    await post_form(client, "/promotions/products", data={"action": "rollback"})
     assert ctx.state.primary("products") == "v1"
-    never = await client.post("/promotions/orders", data={"action": "rollback"})
-    assert "has never been promoted" in (await client.get(never.headers["location"])).text
-    assert (await client.post("/promotions/payments", data={"action": "promote"})).status_code == 404
-    assert (await client.post("/promotions/orders", data={"action": "explode"})).status_code == 422
+    never = await post_form(client, "/promotions/orders", data={"action": "rollback"})
+    assert "orders: primary is already v1; nothing changed" in (await client.get(never.headers["location"])).text
+    assert (await post_form(client, "/promotions/payments", data={"action": "promote"})).status_code == 404
+    assert (await post_form(client, "/promotions/orders", data={"action": "explode"})).status_code == 422
+
+
+def promotion_row(html: str, service: str) -> str:
+    row = html[html.index(f'<tr data-service="{service}">') :]
+    return row[: row.index("</tr>")]
+
+
+async def test_promoting_a_not_ready_service_asks_for_confirmation(make: Make) -> None:
+    """Issue 13: the solid green "Promote v2 to primary" asked nothing, even for a NOT READY service."""
+    client, ctx = await make()
+    listing = (await client.get("/promotions")).text
+    assert "Promote v2…" in promotion_row(listing, "orders") and 'class="go"' not in promotion_row(listing, "orders")
+    assert "Promote v2 to primary" in promotion_row(listing, "products")  # READY: one click
+    asked = await post_form(client, "/promotions/orders", data={"action": "promote", "reason": "trying"})
+    assert asked.status_code == 200 and ctx.state.primary("orders") == "v1"
+    assert text_of(asked.text, r'<li data-criterion="[^"]+">(.*?)</li>') == [
+        "diff rate 7.14% > 1.00%",
+        "shadow error rate 1.43% > 1.00%",
+    ]
+    assert 'name="confirm" value="yes"' in asked.text and 'value="trying"' in asked.text
+    confirmed = await post_form(client, "/promotions/orders", data={"action": "promote", "confirm": "yes"})
+    assert confirmed.status_code == 303 and ctx.state.primary("orders") == "v2"
+
+
+async def test_rollback_is_offered_only_where_v2_serves(make: Make) -> None:
+    """Issue 13: "Roll back" was offered for services never promoted."""
+    client, ctx = await make()
+    listing = (await client.get("/promotions")).text
+    assert "Roll back" not in listing
+    await ctx.state.promote("products", "v2", reason="", actor="test")
+    listing = (await client.get("/promotions")).text
+    assert "Roll back to v1" in promotion_row(listing, "products") and "Promote" not in promotion_row(
+        listing, "products"
+    )
+    assert "Roll back" not in promotion_row(listing, "orders")
 
 
 async def test_the_html_report_file_is_self_contained(make: Make) -> None:
@@ -289,3 +334,25 @@ async def test_diff_values_are_shown_as_json_text_and_escaped(make: Make) -> Non
         '"<b>a >= b</b>"',
         "null",
     ]
+
+
+async def test_endpoint_page_lists_findings_before_noise(make: Make) -> None:
+    """Issue 13: on the endpoint page noise rows sat alphabetically among findings."""
+    client, ctx = await make()
+    comparer = Comparer(ctx.settings.services, ctx.settings.noise)
+    batch = []
+    for n in range(6):
+        order = {**f.order_body(id=900 + n), "aaa_stamp": "p"}
+        x = f.exchange(
+            primary=f.primary(order),
+            shadow=f.shadow({**order, "aaa_stamp": "s"}),
+            secondary=f.secondary({**order, "aaa_stamp": "2nd"}),  # differs on the secondary too: noise
+            path=f"/api/orders/{900 + n}",
+        )
+        batch.append(comparer.compare(x))
+    await ctx.store.write_batch(batch)
+    html = (await client.get("/endpoint", params={"endpoint": GET_ORDER})).text
+    groups = re.findall(r'<tr class="group" data-group="(\w+)">', html)
+    assert groups == ["finding", "noise"]
+    total, stamp = html.index('data-path="root.total"'), html.index('data-path="root.aaa_stamp"')
+    assert html.index('data-group="finding"') < total < html.index('data-group="noise"') < stamp

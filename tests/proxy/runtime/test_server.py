@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from diffs.storage import Store
 from proxy.config import ConfigError, Settings, load_settings
-from proxy.runtime.server import ListenError, ShadowdiffServer
+from proxy.runtime.server import ListenError, ShadowdiffServer, StartupFailed, bind, listener, serve_together
 from tests.servers import free_port, run_server, run_shadowdiff
 
 SHADOWDIFF = str(Path(sys.executable).with_name("shadowdiff"))
@@ -173,6 +173,43 @@ async def test_after_exit_both_ports_are_closed(tmp_path: Path, upstreams: tuple
                 await client.get(f"{url}/health")
 
 
+# -- the uvicorn internals the server relies on (pinned by the lock; these fail first if an upgrade changes them) --
+
+
+async def test_a_listener_leaves_the_process_signal_handlers_alone(tmp_path: Path) -> None:
+    # uvicorn's `serve` installs its own SIGINT/SIGTERM handlers through `capture_signals`; the Listener overrides
+    # that method so that one handler (the server's or the supervisor's) stops every listener of the process.
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = listener(stand_in("v1"), make_settings(tmp_path, ("http://127.0.0.1:1", "http://127.0.0.1:2")))
+    sock = bind("127.0.0.1", 0)
+    task = asyncio.get_running_loop().create_task(serve_together([(server, sock)]))
+    try:
+        while not server.started:
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_a_failed_lifespan_start_up_is_one_clear_error(tmp_path: Path) -> None:
+    # uvicorn raises SystemExit when an app's lifespan start-up fails; serve_together makes it a StartupFailed.
+    @contextlib.asynccontextmanager
+    async def broken(app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("no database")
+        yield
+
+    server = listener(Starlette(lifespan=broken), make_settings(tmp_path, ("http://127.0.0.1:1", "http://127.0.0.1:2")))
+    sock = bind("127.0.0.1", 0)
+    try:
+        with pytest.raises(StartupFailed, match="failed to start"):
+            await serve_together([(server, sock)])
+    finally:
+        sock.close()
+
+
 # -- --workers 2, as a user runs it -----------------------------------------------------------------------------------
 
 
@@ -270,17 +307,15 @@ async def test_two_workers_all_switch_within_seconds_of_a_promotion(tmp_path: Pa
             sent += len(answers)
             return set(answers) == {"v2"}
 
-        # When the first batch that comes back all-v2 was sent, measured from the promotion (a loaded machine may
-        # take a while to answer a batch; what matters is that requests sent by then are all served by v2).
+        # Batches go on until 4.5 s after the promotion; the last one with a v1 answer must have been sent within 3 s
+        # of it, and every batch sent after that is all v2. One all-v2 batch alone proves nothing: a worker can accept
+        # a whole batch of new connections while the other has not re-read the state yet (it does every second).
         promoted_at = time.monotonic()
-        while True:
-            sent_after = time.monotonic() - promoted_at
-            if await all_v2(10):
-                break
-            assert sent_after < 3, "a worker still answered from v1 3 s after the promotion"
-        assert sent_after < 3
-        for _ in range(2):  # and it stays so
-            assert await all_v2(20)
+        last_v1 = None
+        while (sent_after := time.monotonic() - promoted_at) < 4.5:
+            if not await all_v2(10):
+                last_v1 = sent_after
+        assert last_v1 is None or last_v1 < 3, f"a worker still answered from v1 {last_v1:.1f} s after the promotion"
 
         async def all_counted() -> bool:
             async with httpx.AsyncClient(timeout=5) as client:
@@ -294,6 +329,19 @@ async def test_two_workers_all_switch_within_seconds_of_a_promotion(tmp_path: Pa
 
         # Both workers' counts, added up by the admin plane; each worker applies its own every 0.5 s.
         await eventually(all_counted, 5, f"the admin plane counts all {sent} requests")
+
+        async def all_compared() -> bool:
+            async with httpx.AsyncClient(timeout=5) as client:
+                metrics = (await client.get(f"{admin}/metrics")).text
+            compared = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith("shadowdiff_comparisons_total{") and 'service="orders"' in line
+            )
+            return compared == sent and "shadowdiff_comparison_backlog{" in metrics
+
+        # Each worker's analysis process compared every exchange; its worker counted them in the shared files.
+        await eventually(all_compared, 10, f"the admin plane counts all {sent} comparisons")
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
