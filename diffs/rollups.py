@@ -439,6 +439,32 @@ def cover(since: datetime | None, until: datetime) -> list[tuple[int, datetime |
     return out
 
 
+Ranges = list[tuple[int, datetime | None, datetime]]
+
+
+def around_pending(ranges: Ranges, pending: Iterable[tuple[int, datetime]]) -> Ranges:
+    """`ranges` with every pending hour or day (not compacted since last written) read from its finer rows instead,
+    recursively: a pending day from its hours, and a pending hour among them from its minutes."""
+    marked = sorted(set(pending))
+    out: Ranges = []
+    for grain, low, high in ranges:
+        if grain == GRAINS[0]:
+            out.append((grain, low, high))
+            continue
+        finer = GRAINS[GRAINS.index(grain) - 1]
+        cursor = low
+        for g, start in marked:
+            if g != grain or start >= high or (low is not None and start < low):
+                continue
+            if cursor is None or start > cursor:
+                out.append((grain, cursor, start))
+            out.extend(around_pending([(finer, start, start + timedelta(seconds=grain))], marked))
+            cursor = start + timedelta(seconds=grain)
+        if cursor is None or cursor < high:
+            out.append((grain, cursor, high))
+    return out
+
+
 def chunks(items: Iterable[RollupKey], size: int) -> Iterator[list[RollupKey]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):

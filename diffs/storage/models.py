@@ -212,7 +212,8 @@ class CorrelationRow(Base):
 class RollupRow(Base):
     """One `diffs.rollups.Cell`: the exchanges of a (service, endpoint, direction, run) in one minute, hour or day.
 
-    What every report reads. Written by the batch writer, added to (never rewritten whole) under a row lock.
+    What every report reads. Minute rows are added to by the batch writers (read-modify-write under a row lock);
+    hour and day rows are computed from them by the compactor (`diffs.storage.compaction`).
     """
 
     __tablename__ = "rollups"
@@ -246,6 +247,20 @@ class RollupRow(Base):
         Index("ix_rollups_service", "service", "grain", "start"),
         Index("ix_rollups_endpoint", "endpoint", "grain", "start"),
     )
+
+
+class PendingRollupRow(Base):
+    """An hour or day of a service whose rows must be (re)computed from finer ones: written to since, or never
+    compacted. Writers mark every period they add minutes to; the compactor clears the mark when it is done. Reports
+    read the finer rows of a marked period, so they are exact whether or not it has been compacted."""
+
+    __tablename__ = "rollup_pending"
+
+    grain: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Bumped by every write, so a compaction that read an older version leaves the mark in place."""
 
 
 class EventRow(Base):

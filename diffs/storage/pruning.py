@@ -17,17 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from diffs.storage import engine as engines
 from diffs.storage import rollup_rows
+from diffs.storage.compaction import advisory_turn
 from diffs.storage.models import (
     CorrelationRow,
     EventRow,
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 class Prunable(Protocol):
     async def prune(self) -> int: ...
+
+    async def compact(self) -> int | None: ...
 
 
 @dataclass(slots=True)
@@ -63,13 +66,16 @@ class Pruned:
 
 
 class Pruner:
-    """Runs `store.prune()` every `interval` seconds in a background task until closed; failures are logged."""
+    """Runs `store.compact()` every `compact_interval` seconds and `store.prune()` every `interval` seconds in a
+    background task until closed; failures are logged and retried next time."""
 
-    def __init__(self, store: Prunable, interval: float) -> None:
+    def __init__(self, store: Prunable, interval: float, compact_interval: float = 10.0) -> None:
         self._store = store
         self.interval = interval
+        self.compact_interval = min(compact_interval, interval)
         self.deleted = 0
         self.passes = 0
+        self.compacted = 0
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -85,39 +91,30 @@ class Pruner:
                 await task
 
     async def _run(self) -> None:
+        due = 0.0
         while True:
             try:
-                self.deleted += await self._store.prune()
-                self.passes += 1
+                self.compacted += await self._store.compact() or 0
             except Exception:
                 self.failures += 1
-                log.exception("pruning failed; retrying in %gs", self.interval)
-            await asyncio.sleep(self.interval)
-
-
-@contextlib.asynccontextmanager
-async def _turn(engine: AsyncEngine) -> AsyncIterator[bool]:
-    """Whether this process may prune now: on PostgreSQL, holding the pruning lock while it does."""
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    key = "hashtext('shadowdiff.prune.' || current_schema())"
-    async with engine.connect() as conn:
-        got = bool((await conn.execute(text(f"SELECT pg_try_advisory_lock({key})"))).scalar_one())
-        await conn.commit()
-        try:
-            yield got
-        finally:
-            if got:
-                await conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
-                await conn.commit()
+                log.exception("compacting rollups failed; retrying in %gs", self.compact_interval)
+            if due <= 0:
+                try:
+                    self.deleted += await self._store.prune()
+                    self.passes += 1
+                except Exception:
+                    self.failures += 1
+                    log.exception("pruning failed; retrying in %gs", self.interval)
+                due = self.interval
+            await asyncio.sleep(self.compact_interval)
+            due -= self.compact_interval
 
 
 async def prune(engine: AsyncEngine, policy: RetentionPolicy, now: datetime) -> Pruned:
     """One pruning pass over every table (see the module docstring)."""
     result = Pruned()
     try:
-        async with _turn(engine) as mine:
+        async with advisory_turn(engine, "prune") as mine:
             if not mine:
                 result.skipped = True
                 return result

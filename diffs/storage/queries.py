@@ -143,8 +143,12 @@ async def totals(
     endpoint: str | None = None,
     now: datetime | None = None,
 ) -> dict[Key, Totals]:
-    """Rollups added up per (service, endpoint, direction) over the window; `starts` moves some services' start."""
-    until = window.until or datetime.now(UTC)
+    """Rollups added up per (service, endpoint, direction) over the window; `starts` moves some services' start.
+
+    The rows are those of `diffs.rollups.cover`, except that an hour or day still pending compaction for a service
+    is read from that service's finer rows (`around_pending`): exact whether or not the compactor has run.
+    """
+    until = window.until or now or datetime.now(UTC)
     moved = {name: start for name, start in (starts or {}).items() if start != window.since}
     groups: list[tuple[tuple[str, ...], datetime | None, bool]]
     if service is not None:
@@ -154,24 +158,39 @@ async def totals(
         groups.append((tuple(moved), window.since, True))  # every other service: the window's own start
     result: dict[Key, Totals] = {}
     async with engines.reading(_engine(store)) as conn:
+        marked: dict[str, list[tuple[int, datetime]]] = {}
+        for grain, start, name in await rollup_rows.pending(conn):
+            marked.setdefault(name, []).append((grain, start))
         for names, since, others in groups:
             ranges = rollups.cover(since, until)
-            query = select(RollupRow.__table__).where(
-                rollup_rows.window_clause(ranges), *rollup_rows.run_clause(window.run)
-            )
-            if others:
-                if names:
-                    query = query.where(RollupRow.service.not_in(names))
-            else:
-                query = query.where(RollupRow.service.in_(names) if len(names) > 1 else RollupRow.service == names[0])
-            if endpoint is not None:
-                query = query.where(RollupRow.endpoint == endpoint)
-            for row in (await conn.execute(query)).all():
-                key = (row.service, row.endpoint, row.direction)
-                found = result.get(key)
-                if found is None:
-                    found = result[key] = Totals()
-                found.add_row(row)
+            apart = {}
+            for name, periods in marked.items():
+                if (name in names) != others:
+                    adjusted = rollups.around_pending(ranges, periods)
+                    if adjusted != ranges:
+                        apart[name] = adjusted
+            queries = [(ranges, tuple(n for n in names if n not in apart), others, tuple(apart))]
+            queries += [(adjusted, (name,), False, ()) for name, adjusted in apart.items()]
+            for covering, only, everyone_else, besides in queries:
+                if not only and not everyone_else:
+                    continue
+                query = select(RollupRow.__table__).where(
+                    rollup_rows.window_clause(covering), *rollup_rows.run_clause(window.run)
+                )
+                if everyone_else:
+                    excluded = (*only, *besides)
+                    if excluded:
+                        query = query.where(RollupRow.service.not_in(excluded))
+                else:
+                    query = query.where(RollupRow.service.in_(only))
+                if endpoint is not None:
+                    query = query.where(RollupRow.endpoint == endpoint)
+                for row in (await conn.execute(query)).all():
+                    key = (row.service, row.endpoint, row.direction)
+                    found = result.get(key)
+                    if found is None:
+                        found = result[key] = Totals()
+                    found.add_row(row)
     return result
 
 
@@ -287,6 +306,7 @@ async def _trends(
     r = RollupRow
     out: dict[str, Trend] = {}
     async with engines.reading(_engine(store)) as conn:
+        marked = await rollup_rows.pending(conn, starts)
         for name, since in starts.items():
             mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
             until = window.until
@@ -303,13 +323,18 @@ async def _trends(
                 continue
             width = (edges[1] - edges[0]).total_seconds() if len(edges) > 1 else 60.0
             grain = max([g for g in rollups.GRAINS if g <= width] or [rollups.GRAINS[0]])
-            query = select(r.start, r.endpoint, r.match, r.diff, r.shadow_error, r.signatures).where(
-                r.grain == grain, r.start >= rollups.floor_time(since, grain), r.start < end, *mine
+            covering = rollups.around_pending(
+                [(grain, rollups.floor_time(since, grain), end)],
+                [(g, t) for g, t, name_ in marked if name_ == name],
+            )
+            query = select(r.grain, r.start, r.endpoint, r.match, r.diff, r.shadow_error, r.signatures).where(
+                rollup_rows.window_clause(covering), *mine
             )
             samples: list[tuple[int, int]] = []
             found: list[tuple[int, int]] = []
-            for start, endpoint, match, diff, error, signatures in (await conn.execute(query)).all():
-                index = max(0, bisect.bisect_right(edges, start) - 1)
+            for row_grain, start, endpoint, match, diff, error, signatures in (await conn.execute(query)).all():
+                # A row goes to the bucket holding its middle: off by at most half a row at a bucket's edge.
+                index = max(0, bisect.bisect_right(edges, start + timedelta(seconds=row_grain / 2)) - 1)
                 samples.append((index, int(match or 0) + int(diff or 0) + int(error or 0)))
                 paths = finding_paths.get((endpoint, directions[name]))
                 if paths and diff and signatures and signatures != "{}":

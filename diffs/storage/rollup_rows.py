@@ -1,9 +1,15 @@
-"""Rollups in the database: cells added to their minute, hour and day rows, and the rows that cover a window.
+"""Rollups in the database: minute cells added to their rows, periods marked for compaction, and the rows that
+cover a window.
 
 Adding is read-modify-write under row locks: every key is first inserted empty (ON CONFLICT DO NOTHING), then read
 `FOR UPDATE` on PostgreSQL (SQLite's writer holds the database lock already), merged and written back. Keys are
 taken in one order everywhere (Python's, which is PostgreSQL's "C" collation), so two writers cannot deadlock on
-each other's rows; if one ever does, PostgreSQL's deadlock error is transient and the batch is retried.
+each other's rows; if one ever does, PostgreSQL's deadlock error is transient and the batch is retried. In the same
+transaction each (hour, service) and (day, service) written to is marked pending (its version bumped, which takes
+the mark's row lock: a compaction holding it waits for this write, or this write for it).
+
+Writers touch only minute rows, small and hot for a minute at most; hour and day rows, which every report over
+days reads, are computed once per period by the compactor, never rewritten per write.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from diffs.report import LIVE
-from diffs.rollups import GRAINS, Cell, Histogram, RollupKey, chunks, every_grain
-from diffs.storage.models import Base, RollupRow
+from diffs.rollups import GRAINS, Cell, Histogram, RollupKey, chunks, floor_time
+from diffs.storage.models import Base, PendingRollupRow, RollupRow
 
 TABLE: Table = Base.metadata.tables[RollupRow.__tablename__]
+PENDING: Table = Base.metadata.tables[PendingRollupRow.__tablename__]
 KEY_COLUMNS = ("grain", "start", "service", "endpoint", "direction", "run")
 COUNT_COLUMNS = ("match", "diff", "shadow_error", "skipped", "dropped")
 _CHUNK = 200
@@ -66,8 +73,8 @@ def _key_values(key: RollupKey) -> dict[str, Any]:
 
 
 async def add(conn: AsyncConnection, minutes: Mapping[RollupKey, Cell]) -> int:
-    """Add minute cells to their rows of every grain; returns how many rows were written."""
-    cells = every_grain(minutes)
+    """Add minute cells to their rows and mark their hours and days pending; returns how many rows were written."""
+    cells = dict(minutes)
     dialect = conn.dialect.name
     keys = TABLE.c
     written = 0
@@ -94,7 +101,28 @@ async def add(conn: AsyncConnection, minutes: Mapping[RollupKey, Cell]) -> int:
         )
         await conn.execute(statement, params)
         written += len(params)
+    await mark_pending(conn, {(g, floor_time(k.start, g), k.service) for k in cells for g in GRAINS[1:]})
     return written
+
+
+async def mark_pending(conn: AsyncConnection, periods: Iterable[tuple[int, datetime, str]]) -> None:
+    """Mark (grain, start, service) periods for compaction, bumping their versions (in one order: no deadlock)."""
+    values = [{"grain": g, "start": t, "service": s, "version": 1} for g, t, s in sorted(periods)]
+    if not values:
+        return
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(PENDING)
+    statement = insert.on_conflict_do_update(
+        index_elements=["grain", "start", "service"], set_={"version": PENDING.c.version + 1}
+    )
+    await conn.execute(statement, values)
+
+
+async def pending(conn: AsyncConnection, services: Iterable[str] | None = None) -> set[tuple[int, datetime, str]]:
+    """The periods marked pending: (grain, start, service)."""
+    query = select(PENDING.c.grain, PENDING.c.start, PENDING.c.service)
+    if services is not None:
+        query = query.where(PENDING.c.service.in_(sorted(set(services))))
+    return {(g, t, s) for g, t, s in (await conn.execute(query)).all()}
 
 
 _DATA = ("noisy_match", "primary_latency", "shadow_latency", "statuses", "fields", "signatures")
@@ -142,11 +170,14 @@ async def fetch(
 
 
 async def delete_before(conn: AsyncConnection, cutoff: datetime) -> int:
-    """Rows whose whole period ended before `cutoff`."""
+    """Rows (and pending marks) whose whole period ended before `cutoff`."""
     total = 0
     for grain in GRAINS:
         result = await conn.execute(
             delete(TABLE).where(TABLE.c.grain == grain, TABLE.c.start < cutoff - timedelta(seconds=grain))
         )
         total += int(result.rowcount or 0)
+        await conn.execute(
+            delete(PENDING).where(PENDING.c.grain == grain, PENDING.c.start < cutoff - timedelta(seconds=grain))
+        )
     return total

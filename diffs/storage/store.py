@@ -18,9 +18,9 @@ from diffs.errors import StoreError
 from diffs.exchange import Comparison, Outcome
 from diffs.redaction import DEFAULT_FIELDS, Redactor
 from diffs.report import LIVE
+from diffs.storage import compaction, pruning, rollup_rows, rows
 from diffs.storage import engine as engines
 from diffs.storage import feed as feeds
-from diffs.storage import pruning, rollup_rows, rows
 from diffs.storage.bulk import BulkInsert
 from diffs.storage.engine import StoreUnavailable
 from diffs.storage.models import (
@@ -352,6 +352,11 @@ class Store:
             async with self._write_lock:
                 self._quota.reset(await _kept_examples(self._engine, self._quota.since(datetime.now(UTC))))
         return deleted
+
+    async def compact(self, now: datetime | None = None) -> int | None:
+        """Compute the hour and day rollup rows of the periods that ended (`diffs.storage.compaction`); how many
+        periods were done (None: another replica is compacting)."""
+        return await compaction.compact(self._engine, now or datetime.now(UTC))
 
     # -- noise marks --------------------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ TABLES = {
     "id_correlations",
     "promotions",
     "rollups",
+    "rollup_pending",
     "events",
 }
 

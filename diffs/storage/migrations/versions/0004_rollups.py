@@ -1,8 +1,10 @@
-"""Rollups (what reports read instead of exchanges) and the state feed's events; existing exchanges are rolled up.
+"""Rollups (what reports read instead of exchanges), their pending marks, and the state feed's events; existing
+exchanges are rolled up.
 
 The backfill reads the exchanges and their field diffs in time order, a page at a time, and adds each to its
-minute, hour and day rows with the same `diffs.rollups.Cell` the writer uses, so an upgraded store reports exactly
-what it reported before. Rows are inserted once a period is complete, so memory holds only the open periods.
+minute, hour and day rows with the same `diffs.rollups.Cell` the writer uses (already compacted: no pending mark),
+so an upgraded store reports exactly what it reported before. Rows are inserted once a period is complete, so
+memory holds only the open periods.
 
 Revision ID: 0004
 Revises: 0003
@@ -49,6 +51,13 @@ def upgrade() -> None:
     op.create_index("ix_rollups_service", "rollups", ["service", "grain", "start"])
     op.create_index("ix_rollups_endpoint", "rollups", ["endpoint", "grain", "start"])
     op.create_table(
+        "rollup_pending",
+        sa.Column("grain", sa.Integer(), primary_key=True),
+        sa.Column("start", UTCDateTime(), primary_key=True),
+        sa.Column("service", sa.String(64), primary_key=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
         "events",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -62,6 +71,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_events_at", table_name="events")
     op.drop_table("events")
+    op.drop_table("rollup_pending")
     op.drop_index("ix_rollups_endpoint", table_name="rollups")
     op.drop_index("ix_rollups_service", table_name="rollups")
     op.drop_table("rollups")
