@@ -117,6 +117,7 @@ class BatchWriter:
             return False
         if self._rollups_since is None:
             self._rollups_since = time.monotonic()
+            self._wakeup.set()  # an idle writer sleeps until told: the counts are due in `rollup_every`
         self._idle.clear()
         keys = self._store.choose_examples(comparison)
         if keys:

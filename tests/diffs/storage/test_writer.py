@@ -92,6 +92,21 @@ async def test_counts_go_every_rollup_interval_in_one_write() -> None:
     await writer.aclose()
 
 
+async def test_an_idle_writer_wakes_for_counts_alone() -> None:
+    # Found by bench/outage_bench.py: a writer asleep with nothing to do was woken for examples only, so counts of
+    # exchanges that are not examples waited for the next example (or shutdown) instead of `rollup_every`.
+    sink = FakeSink(examples=False)
+    writer = BatchWriter(sink, rollup_every=0.02)
+    writer.start()
+    await asyncio.sleep(0.05)  # it has gone to sleep: nothing to write
+    for round_ in range(3):
+        writer.submit(comparison(exchange_id=f"late{round_}"))
+        await _eventually(lambda: sink.counted == round_ + 1, timeout=1)
+        await asyncio.sleep(0.05)
+    assert writer.pending == 0
+    await writer.aclose()
+
+
 async def test_a_partial_batch_goes_after_max_delay() -> None:
     sink = FakeSink()
     writer = BatchWriter(sink, max_batch=100, max_delay=0.05, rollup_every=60)
