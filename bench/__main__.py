@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         tool=tool,
         only="large-bodies" if args.large_bodies else args.only,
         workdir=workdir,
-        section_args={"large-bodies": large},
+        section_args={"large-bodies": large, "rollup-reports": ["--private-postgres"]},
     )
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
     meta = {**machine(command, tool), "seconds": seconds, "rounds": opts.rounds}

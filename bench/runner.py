@@ -27,6 +27,9 @@ SECTIONS = {
     "handoff": "bench.handoff_bench",
     "large-bodies": "bench.large_bodies",
     "replay": "bench.replay_bench",
+    "rollup-reports": "bench.rollup_bench",
+    "replicas": "bench.replica_bench",
+    "outage": "bench.outage_bench",
 }
 SCENARIOS = (*SYSTEMS, "stall", *SECTIONS)
 STALL_SHADOWS = {"healthy": [], "slow 2 s": ["--delay", "2"], "never answers": ["--stall"]}

@@ -207,3 +207,28 @@ def test_large_bodies_target_is_10_percent_or_5_ms(base: float, beside: float, m
         return LoadResult("python-paced", 16, 1.0, 100, 0, 1.0, p99, p99)
 
     assert LargeBodiesResult("identical", result(base), result(beside), None).met is met
+
+
+def test_rollup_bench_fills_a_store_and_times_every_report(tmp_path: Path) -> None:
+    from bench import rollup_bench
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    args = ["--database-url", url, "--exchanges", "20000", "--days", "0.2", "--endpoints", "4", "--examples", "200"]
+    assert rollup_bench.main([*args, "--repeat", "1"]) == 0  # every report under 300 ms on a tiny store
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_replica_and_outage_benches_run_with_small_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import outage_bench, replica_bench
+    from bench.private_postgres import binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL's server binaries are not installed")
+    assert replica_bench.main(["--rounds", "2", "--workers", "1", "--streak", "2"]) == 0
+    assert "promotion reached every replica" in capsys.readouterr().out
+    assert (
+        outage_bench.main(["--rate", "20", "--seconds", "6", "--down-at", "2", "--down-for", "2", "--workers", "1"])
+        == 0
+    )
+    assert "every exchange accounted for" in capsys.readouterr().out

@@ -101,7 +101,7 @@ async def test_an_idle_writer_wakes_for_counts_alone() -> None:
     await asyncio.sleep(0.05)  # it has gone to sleep: nothing to write
     for round_ in range(3):
         writer.submit(comparison(exchange_id=f"late{round_}"))
-        await _eventually(lambda: sink.counted == round_ + 1, timeout=1)
+        await _eventually(lambda wanted=round_ + 1: sink.counted == wanted, timeout=1)  # type: ignore[misc]
         await asyncio.sleep(0.05)
     assert writer.pending == 0
     await writer.aclose()
