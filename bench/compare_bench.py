@@ -23,7 +23,7 @@ from diffs.comparer import Comparer
 from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
 from diffs.response_diff import compare_responses
 from diffs.rules import CompareRules
-from proxy.config import NoiseConfig, ServiceConfig
+from proxy.config import ServiceConfig
 
 HEADERS = (("content-type", "application/json"), ("date", "Sat, 28 Nov 2026 14:48:58 GMT"), ("server", "uvicorn"))
 RECOMMENDED = CompareRules(ignore=("**.created_at", "**.updated_at", "root.order_number"))
@@ -94,7 +94,7 @@ def cases() -> list[Case]:
     def compare(a: SideResponse, b: SideResponse, rules: CompareRules) -> Callable[[], object]:
         return lambda: compare_responses(a, b, rules, exchange_id="req-1", endpoint="GET /api/orders/{id}")
 
-    comparer = Comparer({"orders": ServiceConfig(rules=RECOMMENDED)}, NoiseConfig())
+    comparer = Comparer({"orders": ServiceConfig(rules=RECOMMENDED)})
     generated = order(order_number="ORD-00000001", created_at="2026-11-28T15:00:00+00:00")
     secondary = SideResponse(Role.SECONDARY, "v1", 200, HEADERS, orjson.dumps(generated), 10.0)
     request = RecordedRequest("GET", "/api/orders/1", "", (), b"")

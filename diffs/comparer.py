@@ -13,9 +13,9 @@ from functools import lru_cache
 from typing import Protocol
 
 from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, SideResponse
-from diffs.noise import Marks, NoiseTracker, flag_noise
-from diffs.response_diff import MAX_DIFFS, compare_responses, distinct_paths
-from diffs.rules import CompareRules, EndpointRules, NoiseConfig, merge_rules
+from diffs.noise import Marks, Noisy, flag_noise
+from diffs.response_diff import MAX_DIFFS, compare_responses
+from diffs.rules import CompareRules, EndpointRules, merge_rules
 from diffs.templating import EndpointTemplater
 
 DEFAULT_SERVICE = "default"
@@ -71,12 +71,11 @@ def skip_reason(exchange: Exchange) -> tuple[Outcome, str] | None:
 
 
 class Comparer:
-    """Turns exchanges into comparisons for every configured service; keeps the aggregate noise counts."""
+    """Turns exchanges into comparisons for every configured service."""
 
     def __init__(
         self,
         services: Mapping[str, ServiceRules],
-        noise_config: NoiseConfig | None = None,
         marks: Iterable[tuple[str, str]] = (),
         *,
         value_limit: int = 1024,
@@ -84,7 +83,6 @@ class Comparer:
         cache_size: int = 4096,
     ) -> None:
         self.services = dict(services)
-        self.tracker = NoiseTracker(noise_config)
         self.value_limit = value_limit
         self.max_diffs = max_diffs
         self._marks = Marks(marks)
@@ -123,7 +121,7 @@ class Comparer:
         return rules
 
     def compare(self, exchange: Exchange) -> Comparison:
-        """Compare one exchange: outcome, field diffs with noise flags; counts it for the noise tracker."""
+        """Compare one exchange: outcome, and field diffs with noise flags."""
         endpoint = self.endpoint(exchange)
         skipped = skip_reason(exchange)
         if skipped is not None:
@@ -135,11 +133,10 @@ class Comparer:
         assert exchange.shadow is not None  # skip_reason returns a reason when there is none
         rules = self.rules_for(exchange.service, endpoint)
         raw = self._diff(exchange.primary, exchange.shadow, rules, exchange.id, endpoint)
-        noisy = self._noise_paths(exchange, rules, endpoint)
-        diffs = flag_noise(raw, noisy or frozenset(), self._marks, endpoint)
-        self.tracker.record(endpoint, distinct_paths(raw), noisy)
+        noisy = self._noisy(exchange, rules, endpoint)
+        diffs = flag_noise(raw, noisy, self._marks, endpoint)
         outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
-        return Comparison(exchange, endpoint, outcome, tuple(diffs), noisy or frozenset())
+        return Comparison(exchange, endpoint, outcome, tuple(diffs), noisy)
 
     def _diff(
         self, primary: SideResponse, other: SideResponse, rules: CompareRules, exchange_id: str, endpoint: str
@@ -154,9 +151,13 @@ class Comparer:
             max_diffs=self.max_diffs,
         )
 
-    def _noise_paths(self, exchange: Exchange, rules: CompareRules, endpoint: str) -> frozenset[str] | None:
-        """Paths where primary and secondary differ, or None when there is no usable secondary to measure with."""
+    def _noisy(self, exchange: Exchange, rules: CompareRules, endpoint: str) -> Noisy:
+        """What differs between the secondary and the side that runs the secondary's app (the primary until a
+        promotion, the shadow after one: both are copies of the same app, so what differs between them is noise)."""
         secondary = exchange.secondary
         if secondary is None or not secondary.ok or not _comparable(secondary):
-            return None
-        return distinct_paths(self._diff(exchange.primary, secondary, rules, exchange.id, endpoint))
+            return frozenset()
+        reference = exchange.primary if exchange.primary.app == secondary.app else exchange.shadow
+        if reference is None or reference.app != secondary.app or not reference.ok or not _comparable(reference):
+            return frozenset()
+        return frozenset((d.path, d.kind) for d in self._diff(reference, secondary, rules, exchange.id, endpoint))

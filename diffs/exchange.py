@@ -119,5 +119,5 @@ class Comparison:
     endpoint: str
     outcome: Outcome
     diffs: tuple[FieldDiff, ...] = field(default_factory=tuple)
-    noise_paths: frozenset[str] = frozenset()
-    """Paths that differed between primary and secondary on this exchange."""
+    noisy: frozenset[tuple[str, DiffKind]] = frozenset()
+    """(path, kind) of the differences between the secondary and the side running its app, on this exchange."""

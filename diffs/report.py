@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from diffs.counts import Counts
-from diffs.noise import Marks
+from diffs.noise import Marks, is_finding
 from diffs.percentiles import Latency, LatencyHistogram, build_latency
 from diffs.readiness import Criteria, Readiness, assess
+from diffs.rules import NoiseConfig
 
 # ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
 
@@ -51,28 +52,12 @@ class Verdict:
     """A reviewer marked the field as noise."""
 
 
-@dataclass(frozen=True, slots=True)
-class NoiseThresholds:
-    """Diffy's filter: a field is a finding when its raw count exceeds its noise count by `relative` of the noise
-    count and by `absolute` of the endpoint's samples (`proxy.config.NoiseConfig` holds the configured values)."""
-
-    relative: float = 0.20
-    absolute: float = 0.0003
-
-
-def field_verdict(raw: int, noise: int, samples: int, thresholds: NoiseThresholds, marked: bool = False) -> str:
-    """Finding, noise or marked, for a field that differed `raw` times (`noise` of them flagged noise) in `samples`.
-
-    The test of `diffs.noise.NoiseTracker.is_signal`, on the store's counts: raw − noise must exceed both
-    `relative` × noise and `absolute` × samples.
-    """
+def field_verdict(raw: int, noise: int, samples: int, config: NoiseConfig, marked: bool = False) -> str:
+    """Finding, noise or marked, for a field that differed `raw` times (`noise` of them flagged noise) in `samples`
+    compared exchanges: `diffs.noise.is_finding`, the one rule, unless a reviewer marked the field."""
     if marked:
         return Verdict.MARKED
-    if raw == 0:
-        return Verdict.NOISE
-    excess = raw - noise
-    absolute = excess / samples if samples else 1.0
-    return Verdict.FINDING if excess > thresholds.relative * noise and absolute > thresholds.absolute else Verdict.NOISE
+    return Verdict.FINDING if is_finding(raw, noise, samples, config) else Verdict.NOISE
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +76,7 @@ class FieldSummary:
 def classify_fields(
     fields: Iterable[FieldCounts],
     samples_by_endpoint: Mapping[str, int],
-    thresholds: NoiseThresholds,
+    config: NoiseConfig,
     marks: Iterable[tuple[str, str]] = (),
 ) -> tuple[FieldSummary, ...]:
     """A verdict for every field, most frequent first."""
@@ -99,7 +84,7 @@ def classify_fields(
     result = []
     for f in fields:
         samples = samples_by_endpoint.get(f.endpoint, 0)
-        verdict = field_verdict(f.raw, f.noise, samples, thresholds, covered.is_marked(f.endpoint, f.path))
+        verdict = field_verdict(f.raw, f.noise, samples, config, covered.is_marked(f.endpoint, f.path))
         result.append(
             FieldSummary(
                 endpoint=f.endpoint,

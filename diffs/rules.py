@@ -43,12 +43,14 @@ class CompareRules(BaseModel):
 
 
 class NoiseConfig(BaseModel):
+    """The thresholds of the one noise rule, `diffs.noise.is_finding` (Diffy's filter and defaults)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     relative_threshold: float = Field(default=0.20, ge=0)
-    """A field is a finding only when raw diff rate exceeds noise rate by this fraction of it (Diffy: 20%)."""
+    """A field is a finding only when raw − noise > this × (raw + noise) (Diffy: 20%) ..."""
     absolute_threshold: float = Field(default=0.0003, ge=0)
-    """... and by at least this much in absolute rate (Diffy: 0.03%)."""
+    """... and raw − noise > this × the endpoint's compared exchanges (Diffy: 0.03%)."""
 
 
 class EndpointRules(CompareRules):

@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     secondary_url: str | None = None
     """A second instance of the primary's app, used to measure noise."""
     secondary_app: Side = "v1"
-    """Which app the secondary runs. It is mirrored to only for services whose primary is that app: after a
-    promotion, V1-vs-V2 differences must not be mistaken for noise."""
+    """Which app the secondary runs. It gets every mirrored request whatever the primary, so its data stays in step;
+    noise is what differs between it and the side running the same app (the primary, or the shadow after a
+    promotion), never V1-vs-V2."""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     admin_host: str = "127.0.0.1"

@@ -21,13 +21,13 @@ from diffs.readiness import Criteria
 from diffs.report import (
     EndpointCounts,
     FieldCounts,
-    NoiseThresholds,
     Report,
     Window,
     build_report,
     classify_fields,
     finding_fields,
 )
+from diffs.rules import NoiseConfig
 from diffs.storage import engine as engines
 from diffs.storage import rows
 from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow
@@ -196,7 +196,7 @@ async def load_report(
     *,
     window: Window,
     criteria: Criteria,
-    thresholds: NoiseThresholds,
+    noise: NoiseConfig,
     primaries: Mapping[str, str],
     service: str | None = None,
     services: Iterable[str] = (),
@@ -211,7 +211,7 @@ async def load_report(
         samples[e.endpoint] = samples.get(e.endpoint, 0) + sum(
             e.outcomes.get(o, 0) for o in (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR)
         )
-    classified = classify_fields(fields, samples, thresholds, marks)
+    classified = classify_fields(fields, samples, noise, marks)
     findings = await finding_exchanges(store, window, finding_fields(classified))
     endpoints = [EndpointCounts(e.service, e.endpoint, e.outcomes, findings.get(e.endpoint, 0)) for e in endpoints]
     strides = latency_strides(store, endpoints)

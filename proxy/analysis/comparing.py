@@ -55,7 +55,7 @@ class ComparisonSink:
         self.store = store
         self.metrics = metrics
         self.marks_refresh_seconds = marks_refresh_seconds
-        self.comparer = Comparer(settings.services, settings.noise)
+        self.comparer = Comparer(settings.services)
         self.writer = BatchWriter(
             store, max_batch=STORE_BATCH, max_delay=STORE_DELAY, max_pending=STORE_PENDING, on_drop=self._store_dropped
         )

@@ -215,10 +215,12 @@ class Proxy:
                 upstream_headers(inbound, host=self._host(inbound, shadow), shadow=True),
             )
         ]
-        if self.secondary is not None and primary_app == self._secondary_app:
+        if self.secondary is not None:
+            # Whatever the primary is: a secondary that missed the writes while V2 was primary would drift from V1,
+            # and after a rollback its differences would pass real ones off as noise.
             secondary = self.secondary
             headers = upstream_headers(inbound, host=self._host(inbound, secondary), shadow=True)
-            calls.append(MirrorCall(Role.SECONDARY, primary_app, secondary, headers))
+            calls.append(MirrorCall(Role.SECONDARY, self._secondary_app, secondary, headers))
         job = Job(
             id=inbound.request_id,
             started_at=started_at,

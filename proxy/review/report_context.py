@@ -13,7 +13,7 @@ from starlette.requests import Request
 from diffs.decoding import decode_body
 from diffs.exchange import Headers, Outcome
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, Window, parse_since
+from diffs.report import Report, Window, parse_since
 from diffs.storage import Cursor, ExchangeSummary, NoiseMark, Store, StoredExchange, StoredSide, queries
 from proxy.config import Settings
 from proxy.control.promotion import PrimaryState
@@ -41,7 +41,6 @@ class ReportContext:
         self.store = store
         self.state = state
         self.criteria = criteria or Criteria()
-        self.thresholds = NoiseThresholds(settings.noise.relative_threshold, settings.noise.absolute_threshold)
 
     @property
     def services(self) -> list[str]:
@@ -52,7 +51,7 @@ class ReportContext:
             self.store,
             window=window,
             criteria=criteria or self.criteria,
-            thresholds=self.thresholds,
+            noise=self.settings.noise,
             primaries=self.state.snapshot(),
             service=service,
             services=self.services,

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from diffs.comparer import Comparer
-from diffs.exchange import ErrorKind, Exchange, Outcome, Role
+from diffs.exchange import DiffKind, ErrorKind, Exchange, Outcome, Role
 from diffs.rules import CompareRules, EndpointRules, TextSimilarity
-from proxy.config import NoiseConfig, ServiceConfig
+from proxy.config import ServiceConfig
 from tests.factories import (
     ai_body,
     exchange,
@@ -39,7 +39,7 @@ SERVICES = {
 
 @pytest.fixture
 def comparer() -> Comparer:
-    return Comparer(SERVICES, NoiseConfig())
+    return Comparer(SERVICES)
 
 
 CHANGED = order_body(total="28.00")
@@ -127,7 +127,7 @@ def test_the_secondary_flags_noise_and_the_exchange_matches(comparer: Comparer) 
     )
     assert result.outcome is Outcome.MATCH
     assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.created_at", True)}
-    assert result.noise_paths == {"root.order_number", "root.created_at"}
+    assert result.noisy == {("root.order_number", DiffKind.CHANGED), ("root.created_at", DiffKind.CHANGED)}
 
 
 def test_a_real_difference_next_to_noise_is_a_diff(comparer: Comparer) -> None:
@@ -142,28 +142,42 @@ def test_a_real_difference_next_to_noise_is_a_diff(comparer: Comparer) -> None:
     assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.total", False)}
 
 
-def test_the_tracker_counts_raw_and_noise_per_endpoint(comparer: Comparer) -> None:
-    for n in range(4):
-        comparer.compare(
-            exchange(
-                shadow=shadow(order_body(order_number=f"ORD-S{n}", total="28.00")),
-                secondary=secondary(order_body(order_number=f"ORD-X{n}")),
-            )
+def test_noise_is_matched_by_kind_a_varying_value_does_not_excuse_a_removed_field(comparer: Comparer) -> None:
+    result = comparer.compare(
+        exchange(
+            primary=primary({"posts": 5, "took_ms": 3.1}),
+            shadow=shadow({"posts": 5}),
+            secondary=secondary({"posts": 5, "took_ms": 7.9}),
         )
-    comparer.compare(exchange(shadow=None))  # skipped: not counted
-    counts = comparer.tracker.endpoint_counts("GET /api/orders/{id}")
-    assert counts is not None and (counts.exchanges, counts.measured) == (4, 4)
-    assert not comparer.tracker.is_signal("GET /api/orders/{id}", "root.order_number")
-    assert comparer.tracker.is_signal("GET /api/orders/{id}", "root.total")
+    )
+    assert result.noisy == {("root.took_ms", DiffKind.CHANGED)}
+    [removed] = result.diffs
+    assert (removed.path, removed.kind, removed.noise) == ("root.took_ms", DiffKind.REMOVED, False)
+    assert result.outcome is Outcome.DIFF
+
+
+def test_after_a_promotion_noise_is_measured_against_the_shadow_the_side_running_the_secondarys_app(
+    comparer: Comparer,
+) -> None:
+    # V2 is primary, V1 the shadow; the secondary is a second V1. V1's own variation (order_number) is noise; V2's
+    # differences from V1 are not, although the secondary differs from the primary there too.
+    v2_body = order_body(order_number="ORD-V2", total="28.00")
+    result = comparer.compare(
+        exchange(
+            primary=primary(v2_body, app="v2"),
+            shadow=shadow(order_body(order_number="ORD-A"), app="v1"),
+            secondary=secondary(order_body(order_number="ORD-B"), app="v1"),
+        )
+    )
+    assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.total", False)}
+    assert result.outcome is Outcome.DIFF
 
 
 def test_a_failed_secondary_measures_nothing(comparer: Comparer) -> None:
     result = comparer.compare(
         exchange(shadow=shadow(order_body(order_number="ORD-1")), secondary=failed(Role.SECONDARY))
     )
-    assert result.outcome is Outcome.DIFF and result.noise_paths == frozenset()
-    counts = comparer.tracker.endpoint_counts(result.endpoint)
-    assert counts is not None and counts.measured == 0
+    assert result.outcome is Outcome.DIFF and result.noisy == frozenset()
 
 
 def test_marks_flag_noise_and_can_be_refreshed(comparer: Comparer) -> None:

@@ -16,7 +16,8 @@ from diffs.exchange import Outcome
 from diffs.percentiles import HistogramBucket, latency_bucket
 from diffs.percentiles import percentiles as pure_percentiles
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, Verdict, Window
+from diffs.report import Report, Verdict, Window
+from diffs.rules import NoiseConfig
 from diffs.storage import Store, queries
 from proxy.config import load_settings
 from tests import factories as f
@@ -33,7 +34,7 @@ async def load(store: Store, window: Window = EVERYTHING, service: str | None = 
         store,
         window=window,
         criteria=Criteria(),
-        thresholds=NoiseThresholds(),
+        noise=NoiseConfig(),
         primaries={"products": "v2"},
         service=service,
         services=list(settings.services),

@@ -14,7 +14,8 @@ import pytest
 
 from diffs.comparer import Comparer
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Window
+from diffs.report import Window
+from diffs.rules import NoiseConfig
 from diffs.storage import queries
 from proxy.review.web import render_report_html
 from tests import factories as f
@@ -240,7 +241,7 @@ async def test_the_html_report_file_is_self_contained(make: Make) -> None:
         ctx.store,
         window=Window(),
         criteria=Criteria(),
-        thresholds=NoiseThresholds(),
+        noise=NoiseConfig(),
         primaries={},
         services=list(ctx.settings.services),
     )
