@@ -38,9 +38,11 @@ class Outcome(enum.StrEnum):
 class DiffKind(enum.StrEnum):
     CHANGED = "changed"
     TYPE_CHANGED = "type_changed"
-    ADDED = "added"  # present on the shadow only
-    REMOVED = "removed"  # present on the primary only
-    REORDERED = "reordered"
+    ADDED = "added"  # a field present on the shadow only
+    REMOVED = "removed"  # a field present on the primary only
+    REORDERED = "reordered"  # the same list items in another order
+    ITEM_ADDED = "item_added"  # a list item (or text line) on the shadow only
+    ITEM_REMOVED = "item_removed"  # a list item (or text line) on the primary only
     STATUS = "status"
     HEADER = "header"
 
@@ -109,6 +111,11 @@ class FieldDiff:
     primary_value: Any
     shadow_value: Any
     noise: bool = False
+    primary_at: str | None = None
+    """Where the difference is in the primary's body when `path` folds list indices: `root.items[2].stock`, or
+    `root.line.12` for a text body (None: at `path` itself, or the item is not on this side)."""
+    shadow_at: str | None = None
+    """The same on the shadow's side, which differs when lists were aligned by key (`root.items[0].stock`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,15 @@ class TextSimilarity(BaseModel):
     """Strings at this path match when their similarity ratio is at least this."""
 
 
+class ListKey(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    """Path pattern of the list (`root.items`, `**.lines`)."""
+    key: str
+    """Field that identifies an item in it; "" compares that list by position."""
+
+
 class CompareRules(BaseModel):
     """What counts as a difference. Path patterns: "root.items[*].price", "**.created_at", "items[*].updated_at"."""
 
@@ -40,6 +49,11 @@ class CompareRules(BaseModel):
     headers: tuple[str, ...] = DEFAULT_COMPARED_HEADERS
     """Response headers compared (lower-case). Volatile ones (date, server, x-request-id, ...) only if named here."""
     compare_status: bool = True
+    list_key: str = "id"
+    """Lists whose items are objects carrying this field are aligned by it (1 and "1" align): reordered, item
+    added, item removed, and field changes of the items in both. "" compares every list by position."""
+    list_keys: tuple[ListKey, ...] = ()
+    """Per-list keys, overriding `list_key` where their path matches (the last match wins)."""
 
 
 class NoiseConfig(BaseModel):
@@ -60,7 +74,8 @@ class EndpointRules(CompareRules):
 
 
 def merge_rules(base: CompareRules, override: CompareRules) -> CompareRules:
-    """Endpoint rules add to the service's lists; `headers` and `compare_status` are replaced when set explicitly."""
+    """Endpoint rules add to the service's lists; `headers`, `compare_status` and `list_key` are replaced when set
+    explicitly."""
     explicit = override.model_fields_set
     return CompareRules(
         ignore=base.ignore + override.ignore,
@@ -70,4 +85,6 @@ def merge_rules(base: CompareRules, override: CompareRules) -> CompareRules:
         schema_only=base.schema_only + override.schema_only,
         headers=override.headers if "headers" in explicit else base.headers,
         compare_status=override.compare_status if "compare_status" in explicit else base.compare_status,
+        list_key=override.list_key if "list_key" in explicit else base.list_key,
+        list_keys=base.list_keys + override.list_keys,
     )

@@ -127,6 +127,9 @@ class FieldDiffRow(Base):
     """JSON text; NULL when the field is absent on that side."""
     shadow_value: Mapped[str | None] = mapped_column(Text)
     noise: Mapped[bool] = mapped_column(Boolean, default=False)
+    primary_at: Mapped[str | None] = mapped_column(String(1024))
+    """Where in the primary's body (`root.items[2].stock`), when the path folds list indices or text lines."""
+    shadow_at: Mapped[str | None] = mapped_column(String(1024))
 
     __table_args__ = (
         Index("ix_field_diffs_exchange", "exchange_id"),

@@ -107,6 +107,8 @@ def diff_values(comparison: Comparison, exchange_id: str) -> list[dict[str, Any]
             "primary_value": encode_value(d.primary_value),
             "shadow_value": encode_value(d.shadow_value),
             "noise": d.noise,
+            "primary_at": None if d.primary_at is None else clip(d.primary_at, 1024),
+            "shadow_at": None if d.shadow_at is None else clip(d.shadow_at, 1024),
         }
         for d in comparison.diffs
     ]
@@ -162,6 +164,8 @@ def field_diffs(rows: Sequence[Any]) -> tuple[FieldDiff, ...]:
             primary_value=decode_value(row.primary_value),
             shadow_value=decode_value(row.shadow_value),
             noise=row.noise,
+            primary_at=row.primary_at,
+            shadow_at=row.shadow_at,
         )
         for row in rows
     )

@@ -214,6 +214,8 @@ def exchange_json(x: StoredExchange) -> dict[str, Any]:
                 "primary": d.primary_value,
                 "shadow": d.shadow_value,
                 "noise": d.noise,
+                "primary_at": d.primary_at,
+                "shadow_at": d.shadow_at,
             }
             for d in x.diffs
         ],

@@ -238,3 +238,19 @@ def test_cached_is_a_finding_unless_the_service_ignores_it() -> None:
     result = plain.compare(built)
     assert [(d.path, d.primary_value, d.shadow_value) for d in result.diffs] == [("root.cached", False, True)]
     assert Comparer(SERVICES).compare(built).outcome is Outcome.MATCH
+
+
+def test_an_endpoint_picks_its_own_list_key() -> None:
+    services = {
+        "orders": ServiceConfig(
+            prefixes=("/api/orders",),
+            endpoints=(EndpointRules(endpoint="GET /api/orders", list_key="order_number"),),
+        )
+    }
+    comparer = Comparer(services)
+    a = {"items": [{"order_number": "A", "id": 1}, {"order_number": "B", "id": 2}]}
+    b = {"items": [{"order_number": "B", "id": 2}, {"order_number": "A", "id": 1}]}
+    listing = comparer.compare(exchange(path="/api/orders", primary=primary(a), shadow=shadow(b)))
+    assert [(d.path, d.kind) for d in listing.diffs] == [("root.items", DiffKind.REORDERED)]
+    assert listing.diffs[0].primary_value == ["A", "B"]  # reported by the endpoint's key
+    assert comparer.rules_for("orders", "GET /api/orders/{id}").list_key == "id"  # other endpoints keep the default
