@@ -27,6 +27,7 @@ from diffs.decoding import DecodedBody, decode_body, header_value, parse_media_t
 from diffs.exchange import DiffKind, FieldDiff, SideResponse
 from diffs.paths import ROOT, PatternMap, PatternSet, child, concrete, fold_path, item, join
 from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
+from diffs.text_diff import text_changes
 from diffs.values import TypeName, clip, json_type, plain, same, similar, skeleton, sort_key, within_tolerance
 
 VOLATILE_HEADERS = frozenset(
@@ -381,6 +382,8 @@ def compare_bodies(primary: SideResponse, shadow: SideResponse, walker: _Walker)
         if a.kind == "binary":
             if a.value != b.value:
                 walker.add(ROOT, DiffKind.CHANGED, _shown(a), _shown(b))
+        elif a.kind == "text" and walker.rules.similarity.lookup(ROOT) is None:
+            compare_text(a.value, b.value, walker)
         elif a.kind != "empty":
             walker.node(a.value, b.value, ROOT)
     elif a.kind == "empty":
@@ -389,6 +392,17 @@ def compare_bodies(primary: SideResponse, shadow: SideResponse, walker: _Walker)
         walker.add(ROOT, DiffKind.REMOVED, _shown(a), None)
     else:
         walker.add(ROOT, DiffKind.TYPE_CHANGED, _shown(a), _shown(b))
+
+
+def compare_text(a: str, b: str, walker: _Walker) -> None:
+    """Text in parts (`diffs.text_diff`): one change per differing block of lines, each its own path for noise."""
+    changes = text_changes(a, b)
+    if changes is None:
+        walker.leaf(a, b, ROOT)
+        return
+    for change in changes:
+        if not walker.rules.ignore.matches(change.path):
+            walker.place(change.path, change.kind, change.primary, change.shadow, change.primary_at, change.shadow_at)
 
 
 def _field_diffs(found: Iterable[Located], exchange_id: str, endpoint: str, value_limit: int) -> list[FieldDiff]:
