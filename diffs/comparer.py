@@ -16,7 +16,7 @@ from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, 
 from diffs.noise import Marks, Noisy, flag_noise
 from diffs.response_diff import MAX_DIFFS, compare_responses
 from diffs.rules import CompareRules, EndpointRules, merge_rules
-from diffs.templating import EndpointTemplater
+from diffs.templating import OVERFLOW, EndpointTemplater, LearnedTemplate, TemplateLearner
 
 DEFAULT_SERVICE = "default"
 _PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
@@ -81,16 +81,22 @@ class Comparer:
         value_limit: int = 1024,
         max_diffs: int = MAX_DIFFS,
         cache_size: int = 4096,
+        learn_after: int = 20,
+        max_endpoints: int = 500,
     ) -> None:
         self.services = dict(services)
         self.value_limit = value_limit
         self.max_diffs = max_diffs
+        self.max_endpoints = max_endpoints
         self._marks = Marks(marks)
         self._templaters = {
-            name: EndpointTemplater(service.endpoint_patterns, cache_size=cache_size)
+            name: EndpointTemplater(
+                service.endpoint_patterns, cache_size=cache_size, learner=TemplateLearner(name, learn_after=learn_after)
+            )
             for name, service in self.services.items()
         }
         self._fallback_templater = EndpointTemplater(cache_size=cache_size)
+        self._endpoints: dict[str, set[str]] = {}
         self._rules = lru_cache(maxsize=cache_size)(self._resolve_rules)
 
     def set_marks(self, marks: Iterable[tuple[str, str]]) -> None:
@@ -101,9 +107,31 @@ class Comparer:
         return self.services.get(name) or self.services.get(DEFAULT_SERVICE) or _NO_SERVICE
 
     def endpoint(self, exchange: Exchange) -> str:
-        """The exchange's endpoint template, by its service's patterns, then the automatic rules."""
-        templater = self._templaters.get(exchange.service) or self._templaters.get(DEFAULT_SERVICE)
-        return (templater or self._fallback_templater).template(exchange.request.method, exchange.request.path)
+        """The exchange's endpoint template: its service's patterns, the automatic rules, what was learned; past
+        `max_endpoints` distinct ones in a service, `METHOD (other endpoints)`, so labels and rows stay bounded."""
+        service, method = exchange.service, exchange.request.method
+        templater = self._templaters.get(service) or self._templaters.get(DEFAULT_SERVICE)
+        name = (templater or self._fallback_templater).template(method, exchange.request.path)
+        known = self._endpoints.setdefault(service if service in self.services else DEFAULT_SERVICE, set())
+        if name not in known:
+            if len(known) >= self.max_endpoints:
+                return f"{method.upper()} {OVERFLOW}"
+            known.add(name)
+        return name
+
+    def learned(self) -> list[LearnedTemplate]:
+        """Template positions learned since the last call, for the caller to persist and share."""
+        return [fact for t in self._templaters.values() if t.learner is not None for fact in t.learner.take()]
+
+    def learn(self, facts: Iterable[LearnedTemplate]) -> None:
+        """Template positions learned by other processes (read back from the store)."""
+        by_service: dict[str, list[LearnedTemplate]] = {}
+        for fact in facts:
+            by_service.setdefault(fact.service, []).append(fact)
+        for service, group in by_service.items():
+            templater = self._templaters.get(service)
+            if templater is not None:
+                templater.learn(group)
 
     def rules_for(self, service: str, endpoint: str) -> CompareRules:
         """The service's rules merged with every `EndpointRules` naming this endpoint (cached per endpoint)."""

@@ -16,6 +16,7 @@ from diffs.noise import Marks, is_finding
 from diffs.percentiles import Latency, LatencyHistogram, build_latency
 from diffs.readiness import Criteria, Readiness, assess
 from diffs.rules import NoiseConfig
+from diffs.templating import OVERFLOW
 
 # ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
 
@@ -119,6 +120,11 @@ class EndpointSummary:
     @property
     def finding_fields(self) -> int:
         return sum(1 for f in self.fields if f.verdict == Verdict.FINDING)
+
+    @property
+    def overflow(self) -> bool:
+        """This row counts the requests of every endpoint past the service's bound (`max_endpoints`)."""
+        return self.endpoint.endswith(" " + OVERFLOW)
 
 
 @dataclass(frozen=True, slots=True)

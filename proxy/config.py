@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     services: dict[str, ServiceConfig] = Field(default_factory=default_services)
     noise: NoiseConfig = NoiseConfig()
     readiness: ReadinessConfig = ReadinessConfig()
+    learn_templates_after: int = Field(default=20, ge=2)
+    """Distinct values (mostly not single words, e.g. slugs) after which a path position is a parameter."""
+    max_endpoints: int = Field(default=500, ge=1)
+    """Distinct endpoints per service; requests past it are counted under `METHOD (other endpoints)`."""
     examples_per_field: int = Field(default=20, ge=1)
     retention_max_exchanges: int = Field(default=1_000_000, ge=1000)
 

@@ -179,6 +179,17 @@ class CorrelationRow(Base):
     __table_args__ = (Index("ix_id_correlations_service_created", "service", "created_at"),)
 
 
+class LearnedTemplateRow(Base):
+    """A path position learned to hold ids (`diffs.templating.LearnedTemplate`), shared by every process."""
+
+    __tablename__ = "learned_templates"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(512), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    learned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class PromotionRow(Base):
     """One change of a service's primary; the newest row per service is its current state."""
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -26,6 +26,7 @@ from diffs.storage.models import (
     ExampleRow,
     ExchangeRow,
     FieldDiffRow,
+    LearnedTemplateRow,
     NoiseMarkRow,
     PayloadRow,
     PromotionRow,
@@ -34,6 +35,7 @@ from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, Stor
 from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
 from diffs.storage.urls import async_url
+from diffs.templating import LearnedTemplate
 
 __all__ = ["Store", "StoreUnavailable"]
 
@@ -308,6 +310,41 @@ class Store:
             fetched = (await conn.execute(query)).all()
         return [(p, s) for p, s in reversed(fetched)]
 
+    # -- learned templates --------------------------------------------------------------------------------------------
+
+    async def save_learned_templates(self, facts: Sequence[LearnedTemplate]) -> None:
+        """Remember template positions learned from traffic; "any" (every value a parameter) wins over "id"."""
+        if not facts:
+            return
+        learned_at = datetime.now(UTC)
+        values = {
+            (f.service, f.pattern): {
+                "service": f.service,
+                "pattern": f.pattern,
+                "kind": f.kind,
+                "learned_at": learned_at,
+            }
+            for f in facts
+        }
+        statement = _upsert(self.dialect, LearnedTemplateRow)
+        table = LearnedTemplateRow.__table__
+        statement = statement.on_conflict_do_update(
+            index_elements=["service", "pattern"],
+            set_={"kind": case((statement.excluded.kind == "any", "any"), else_=table.c.kind)},
+        )
+        async with engines.writing(self._engine) as conn:
+            await conn.execute(statement, list(values.values()))
+
+    async def load_learned_templates(self) -> list[LearnedTemplate]:
+        """Every learned template position, oldest first."""
+        table = LearnedTemplateRow.__table__
+        query = select(table.c.service, table.c.pattern, table.c.kind).order_by(table.c.learned_at, table.c.pattern)
+        async with engines.reading(self._engine) as conn:
+            fetched = (await conn.execute(query)).all()
+        return [
+            LearnedTemplate(service, pattern, "any" if kind == "any" else "id") for service, pattern, kind in fetched
+        ]
+
     # -- promotions ---------------------------------------------------------------------------------------------------
 
     async def get_primaries(self) -> dict[str, str]:
@@ -343,7 +380,7 @@ class Store:
         return [PromotionRecord(r.id, r.service, r.from_side, r.to_side, r.reason, r.actor, r.at) for r in fetched]
 
 
-def _upsert(dialect: str, model: type[NoiseMarkRow] | type[CorrelationRow]) -> Any:
+def _upsert(dialect: str, model: type[NoiseMarkRow] | type[CorrelationRow] | type[LearnedTemplateRow]) -> Any:
     """INSERT ... ON CONFLICT for the engine's dialect (both spell it the same way)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 

@@ -13,6 +13,7 @@ from diffs.comparer import Comparer
 from diffs.exchange import Comparison, DiffKind, Exchange, FieldDiff, Outcome
 from diffs.storage import Store
 from diffs.storage.writer import BatchWriter
+from diffs.templating import LearnedTemplate
 from proxy.config import Settings
 from proxy.dataplane.correlation import IdCorrelator, IdFields
 from proxy.dataplane.metrics import ProxyMetrics
@@ -48,14 +49,17 @@ class ComparisonSink:
         metrics: ProxyMetrics,
         *,
         correlator: IdCorrelator | None = None,
-        marks_refresh_seconds: float = 5.0,
+        marks_refresh_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.correlator = correlator
         self.store = store
         self.metrics = metrics
-        self.marks_refresh_seconds = marks_refresh_seconds
-        self.comparer = Comparer(settings.services)
+        self.marks_refresh_seconds = marks_refresh_seconds or settings.state_refresh_seconds
+        """How often noise marks and learned templates are re-read (so workers agree within it)."""
+        self.comparer = Comparer(
+            settings.services, learn_after=settings.learn_templates_after, max_endpoints=settings.max_endpoints
+        )
         self.writer = BatchWriter(
             store, max_batch=STORE_BATCH, max_delay=STORE_DELAY, max_pending=STORE_PENDING, on_drop=self._store_dropped
         )
@@ -86,6 +90,7 @@ class ComparisonSink:
         backlog.labels("store").set_function(lambda: self.writer.pending)
         self._counters: dict[tuple[str, str, str], Counter] = {}
         self._marks_task: asyncio.Task[None] | None = None
+        self._saving: set[asyncio.Task[None]] = set()
 
     def submit(self, exchange: Exchange) -> bool:
         if self.queue.submit(exchange):
@@ -96,6 +101,22 @@ class ComparisonSink:
 
     def _handle(self, exchange: Exchange) -> None:
         self._record(self._discount_correlated_ids(self.comparer.compare(exchange)))
+        learned = self.comparer.learned()
+        if learned:
+            self._save_learned(learned)
+
+    def _save_learned(self, learned: list[LearnedTemplate]) -> None:
+        """Share new template positions (rare: once per position) so every process names requests alike."""
+
+        async def save() -> None:
+            try:
+                await self.store.save_learned_templates(learned)
+            except Exception as exc:  # known here either way; another process learns them from its own traffic
+                log.warning("cannot save learned templates", count=len(learned), error=str(exc))
+
+        task = asyncio.get_running_loop().create_task(save())
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
     def _discount_correlated_ids(self, comparison: Comparison) -> Comparison:
         """An id the shadow generated for the primary's (order 1 here is order 2 there) is expected, not a finding."""
@@ -146,12 +167,15 @@ class ComparisonSink:
         self._marks_task = asyncio.get_running_loop().create_task(self._marks_loop(), name="shadowdiff-noise-marks")
 
     async def _refresh_marks(self) -> None:
+        """Noise marks and the template positions other processes learned, from the store."""
         try:
             marks = await self.store.list_noise_marks()
+            learned = await self.store.load_learned_templates()
         except Exception as exc:  # the store being down must not stop comparisons; the last marks stay
-            log.warning("cannot read noise marks", error=str(exc))
+            log.warning("cannot read noise marks or learned templates", error=str(exc))
             return
         self.comparer.set_marks((mark.endpoint, mark.path) for mark in marks)
+        self.comparer.learn(learned)
 
     async def _marks_loop(self) -> None:
         while True:
@@ -165,3 +189,5 @@ class ComparisonSink:
                 await self._marks_task
         await self.queue.aclose(timeout)
         await self.writer.aclose(timeout)
+        if self._saving:
+            await asyncio.gather(*list(self._saving), return_exceptions=True)

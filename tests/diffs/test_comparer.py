@@ -9,6 +9,7 @@ import pytest
 from diffs.comparer import Comparer
 from diffs.exchange import DiffKind, ErrorKind, Exchange, Outcome, Role
 from diffs.rules import CompareRules, EndpointRules, TextSimilarity
+from diffs.templating import OVERFLOW, LearnedTemplate
 from proxy.config import ServiceConfig
 from tests.factories import (
     ai_body,
@@ -79,7 +80,7 @@ def test_outcomes(comparer: Comparer, built: Exchange, outcome: Outcome, reason:
         ("orders", "GET", "/api/orders/42", "GET /api/orders/{id}"),
         ("orders", "GET", "/api/orders/42/items/7", "GET /api/orders/{order_id}/items/{item_id}"),
         ("products", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/{sku}"),
-        ("orders", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/SKU-0001"),  # another service's pattern
+        ("orders", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/{id}"),  # another service's pattern
         ("unknown", "GET", "/things/12", "GET /things/{id}"),  # the default service
     ],
 )
@@ -254,3 +255,22 @@ def test_an_endpoint_picks_its_own_list_key() -> None:
     assert [(d.path, d.kind) for d in listing.diffs] == [("root.items", DiffKind.REORDERED)]
     assert listing.diffs[0].primary_value == ["A", "B"]  # reported by the endpoint's key
     assert comparer.rules_for("orders", "GET /api/orders/{id}").list_key == "id"  # other endpoints keep the default
+
+
+def test_endpoints_past_the_bound_share_one_overflow_endpoint_the_report_can_name() -> None:
+    comparer = Comparer({"default": ServiceConfig()}, max_endpoints=3)
+    names = [
+        comparer.endpoint(exchange(path=f"/things/{word}", service="default")) for word in ("a", "b", "c", "d", "e")
+    ]
+    assert names == ["GET /things/a", "GET /things/b", "GET /things/c", f"GET {OVERFLOW}", f"GET {OVERFLOW}"]
+    assert comparer.endpoint(exchange(path="/things/a", service="default")) == "GET /things/a"  # known ones stay
+
+
+def test_learned_positions_are_handed_out_once_and_taken_back_from_elsewhere() -> None:
+    here, there = Comparer(SERVICES), Comparer(SERVICES)
+    there.endpoint(exchange(path="/api/orders/7"))
+    facts = there.learned()
+    assert LearnedTemplate("orders", "/api/orders/{id}", "id") in facts and there.learned() == []
+    assert here.endpoint(exchange(path="/api/orders/vrkjkvKpxV_")) == "GET /api/orders/vrkjkvKpxV_"
+    here.learn(facts)
+    assert here.endpoint(exchange(path="/api/orders/vrkjkvKpxV_")) == "GET /api/orders/{id}"

@@ -29,6 +29,7 @@ from diffs.report import (
     parse_since,
 )
 from diffs.rules import NoiseConfig
+from diffs.templating import OVERFLOW
 
 NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
 
@@ -213,3 +214,15 @@ def test_plain_text_report() -> None:
     text = report_formats.render_text(report())  # type: ignore[arg-type]
     assert "orders: primary v1 · NOT READY" in text and "  ✗ diff rate 4.98% > 1.00%" in text
     assert "ai: primary v1 · no traffic" in text
+
+
+def test_the_overflow_endpoint_is_named_as_such() -> None:
+    busy = EndpointCounts("orders", "GET /o/{id}", {"match": 150})
+    r = report(endpoints=[EndpointCounts("orders", f"GET {OVERFLOW}", {"match": 5}), busy])
+    orders = r.service("orders")
+    assert orders is not None
+    overflow = [e for e in orders.endpoints if e.overflow]
+    assert [e.endpoint for e in overflow] == ["GET (other endpoints)"]
+    data = report_formats.report_dict(r)
+    flags = {e["endpoint"]: e["overflow"] for s in data["services"] for e in s["endpoints"]}
+    assert flags["GET (other endpoints)"] is True and flags["GET /o/{id}"] is False

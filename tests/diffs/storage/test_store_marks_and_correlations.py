@@ -5,6 +5,7 @@ from __future__ import annotations
 from store_fixtures import Database
 
 from diffs.storage import Store
+from diffs.templating import LearnedTemplate
 
 
 async def test_noise_marks_are_listed_updated_and_removed(store: Store) -> None:
@@ -56,3 +57,19 @@ async def test_correlations_survive_a_restart(database: Database) -> None:
         assert await second.load_correlations("orders") == [("7", "70")]
     finally:
         await second.close()
+
+
+async def test_learned_templates_are_shared_and_any_wins_over_id(store: Store) -> None:
+    assert await store.load_learned_templates() == []
+    await store.save_learned_templates([LearnedTemplate("blog", "/posts/{id}", "id")])
+    await store.save_learned_templates(
+        [LearnedTemplate("blog", "/tags/{id}", "any"), LearnedTemplate("blog", "/posts/{id}", "id")]
+    )
+    await store.save_learned_templates([LearnedTemplate("blog", "/tags/{id}", "id")])  # a process that did not know
+    await store.save_learned_templates([])
+    assert set(await store.load_learned_templates()) == {
+        LearnedTemplate("blog", "/posts/{id}", "id"),
+        LearnedTemplate("blog", "/tags/{id}", "any"),
+    }
+    await store.save_learned_templates([LearnedTemplate("blog", "/posts/{id}", "any")])
+    assert LearnedTemplate("blog", "/posts/{id}", "any") in await store.load_learned_templates()

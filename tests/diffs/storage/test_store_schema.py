@@ -26,6 +26,7 @@ TABLES = {
     "noise_marks",
     "id_correlations",
     "promotions",
+    "learned_templates",
 }
 
 

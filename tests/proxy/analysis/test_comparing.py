@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from diffs.exchange import Outcome
 from diffs.storage import Store
+from diffs.templating import LearnedTemplate
 from proxy.analysis.comparing import QUEUE_BYTES, STORE_PENDING, ComparisonSink
 from proxy.config import Settings, load_settings
 from proxy.dataplane.correlation import IdCorrelator
@@ -142,3 +143,20 @@ async def test_workers_learn_each_others_pairs(store: Store) -> None:
         await asyncio.sleep(0.02)
     await reader.aclose()
     assert other.lookup("orders", 7) == 1007
+
+
+async def test_template_positions_learned_in_one_process_name_requests_alike_in_another(store: Store) -> None:
+    one = ComparisonSink(settings(), store, ProxyMetrics(CollectorRegistry()), marks_refresh_seconds=0.05)
+    other = ComparisonSink(settings(), store, ProxyMetrics(CollectorRegistry()), marks_refresh_seconds=0.05)
+    await one.start()
+    await other.start()
+    one.submit(exchange(path="/api/orders/7"))  # ids at /api/orders/: learned, saved
+    random_id = exchange(path="/api/orders/vrkjkvKpxV_")  # an id the rules alone cannot tell from a word
+    for _ in range(100):
+        if other.comparer.endpoint(random_id) == "GET /api/orders/{id}":
+            break
+        await asyncio.sleep(0.02)
+    await one.aclose(5)
+    await other.aclose(5)
+    assert other.comparer.endpoint(random_id) == "GET /api/orders/{id}"
+    assert LearnedTemplate("orders", "/api/orders/{id}", "id") in await store.load_learned_templates()
