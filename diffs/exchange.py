@@ -63,6 +63,18 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SentRequest:
+    """What one upstream was actually sent: its request target and headers, and the body when the proxy rewrote it
+    (ids of that side's own records), so a reviewer sees what the shadow got, not only what the client sent."""
+
+    target: str
+    """Path and query as sent (`/posts/5rCadNROXW8?user_id=6`), raw."""
+    headers: Headers
+    body: bytes | None = None
+    """None: the client's body as it was."""
+
+
+@dataclass(frozen=True, slots=True)
 class SideResponse:
     """One upstream's answer to the request (or why there is none)."""
 
@@ -76,6 +88,8 @@ class SideResponse:
     """From sending the request to the last body byte (or the failure)."""
     error: ErrorKind = ErrorKind.NONE
     body_truncated: bool = False
+    sent: SentRequest | None = None
+    """The request this side got (None when not recorded)."""
 
     @property
     def ok(self) -> bool:

@@ -10,12 +10,13 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from diffs.comparer import Comparer
-from diffs.exchange import Comparison, DiffKind, Exchange, FieldDiff, Outcome
+from diffs.exchange import Comparison, Exchange, Outcome
+from diffs.id_pairs import IdPairs, correlated
+from diffs.resources import IdNaming
 from diffs.storage import Store
 from diffs.storage.writer import BatchWriter
 from diffs.templating import LearnedTemplate
 from proxy.config import Settings
-from proxy.dataplane.correlation import IdCorrelator, IdFields
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.sink import QueueSink
 
@@ -48,11 +49,13 @@ class ComparisonSink:
         store: Store,
         metrics: ProxyMetrics,
         *,
-        correlator: IdCorrelator | None = None,
+        pairs: IdPairs | None = None,
         marks_refresh_seconds: float | None = None,
     ) -> None:
         self.settings = settings
-        self.correlator = correlator
+        self.pairs = pairs
+        """The id pairs that say which differing values are one record's ids on both sides."""
+        self._namings: dict[str, IdNaming] = {}
         self.store = store
         self.metrics = metrics
         self.marks_refresh_seconds = marks_refresh_seconds or settings.state_refresh_seconds
@@ -119,27 +122,24 @@ class ComparisonSink:
         task.add_done_callback(self._saving.discard)
 
     def _discount_correlated_ids(self, comparison: Comparison) -> Comparison:
-        """An id the shadow generated for the primary's (order 1 here is order 2 there) is expected, not a finding."""
-        if self.correlator is None or comparison.outcome is not Outcome.DIFF:
+        """An id the shadow generated for the primary's (post 7 here is post 1007 there) is expected, not a finding."""
+        pairs, exchange = self.pairs, comparison.exchange
+        if pairs is None or comparison.outcome is not Outcome.DIFF or exchange.shadow is None:
             return comparison
-        service = comparison.exchange.service
-        fields = self.correlator.fields(self.settings.services[service].id_fields)
-        diffs: list[FieldDiff] = []
-        for diff in comparison.diffs:
-            if not diff.noise and diff.kind is DiffKind.CHANGED and self._is_pair(service, fields, diff):
-                diff = dataclasses.replace(diff, noise=True)
-            diffs.append(diff)
+        service = exchange.service
+        naming = self._namings.get(service)
+        if naming is None:
+            config = self.settings.services.get(service) or self.settings.services["default"]
+            naming = self._namings[service] = config.naming()
+        sides = {"service": service, "primary_side": exchange.primary.app, "shadow_side": exchange.shadow.app}
+        diffs = tuple(
+            dataclasses.replace(d, noise=True)
+            if not d.noise and correlated(d, pairs=pairs, naming=naming, **sides)
+            else d
+            for d in comparison.diffs
+        )
         outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
-        return dataclasses.replace(comparison, diffs=tuple(diffs), outcome=outcome)
-
-    def _is_pair(self, service: str, fields: IdFields, diff: FieldDiff) -> bool:
-        assert self.correlator is not None
-        key = diff.path.rsplit(".", 1)[-1].removesuffix("[*]")
-        primary = diff.primary_value
-        if key not in fields or isinstance(primary, bool) or not isinstance(primary, int | str):
-            return False
-        known = self.correlator.lookup(service, primary)
-        return known is not None and str(known) == str(diff.shadow_value)
+        return dataclasses.replace(comparison, diffs=diffs, outcome=outcome)
 
     def _record(self, comparison: Comparison) -> None:
         service, endpoint = comparison.exchange.service, comparison.endpoint

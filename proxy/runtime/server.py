@@ -61,7 +61,7 @@ def build_sink(
     settings: Settings, store: Store, metrics: ProxyMetrics, correlator: IdCorrelator | None = None
 ) -> ManagedSink:
     """Where exchanges go: the comparison pipeline (compare off the request path, store in batches)."""
-    return ComparisonSink(settings, store, metrics, correlator=correlator)
+    return ComparisonSink(settings, store, metrics, pairs=correlator.pairs if correlator is not None else None)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -197,7 +197,7 @@ async def build_proxy(
                 await flusher
 
         stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
-    correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
+    correlator = IdCorrelator(settings.correlation_capacity)
     correlations = CorrelationStore(store, correlator)
     await correlations.load(settings.services)
     if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another

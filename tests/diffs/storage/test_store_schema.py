@@ -24,7 +24,7 @@ TABLES = {
     "field_diffs",
     "body_examples",
     "noise_marks",
-    "id_correlations",
+    "id_pairs",
     "promotions",
     "learned_templates",
 }

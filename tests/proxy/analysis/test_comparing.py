@@ -10,12 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from diffs.exchange import Outcome
+from diffs.id_pairs import IdPair, IdPairs
 from diffs.storage import Store
 from diffs.templating import LearnedTemplate
 from proxy.analysis.comparing import QUEUE_BYTES, STORE_PENDING, ComparisonSink
 from proxy.config import Settings, load_settings
-from proxy.dataplane.correlation import IdCorrelator
-from proxy.dataplane.correlation_store import CorrelationStore
 from proxy.dataplane.metrics import ProxyMetrics
 from tests.factories import exchange, order_body, primary, shadow
 
@@ -103,46 +102,23 @@ async def test_a_field_marked_as_noise_is_no_longer_a_finding(store: Store) -> N
 
 
 async def test_an_id_the_shadow_generated_for_the_primarys_is_expected(store: Store) -> None:
-    correlator = IdCorrelator(100, 0.1)
-    correlator.remember("orders", [(7, 1007)])
-    sink = ComparisonSink(settings(), store, ProxyMetrics(CollectorRegistry()), correlator=correlator)
+    pairs = IdPairs()
+    pairs.remember([IdPair("orders", "/api/orders", "v1", 7, "v2", 1007)])
+    sink = ComparisonSink(settings(), store, ProxyMetrics(CollectorRegistry()), pairs=pairs)
     await sink.start()
     paired = exchange(primary=primary(order_body(id=7)), shadow=shadow(order_body(id=1007)))
     unpaired = exchange(primary=primary(order_body(id=8)), shadow=shadow(order_body(id=9)))
-    sink.submit(paired)
-    sink.submit(unpaired)
+    # order 7's pair says nothing about customer 7: a value that merely equals a known id is still a finding
+    other_resource = exchange(primary=primary(order_body(customer_id=7)), shadow=shadow(order_body(customer_id=1007)))
+    for built in (paired, unpaired, other_resource):
+        sink.submit(built)
     await sink.aclose(5)
     row = await store.get_exchange(paired.id)
     assert row is not None and row.summary.outcome is Outcome.MATCH
-    other = await store.get_exchange(unpaired.id)
-    assert other is not None and other.summary.outcome is Outcome.DIFF
-
-
-async def test_learned_id_pairs_survive_a_restart_with_their_types(store: Store) -> None:
-    first = IdCorrelator(100, 0.1)
-    saver = CorrelationStore(store, first)
-    saver.save("orders", [(7, 1007), ("ORD-1", "ORD-9")])
-    await saver.aclose()
-
-    second = IdCorrelator(100, 0.1)
-    assert await CorrelationStore(store, second).load(["orders", "products"]) == 2
-    assert second.lookup("orders", 7) == 1007  # an int again, so rewritten JSON bodies keep their types
-    assert second.lookup("orders", "ORD-1") == "ORD-9"
-    assert second.lookup("products", 7) is None
-
-
-async def test_workers_learn_each_others_pairs(store: Store) -> None:
-    one, other = IdCorrelator(100, 0.1), IdCorrelator(100, 0.1)
-    writer, reader = CorrelationStore(store, one), CorrelationStore(store, other)
-    reader.share(["orders"], 0.05)
-    writer.save("orders", [(7, 1007)])
-    await writer.aclose()
-    for _ in range(100):
-        if other.lookup("orders", 7) is not None:
-            break
-        await asyncio.sleep(0.02)
-    await reader.aclose()
-    assert other.lookup("orders", 7) == 1007
+    assert [(d.path, d.noise) for d in row.diffs] == [("root.id", True)]
+    for built in (unpaired, other_resource):
+        other = await store.get_exchange(built.id)
+        assert other is not None and other.summary.outcome is Outcome.DIFF
 
 
 async def test_template_positions_learned_in_one_process_name_requests_alike_in_another(store: Store) -> None:
