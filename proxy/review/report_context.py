@@ -196,6 +196,13 @@ def _side_json(side: StoredSide | None) -> dict[str, Any] | None:
         "headers": _headers(side.headers),
         "body": body_json(side.body, side.headers),
         "body_truncated": side.body_truncated,
+        "sent": None
+        if side.sent is None
+        else {
+            "target": side.sent.target,
+            "headers": _headers(side.sent.headers),
+            "body": None if side.sent.body is None else body_json(side.sent.body, side.sent.headers),
+        },
     }
 
 

@@ -103,15 +103,24 @@ def render_report_html(report: Report) -> str:
 
 
 def _side_view(
-    name: str, side: StoredSide | None, marked: page_views.Highlights, noise: page_views.Highlights
+    name: str,
+    side: StoredSide | None,
+    marked: page_views.Highlights,
+    noise: page_views.Highlights,
+    client_target: str,
 ) -> dict[str, Any] | None:
     if side is None:
         return None
+    sent = side.sent
     return {
         "name": name,
         "side": side,
         "head": page_views.header_view(side.status, side.headers, marked, noise),
         "body": page_views.body_view(side.body, side.headers, marked, noise),
+        "sent": sent,
+        "rewritten": sent is not None and sent.target != client_target,
+        "sent_head": page_views.header_view(None, sent.headers)[1:] if sent is not None else (),
+        "sent_body": page_views.body_view(sent.body, sent.headers) if sent is not None and sent.body else (),
     }
 
 
@@ -232,17 +241,22 @@ class WebReport:
         real = [d for d, noise in zip(found.diffs, noisy, strict=True) if not noise]
         noise = [d for d, noise in zip(found.diffs, noisy, strict=True) if noise]
         highlight = page_views.highlights
+        summary = found.summary
+        client = f"{summary.path}?{found.query}" if found.query else summary.path
+        if found.primary.sent is not None:
+            client = found.primary.sent.target  # raw, as the client sent it (the summary's path is decoded)
         sides = [
             view
             for view in (
-                _side_view("primary", found.primary, highlight(real, "primary"), highlight(noise, "primary")),
-                _side_view("shadow", found.shadow, highlight(real, "shadow"), highlight(noise, "shadow")),
+                _side_view("primary", found.primary, highlight(real, "primary"), highlight(noise, "primary"), client),
+                _side_view("shadow", found.shadow, highlight(real, "shadow"), highlight(noise, "shadow"), client),
                 # On the secondary only what it showed itself: the fields where it, too, differed.
                 _side_view(
                     "secondary",
                     found.secondary,
                     page_views.NOTHING,
                     page_views.Highlights.of(d.path for d in found.diffs if d.noise),
+                    client,
                 ),
             )
             if view is not None
