@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 ANY = "{}"
 """A path segment of a collection template that holds an id of a parent resource."""
@@ -55,11 +56,17 @@ class Resource:
 
     @classmethod
     def of(cls, segments: Sequence[str]) -> Resource:
-        return cls("/" + "/".join(segments))
+        return _resource("/" + "/".join(segments))
 
     def below(self, name: str) -> Resource:
         """A sub-collection of this resource's items: `/orders` → `/orders/{}/items`."""
         return Resource.of((*self.segments, ANY, name))
+
+
+@lru_cache(maxsize=1024)
+def _resource(collection: str) -> Resource:
+    """Resources are few and immutable: made once each (a request's path names the same few again and again)."""
+    return Resource(collection)
 
 
 @dataclass(frozen=True, slots=True)

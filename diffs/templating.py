@@ -78,11 +78,12 @@ def _is_id(segment: str) -> bool:
     return bool(_CODE.fullmatch(segment)) or _random_looking(segment)
 
 
+@lru_cache(maxsize=4096)
 def segment_placeholder(segment: str) -> str | None:
     """The placeholder for an id-like path segment (`{id}`, `{id}.json`), or None when the segment stays literal."""
-    if not segment:
-        return None
-    if _is_id(segment):
+    if not segment or (segment.isalpha() and segment.islower()):
+        return None  # the common word (`api`, `orders`), without a regular expression
+    if segment.isdigit() or _is_id(segment):
         return ID
     extended = _EXTENSION.fullmatch(segment)
     if extended and _is_id(extended.group(1)):

@@ -128,7 +128,10 @@ def answered(
 def sent_request(upstream: Upstream, target: str, headers: list[tuple[str, str]], body: bytes | None) -> SentRequest:
     """What an upstream is sent, as the exchange records it (the Host the client adds when none is given)."""
     recorded: Headers = tuple(headers)
-    if not any(len(name) == 4 and name.lower() == "host" for name, _ in headers):
+    for name, _ in recorded:
+        if name == "host":  # upstream_headers names it in lower case, as every forwarded header
+            break
+    else:
         recorded = (*recorded, ("host", upstream.host))
     return SentRequest(target, recorded, body)
 
