@@ -29,4 +29,3 @@ async def test_a_tcp_health_check_connects_and_sends_nothing() -> None:
     assert received == [b""]  # connected, not a byte of HTTP: nothing to mirror, nothing to compare
     assert not await asyncio.to_thread(_answers, f"tcp://127.0.0.1:{free_port()}")
     assert not _answers("tcp://nowhere")
-
