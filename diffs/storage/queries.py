@@ -22,13 +22,13 @@ from diffs.report import (
     LIVE,
     EndpointCounts,
     FieldCounts,
-    NoiseThresholds,
     Report,
     Window,
     build_report,
     classify_fields,
     finding_fields,
 )
+from diffs.rules import NoiseConfig
 from diffs.storage import engine as engines
 from diffs.storage import rows
 from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow
@@ -284,7 +284,7 @@ async def load_report(
     *,
     window: Window,
     criteria: Criteria,
-    thresholds: NoiseThresholds,
+    noise: NoiseConfig,
     primaries: Mapping[str, str],
     service: str | None = None,
     services: Iterable[str] = (),
@@ -299,7 +299,7 @@ async def load_report(
         samples[e.endpoint] = samples.get(e.endpoint, 0) + sum(
             e.outcomes.get(o, 0) for o in (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR)
         )
-    classified = classify_fields(fields, samples, thresholds, marks)
+    classified = classify_fields(fields, samples, noise, marks)
     now = now or datetime.now(UTC)
     edges = await trend_edges(store, window, service, now) if endpoints else ()
     buckets = await findings_by_bucket(store, window, finding_fields(classified), edges)

@@ -1,30 +1,21 @@
-"""Persists learned id pairs so a restarted proxy still sends `GET /api/orders/7` to the shadow's own order."""
+"""Persists learned id pairs and shares them: a restarted proxy still sends `GET /posts/7` to the shadow's own post,
+and with several workers, a create answered by one worker is known to the others within `interval`.
+
+Pairs go to the store as `IdPair` values (`Store.save_id_pairs`), the same unit a push channel would carry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
 
-import orjson
 import structlog
 
+from diffs.id_pairs import IdPair
 from diffs.storage import Store
-from proxy.dataplane.correlation import IdCorrelator, IdValue, Pairs
+from proxy.dataplane.correlation import IdCorrelator
 
 log = structlog.get_logger("shadowdiff.correlation")
-
-
-def _encode(value: IdValue) -> str:
-    # JSON text keeps the type: an int id must come back an int, or rewritten JSON bodies would change type.
-    return orjson.dumps(value).decode()
-
-
-def _decode(text: str) -> IdValue:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
-    return value if isinstance(value, int | str) and not isinstance(value, bool) else text
 
 
 class CorrelationStore:
@@ -37,12 +28,10 @@ class CorrelationStore:
         correlator.on_pairs = self.save
 
     async def load(self, services: Iterable[str]) -> int:
-        loaded = 0
-        for service in services:
-            rows = await self.store.load_correlations(service, limit=self.correlator.capacity)
-            self.correlator.remember(service, [(_decode(p), _decode(s)) for p, s in rows])
-            loaded += len(rows)
-        return loaded
+        """Learn the newest stored pairs of these services; returns how many."""
+        pairs = await self.store.load_id_pairs(services=tuple(services), limit=self.correlator.pairs.capacity)
+        self.correlator.pairs.remember(pairs)
+        return len(pairs)
 
     def share(self, services: Iterable[str], interval: float, *, newest: int = 1000) -> None:
         """With several workers: every `interval` seconds, learn the newest pairs other workers saved."""
@@ -51,29 +40,27 @@ class CorrelationStore:
         async def refresh() -> None:
             while True:
                 await asyncio.sleep(interval)
-                for service in names:
-                    try:
-                        rows = await self.store.load_correlations(service, limit=newest)
-                    except Exception as exc:  # keep serving with what is known; the next round tries again
-                        log.warning("cannot read id correlations", service=service, error=str(exc))
-                        break
-                    self.correlator.remember(service, [(_decode(p), _decode(s)) for p, s in rows])
+                try:
+                    pairs = await self.store.load_id_pairs(services=names, limit=newest)
+                except Exception as exc:  # keep serving with what is known; the next round tries again
+                    log.warning("cannot read id pairs", error=str(exc))
+                    continue
+                self.correlator.pairs.remember(pairs)
 
         task = asyncio.get_running_loop().create_task(refresh(), name="shadowdiff-correlation-share")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def save(self, service: str, pairs: Pairs) -> None:
-        encoded = [(_encode(p), _encode(s)) for p, s in pairs]
-        task = asyncio.get_running_loop().create_task(self._save(service, encoded))
+    def save(self, pairs: list[IdPair]) -> None:
+        task = asyncio.get_running_loop().create_task(self._save(pairs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _save(self, service: str, pairs: list[tuple[str, str]]) -> None:
+    async def _save(self, pairs: list[IdPair]) -> None:
         try:
-            await self.store.save_correlations(service, pairs)
+            await self.store.save_id_pairs(pairs)
         except Exception as exc:  # the in-memory map still has them; only a restart would forget
-            log.warning("cannot persist id correlations", service=service, count=len(pairs), error=str(exc))
+            log.warning("cannot persist id pairs", count=len(pairs), error=str(exc))
 
     async def aclose(self) -> None:
         for task in self._tasks:

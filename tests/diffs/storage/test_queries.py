@@ -16,7 +16,8 @@ from diffs.exchange import Outcome
 from diffs.percentiles import HistogramBucket, latency_bucket
 from diffs.percentiles import percentiles as pure_percentiles
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, Verdict, Window
+from diffs.report import Report, Verdict, Window
+from diffs.rules import NoiseConfig
 from diffs.storage import Store, queries
 from proxy.config import load_settings
 from tests import factories as f
@@ -33,7 +34,7 @@ async def load(store: Store, window: Window = EVERYTHING, service: str | None = 
         store,
         window=window,
         criteria=Criteria(),
-        thresholds=NoiseThresholds(),
+        noise=NoiseConfig(),
         primaries={"products": "v2"},
         service=service,
         services=list(settings.services),
@@ -228,7 +229,7 @@ async def test_busy_endpoints_are_sampled_without_bias_even_when_requests_altern
 async def test_the_trend_counts_findings_per_time_bucket(store: Store) -> None:
     """An hour of orders: half of them differ during the first 20 minutes, none after; the trend shows it."""
     settings = load_settings(environ={})
-    comparer = Comparer(settings.services, settings.noise)
+    comparer = Comparer(settings.services)
     start = NOW - timedelta(hours=1)
     batch = []
     for minute in range(60):
@@ -260,7 +261,7 @@ async def test_the_trend_counts_findings_per_time_bucket(store: Store) -> None:
 async def test_an_all_time_trend_spans_the_traffic_not_the_idle_time_after_it(store: Store) -> None:
     """Twelve minutes of traffic two hours ago: twelve one-minute buckets, none of them empty."""
     settings = load_settings(environ={})
-    comparer = Comparer(settings.services, settings.noise)
+    comparer = Comparer(settings.services)
     start = NOW - timedelta(hours=2)
     batch = [
         comparer.compare(f.exchange(path=f"/api/orders/{m + 1}", started_at=start + timedelta(minutes=m)))
