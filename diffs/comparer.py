@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, SideResponse
+from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, Role, SideResponse
+from diffs.id_pairs import IdPairs, counterpart
 from diffs.noise import Marks, Noisy, flag_noise
-from diffs.response_diff import MAX_DIFFS, compare_responses
+from diffs.resources import IdNaming
+from diffs.response_diff import MAX_DIFFS, KeyCounterpart, compare_responses
 from diffs.rules import CompareRules, EndpointRules, merge_rules
 from diffs.templating import OVERFLOW, EndpointTemplater, LearnedTemplate, TemplateLearner
 
@@ -148,8 +150,14 @@ class Comparer:
                 rules = merge_rules(rules, override)
         return rules
 
-    def compare(self, exchange: Exchange) -> Comparison:
-        """Compare one exchange: outcome, and field diffs with noise flags."""
+    def compare(
+        self, exchange: Exchange, *, pairs: IdPairs | None = None, naming: IdNaming | None = None
+    ) -> Comparison:
+        """Compare one exchange: outcome, and field diffs with noise flags.
+
+        `pairs` (with the service's `naming`): lists aligned by key align records through the id pairs, so V1's
+        order 3 meets V2's order 4 when they are one record (the differing id is then the caller's to discount).
+        """
         endpoint = self.endpoint(exchange)
         skipped = skip_reason(exchange)
         if skipped is not None:
@@ -160,14 +168,24 @@ class Comparer:
             return Comparison(exchange, endpoint, outcome)
         assert exchange.shadow is not None  # skip_reason returns a reason when there is none
         rules = self.rules_for(exchange.service, endpoint)
-        raw = self._diff(exchange.primary, exchange.shadow, rules, exchange.id, endpoint)
-        noisy = self._noisy(exchange, rules, endpoint)
+        ids = None
+        if pairs is not None and pairs.active(exchange.service):
+            ids = (pairs, naming or IdNaming())
+        raw = self._diff(exchange.primary, exchange.shadow, rules, exchange.id, endpoint, ids, exchange.service)
+        noisy = self._noisy(exchange, rules, endpoint, ids)
         diffs = flag_noise(raw, noisy, self._marks, endpoint)
         outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
         return Comparison(exchange, endpoint, outcome, tuple(diffs), noisy)
 
     def _diff(
-        self, primary: SideResponse, other: SideResponse, rules: CompareRules, exchange_id: str, endpoint: str
+        self,
+        primary: SideResponse,
+        other: SideResponse,
+        rules: CompareRules,
+        exchange_id: str,
+        endpoint: str,
+        ids: tuple[IdPairs, IdNaming] | None = None,
+        service: str = "",
     ) -> list[FieldDiff]:
         return compare_responses(
             primary,
@@ -177,9 +195,12 @@ class Comparer:
             endpoint=endpoint,
             value_limit=self.value_limit,
             max_diffs=self.max_diffs,
+            counterpart=None if ids is None else _key_counterpart(ids, service, endpoint, primary, other),
         )
 
-    def _noisy(self, exchange: Exchange, rules: CompareRules, endpoint: str) -> Noisy:
+    def _noisy(
+        self, exchange: Exchange, rules: CompareRules, endpoint: str, ids: tuple[IdPairs, IdNaming] | None = None
+    ) -> Noisy:
         """What differs between the secondary and the side that runs the secondary's app (the primary until a
         promotion, the shadow after one: both are copies of the same app, so what differs between them is noise)."""
         secondary = exchange.secondary
@@ -188,4 +209,25 @@ class Comparer:
         reference = exchange.primary if exchange.primary.app == secondary.app else exchange.shadow
         if reference is None or reference.app != secondary.app or not reference.ok or not _comparable(reference):
             return frozenset()
-        return frozenset((d.path, d.kind) for d in self._diff(reference, secondary, rules, exchange.id, endpoint))
+        found = self._diff(reference, secondary, rules, exchange.id, endpoint, ids, exchange.service)
+        return frozenset((d.path, d.kind) for d in found)
+
+
+def _side(side: SideResponse) -> str:
+    """A side as id pairs name it: the upstream (`v1`, `v2`), or `secondary`, which has a database of its own."""
+    return "secondary" if side.role is Role.SECONDARY else side.app
+
+
+def _key_counterpart(
+    ids: tuple[IdPairs, IdNaming], service: str, endpoint: str, one: SideResponse, other: SideResponse
+) -> KeyCounterpart:
+    pairs, naming = ids
+    from_side, to_side = _side(one), _side(other)
+
+    def find(path: str, value: object) -> object:
+        return counterpart(
+            path, value, service=service, endpoint=endpoint, from_side=from_side, to_side=to_side, pairs=pairs,
+            naming=naming,
+        )  # fmt: skip
+
+    return find

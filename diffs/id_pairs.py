@@ -148,6 +148,28 @@ def named_resources(path: str, endpoint: str, naming: IdNaming, known: Collectio
     return by_name(parent, known) or (endpoint_target(endpoint, known).collection,)
 
 
+def counterpart(
+    path: str,
+    value: object,
+    *,
+    service: str,
+    endpoint: str,
+    from_side: str,
+    to_side: str,
+    pairs: IdPairs,
+    naming: IdNaming,
+) -> IdValue | None:
+    """The id `to_side` gave the record that `value`, at body field `path` on `from_side`, names: a pair of the
+    resource this field names says so (`root.items[*].id` of `GET /orders` → `/orders`); None when none does."""
+    if id_text(value) is None or not pairs.active(service):
+        return None
+    for resource in named_resources(path, endpoint, naming, pairs.resources(service)):
+        known = pairs.lookup(service, resource.collection, from_side, to_side, value)
+        if known is not None:
+            return known
+    return None
+
+
 def correlated(
     diff: FieldDiff, *, service: str, primary_side: str, shadow_side: str, pairs: IdPairs, naming: IdNaming
 ) -> bool:

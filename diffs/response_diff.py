@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -97,6 +97,9 @@ Index = tuple[int, ...]
 Located = tuple[str, DiffKind, Any, Any, str | None, str | None]
 """A `Found` and where it is on each side (`FieldDiff.primary_at`, `shadow_at`)."""
 _NOWHERE: Index | None = None
+KeyCounterpart = Callable[[str, Any], Any]
+"""(the path template of a list item's key field, `root.items[*].id`; a primary item's key) → the key the other side
+gives that record, when an id pair says so (`diffs.id_pairs.counterpart`), else None."""
 
 
 class _Enough(Exception):
@@ -106,11 +109,12 @@ class _Enough(Exception):
 class _Walker:
     """Collects (path template, kind, primary value, shadow value, where on each side) for one pair of bodies."""
 
-    __slots__ = ("found", "max_diffs", "rules")
+    __slots__ = ("counterpart", "found", "max_diffs", "rules")
 
-    def __init__(self, rules: CompiledRules, max_diffs: int) -> None:
+    def __init__(self, rules: CompiledRules, max_diffs: int, counterpart: KeyCounterpart | None = None) -> None:
         self.rules = rules
         self.max_diffs = max_diffs
+        self.counterpart = counterpart
         self.found: list[Located] = []
 
     def add(self, path: str, kind: DiffKind, a: Any, b: Any, ia: Index | None = (), ib: Index | None = ()) -> None:
@@ -198,6 +202,8 @@ class _Walker:
         ka, kb = _item_keys(a, key), _item_keys(b, key)
         if ka is None or kb is None:
             return False
+        if self.counterpart is not None:
+            ka = self.paired_keys(a, ka, key, child(item(path), key))
         where_b = {k: j for j, k in enumerate(kb)}
         where_a = {k: i for i, k in enumerate(ka)}
         both = [k for k in ka if k in where_b]
@@ -216,6 +222,17 @@ class _Walker:
             if k not in where_a:
                 self.add(at, DiffKind.ITEM_ADDED, None, b[j], _NOWHERE, (*ib, j))
         return True
+
+    def paired_keys(self, items: list[Any], keys: list[str], key: str, field: str) -> list[str]:
+        """The primary's keys as the other side knows those records: V1's order 3, paired with V2's order 4, aligns
+        with V2's 4 (whatever record V2's 3 is). Keys without a pair stay as they are; pairs that would make two
+        items one key are not used."""
+        assert self.counterpart is not None
+        mapped = []
+        for value, text in zip(items, keys, strict=True):
+            other = _key_text(self.counterpart(field, value[key]))
+            mapped.append(text if other is None else other)
+        return mapped if len(set(mapped)) == len(mapped) else keys
 
     def leaf(self, a: Any, b: Any, path: str, schema: bool = False, ia: Index = (), ib: Index = ()) -> None:
         ja, jb = json_type(a), json_type(b)
@@ -422,10 +439,14 @@ def compare_responses(
     endpoint: str,
     value_limit: int = 1024,
     max_diffs: int = MAX_DIFFS,
+    counterpart: KeyCounterpart | None = None,
 ) -> list[FieldDiff]:
-    """Every difference between two responses under the rules; paths are templates, values clipped to value_limit."""
+    """Every difference between two responses under the rules; paths are templates, values clipped to value_limit.
+
+    `counterpart`: lists aligned by key align a primary item with the item the other side has for that record.
+    """
     compiled = compile_rules(rules)
-    walker = _Walker(compiled, max_diffs)
+    walker = _Walker(compiled, max_diffs, counterpart)
     try:
         if compiled.compare_status and primary.status != shadow.status:
             walker.add("status", DiffKind.STATUS, primary.status, shadow.status)

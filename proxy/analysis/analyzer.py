@@ -89,7 +89,9 @@ class Analyzer:
         """Compare one exchange and queue its verdict for the store."""
         self.handled += 1
         try:
-            comparison = self._discount_correlated_ids(self.comparer.compare(exchange))
+            naming = self._naming(exchange.service)
+            comparison = self.comparer.compare(exchange, pairs=self.pairs, naming=naming)
+            comparison = self._discount_correlated_ids(comparison, naming)
         except Exception:
             # A bug must cost this exchange, not the process: it is stored as dropped and counted.
             log.exception("comparison failed", exchange_id=exchange.id)
@@ -110,17 +112,21 @@ class Analyzer:
         self.handled += 1
         self.pairs.remember(pairs)
 
-    def _discount_correlated_ids(self, comparison: Comparison) -> Comparison:
+    def _naming(self, service: str) -> IdNaming:
+        """How the service's fields name resources (its `id_key`, `id_fields`, `id_references`)."""
+        naming = self._namings.get(service)
+        if naming is None:
+            config = self.settings.services.get(service) or self.settings.services.get("default")
+            naming = self._namings[service] = config.naming() if config is not None else IdNaming()
+        return naming
+
+    def _discount_correlated_ids(self, comparison: Comparison, naming: IdNaming) -> Comparison:
         """An id the shadow generated for the primary's (post 7 here is post 1007 there) is expected, not a finding;
         an exchange left with no finding is a match."""
         exchange = comparison.exchange
         if comparison.outcome is not Outcome.DIFF or exchange.shadow is None or not self.pairs.active(exchange.service):
             return comparison
         service = exchange.service
-        naming = self._namings.get(service)
-        if naming is None:
-            config = self.settings.services.get(service) or self.settings.services.get("default")
-            naming = self._namings[service] = config.naming() if config is not None else IdNaming()
         sides = {"service": service, "primary_side": exchange.primary.app, "shadow_side": exchange.shadow.app}
         diffs = tuple(
             dataclasses.replace(d, noise=True)

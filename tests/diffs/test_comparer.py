@@ -8,6 +8,8 @@ import pytest
 
 from diffs.comparer import Comparer
 from diffs.exchange import DiffKind, ErrorKind, Exchange, Outcome, Role
+from diffs.id_pairs import IdPair, IdPairs
+from diffs.resources import IdNaming
 from diffs.rules import CompareRules, EndpointRules, TextSimilarity
 from diffs.templating import OVERFLOW, LearnedTemplate
 from proxy.config import ServiceConfig
@@ -255,6 +257,26 @@ def test_an_endpoint_picks_its_own_list_key() -> None:
     assert [(d.path, d.kind) for d in listing.diffs] == [("root.items", DiffKind.REORDERED)]
     assert listing.diffs[0].primary_value == ["A", "B"]  # reported by the endpoint's key
     assert comparer.rules_for("orders", "GET /api/orders/{id}").list_key == "id"  # other endpoints keep the default
+
+
+def test_lists_align_paired_records_on_every_side_the_secondary_included(comparer: Comparer) -> None:
+    # V1's order 3 is V2's order 4 and the secondary's order 9; order numbers are generated on every run
+    pairs = IdPairs()
+    pairs.remember(
+        [IdPair("orders", "/api/orders", "v1", 3, "v2", 4), IdPair("orders", "/api/orders", "v1", 3, "secondary", 9)]
+    )
+    built = exchange(
+        path="/api/orders",
+        primary=primary({"items": [order_body(id=3, order_number="ORD-A")]}),
+        shadow=shadow({"items": [order_body(id=4, order_number="ORD-B")]}),
+        secondary=secondary({"items": [order_body(id=9, order_number="ORD-C")]}),
+    )
+    result = comparer.compare(built, pairs=pairs, naming=IdNaming())
+    found = {(d.path, d.kind.value): d.noise for d in result.diffs}
+    # one record on each side: its order number and its id differ between two V1s too (noise, measured)
+    assert found == {("root.items[*].id", "changed"): True, ("root.items[*].order_number", "changed"): True}
+    unpaired = comparer.compare(built)
+    assert {d.kind.value for d in unpaired.diffs} == {"item_added", "item_removed"}
 
 
 def test_endpoints_past_the_bound_share_one_overflow_endpoint_the_report_can_name() -> None:

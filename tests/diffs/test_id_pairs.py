@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from diffs.exchange import DiffKind, FieldDiff
-from diffs.id_pairs import IdPair, IdPairs, correlated, id_text
+from diffs.id_pairs import IdPair, IdPairs, correlated, counterpart, id_text
 from diffs.resources import IdNaming
 
 
@@ -95,3 +95,14 @@ def test_explicit_references_name_their_resource() -> None:
 
 def test_without_pairs_for_the_service_nothing_is_correlated() -> None:
     assert not decide(diff("GET /posts/{id}", "root.id", 6, 1006), IdPairs())
+
+
+def test_the_counterpart_of_a_field_is_looked_up_in_the_resource_it_names() -> None:
+    sides: dict[str, Any] = {"service": "blog", "from_side": "v1", "to_side": "v2", "pairs": pairs_of(POST, COMMENT)}
+    sides["naming"] = IdNaming()
+    assert counterpart("root.items[*].id", 6, endpoint="GET /posts", **sides) == "5rCadNROXW8"
+    assert counterpart("root.comments[*].id", 5, endpoint="GET /posts/{id}", **sides) == "oluY43kxems"
+    assert counterpart("root.comments[*].id", 6, endpoint="GET /posts/{id}", **sides) is None  # 6 is a post
+    assert counterpart("root.items[*].id", 5, endpoint="GET /posts", **sides) is None  # 5 is a comment
+    assert counterpart("root.items[*].id", True, endpoint="GET /posts", **sides) is None
+    assert counterpart("root.items[*].id", 6, endpoint="GET /posts", **{**sides, "service": "shop"}) is None

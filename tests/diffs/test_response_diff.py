@@ -520,3 +520,58 @@ def test_positional_diffs_carry_their_indices_too() -> None:
     assert located({"m": [[1, 2], [3]]}, {"m": [[1, 2], [4]]}) == [("root.m[*][*]", C, "root.m[1][0]", "root.m[1][0]")]
     assert located({"l": [1, 2, 3]}, {"l": [1, 3]}) == [("root.l[*]", IR, "root.l[1]", None)]
     assert located({"a": 1}, {"a": 2}) == [("root.a", C, None, None)]  # no list on the way: the path says it all
+
+
+PAIRED = {3: 4, 4: 5, 6: 7}
+"""V1's order 3 is V2's order 4, V1's 4 is V2's 5 (id pairs, as `diffs.id_pairs.counterpart` finds them)."""
+
+
+def paired(path: str, value: Any) -> Any:
+    assert path == "root.items[*].id"  # asked about the key field of the list being aligned
+    return PAIRED.get(value)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ([{"id": 3, "n": 1}], [{"id": 4, "n": 1}], [("root.items[*].id", C, "root.items[0].id", "root.items[0].id")]),
+        # V2's 4 is V1's 3, not V1's 4: the pairs decide which items are one record, not equal values
+        (
+            [{"id": 4, "n": 1}, {"id": 3, "n": 2}],
+            [{"id": 5, "n": 1}, {"id": 4, "n": 3}],
+            [
+                ("root.items[*].id", C, "root.items[0].id", "root.items[0].id"),
+                ("root.items[*].id", C, "root.items[1].id", "root.items[1].id"),
+                ("root.items[*].n", C, "root.items[1].n", "root.items[1].n"),
+            ],
+        ),
+        (  # 9 has no pair: it aligns as it is; 3 is V2's 4, now second
+            [{"id": 3}, {"id": 9}],
+            [{"id": 9}, {"id": 4}],
+            [("root.items", RO, None, None), ("root.items[*].id", C, "root.items[0].id", "root.items[1].id")],
+        ),
+        ([{"id": 8}], [{"id": 8}], []),
+        (
+            [{"id": 8}],
+            [{"id": 9}],
+            [("root.items[*]", IR, "root.items[0]", None), ("root.items[*]", IA, None, "root.items[0]")],
+        ),
+        # V1's 4 is V2's 5, which V2 did not list; V2's 3 is another record than V1's 3
+        (
+            [{"id": 3}, {"id": 4}],
+            [{"id": 4}, {"id": 3}],
+            [
+                ("root.items[*].id", C, "root.items[0].id", "root.items[0].id"),
+                ("root.items[*]", IR, "root.items[1]", None),
+                ("root.items[*]", IA, None, "root.items[1]"),
+            ],
+        ),
+        # a pair that would make two items one key is not used: 6 -> 7 beside an unpaired 7
+        ([{"id": 6}, {"id": 7}], [{"id": 7}, {"id": 6}], [("root.items", RO, None, None)]),
+    ],
+)
+def test_keyed_lists_align_records_through_their_id_pairs(a: Any, b: Any, expected: list[Any]) -> None:
+    found = compare(primary({"items": a}), shadow({"items": b}), counterpart=paired)
+    got = [(d.path, d.kind, d.primary_at, d.shadow_at) for d in found if d.kind is not RO]
+    got += [(d.path, d.kind, None, None) for d in found if d.kind is RO]
+    assert sorted(got, key=str) == sorted(expected, key=str)

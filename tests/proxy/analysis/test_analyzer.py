@@ -165,3 +165,41 @@ async def test_a_comparison_that_fails_is_stored_as_dropped_and_counted(store: S
     assert analyzer.progress()["drops"] == [["compare_failed", 1]]
     row = await store.get_exchange(item.id)
     assert row is not None and row.summary.outcome is Outcome.DROPPED
+
+
+async def test_a_list_of_paired_records_is_aligned_through_the_pairs(store: Store) -> None:
+    """Seen on the demo after a create whose ids diverged (V1's order 3 is V2's order 4): `GET /api/orders` read
+    item_removed {id: 3} + item_added {id: 4}, a finding, because lists are aligned by `id` before the pairs are
+    consulted. Aligned through the pairs, the record is one item whose id differs as paired: a match."""
+    analyzer = Analyzer(settings(), store)
+    await analyzer.start()
+    analyzer.learned(
+        [IdPair("orders", "/api/orders", "v1", 3, "v2", 4), IdPair("orders", "/api/orders", "v1", 4, "v2", 5)]
+    )
+    one = exchange(
+        path="/api/orders",
+        primary=primary({"items": [order_body(id=3, total="5.00")]}),
+        shadow=shadow({"items": [order_body(id=4, total="5.00")]}),
+    )
+    # V1's 4 is V2's 5, and V2's 4 is another record (V1's 3): the pairs decide, not equal values
+    two = exchange(
+        path="/api/orders",
+        primary=primary({"items": [order_body(id=4, total="1.00"), order_body(id=3, total="2.00")]}),
+        shadow=shadow({"items": [order_body(id=5, total="1.00"), order_body(id=4, total="2.50")]}),
+    )
+    unpaired = exchange(
+        path="/api/orders",
+        primary=primary({"items": [order_body(id=8)]}),
+        shadow=shadow({"items": [order_body(id=9)]}),
+    )
+    for built in (one, two, unpaired):
+        analyzer.exchange(built)
+    await analyzer.aclose(5)
+    first, second, third = [await store.get_exchange(built.id) for built in (one, two, unpaired)]
+    assert first is not None and first.summary.outcome is Outcome.MATCH
+    assert [(d.path, d.kind.value, d.noise) for d in first.diffs] == [("root.items[*].id", "changed", True)]
+    assert second is not None
+    found = [(d.path, d.kind.value, d.primary_value, d.shadow_value, d.noise) for d in second.diffs]
+    assert ("root.items[*].total", "changed", "2.00", "2.50", False) in found  # the real change, in the right record
+    assert all(kind not in ("item_added", "item_removed", "reordered") for _, kind, *_ in found)
+    assert third is not None and {d.kind.value for d in third.diffs} == {"item_added", "item_removed"}
