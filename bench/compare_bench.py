@@ -2,7 +2,8 @@
 
 Cases: byte-equal bodies (the fast path), the same document written differently (parse-equal), three changed fields,
 and for scale: a shuffled list under an unordered rule with one and with two changed items (the second pays for
-deepdiff's pairing), and a whole `Comparer.compare` with a secondary (two comparisons, noise flags, counts).
+deepdiff's pairing), a list of records aligned by id (reordered, ids turned strings, one record changed), an HTML
+page compared line by line, and a whole `Comparer.compare` with a secondary (two comparisons, noise flags, counts).
 Each case runs for `--seconds`, best of `--repeat`; CPU time is the process's, so a busy machine shows in wall time
 more than in CPU time.
 """
@@ -23,7 +24,7 @@ from diffs.comparer import Comparer
 from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
 from diffs.response_diff import compare_responses
 from diffs.rules import CompareRules
-from proxy.config import NoiseConfig, ServiceConfig
+from proxy.config import ServiceConfig
 
 HEADERS = (("content-type", "application/json"), ("date", "Sat, 28 Nov 2026 14:48:58 GMT"), ("server", "uvicorn"))
 RECOMMENDED = CompareRules(ignore=("**.created_at", "**.updated_at", "root.order_number"))
@@ -94,7 +95,21 @@ def cases() -> list[Case]:
     def compare(a: SideResponse, b: SideResponse, rules: CompareRules) -> Callable[[], object]:
         return lambda: compare_responses(a, b, rules, exchange_id="req-1", endpoint="GET /api/orders/{id}")
 
-    comparer = Comparer({"orders": ServiceConfig(rules=RECOMMENDED)}, NoiseConfig())
+    records = [{"id": k, "title": f"Post {k}", "author": "ann", "views": 10 * k} for k in range(30)]
+    v2_records = [{**r, "id": str(r["id"])} for r in reversed(records)]
+    v2_records[4]["views"] = 7
+    listed = orjson.dumps({"items": records})
+    by_id = compare(side(Role.PRIMARY, listed), side(Role.SHADOW, orjson.dumps({"items": v2_records})), none)
+    html = "\n".join(["<html>", "<body>", *(f"<p>paragraph {k}</p>" for k in range(80)), "</body>", "</html>"])
+    v2_html = html.replace("paragraph 7<", "para 7<").replace("<body>", "<body>\n<nav></nav>")
+    page = [("content-type", "text/html; charset=utf-8")]
+    html_case = compare(
+        SideResponse(Role.PRIMARY, "v1", 200, tuple(page), html.encode(), 10.0),
+        SideResponse(Role.SHADOW, "v2", 200, tuple(page), v2_html.encode(), 10.0),
+        none,
+    )
+
+    comparer = Comparer({"orders": ServiceConfig(rules=RECOMMENDED)})
     generated = order(order_number="ORD-00000001", created_at="2026-11-28T15:00:00+00:00")
     secondary = SideResponse(Role.SECONDARY, "v1", 200, HEADERS, orjson.dumps(generated), 10.0)
     request = RecordedRequest("GET", "/api/orders/1", "", (), b"")
@@ -107,6 +122,8 @@ def cases() -> list[Case]:
         Case("3 fields differ, ignore rules", compare(p, s_changed, RECOMMENDED), len(changed_bytes)),
         Case("unordered list, 1 item differs", compare(p, s_shuffled, unordered), len(compact)),
         Case("unordered, 2 differ (deepdiff)", compare(p, s_shuffled_two, unordered), len(compact)),
+        Case("list by id: reordered, 1 differs", by_id, len(listed)),
+        Case("HTML, compared line by line", html_case, len(html)),
         Case("Comparer: equal, no secondary", lambda: comparer.compare(equal_exchange), len(compact)),
         Case("Comparer: 3 diffs + secondary", lambda: comparer.compare(exchange), len(changed_bytes)),
     ]

@@ -41,8 +41,9 @@ from diffs.exchange import (
     SideResponse,
 )
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, window_of
+from diffs.report import window_of
 from diffs.rollups import GRAINS, LIVE_RUN, Cell, RollupKey, every_grain, floor_time
+from diffs.rules import NoiseConfig
 from diffs.storage import RetentionPolicy, Store, queries
 from diffs.storage.retention import example_keys
 from diffs.storage.rollup_rows import TABLE, values_of
@@ -206,7 +207,7 @@ async def measure(url: str, args: argparse.Namespace) -> int:
                     store,
                     window=window_of(args.since, datetime.now(UTC)),
                     criteria=Criteria(),
-                    thresholds=NoiseThresholds(),
+                    noise=NoiseConfig(),
                     primaries=state.snapshot(),
                     services=list(settings.services),
                 )

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, SideResponse
-from diffs.noise import Marks, NoiseTracker, flag_noise
-from diffs.response_diff import MAX_DIFFS, compare_responses, distinct_paths
-from diffs.rules import CompareRules, EndpointRules, NoiseConfig, merge_rules
-from diffs.templating import EndpointTemplater
+from diffs.exchange import Comparison, ErrorKind, Exchange, FieldDiff, Outcome, Role, SideResponse
+from diffs.id_pairs import IdPairs, counterpart
+from diffs.noise import Marks, Noisy, flag_noise
+from diffs.resources import IdNaming
+from diffs.response_diff import MAX_DIFFS, KeyCounterpart, compare_responses
+from diffs.rules import CompareRules, EndpointRules, merge_rules
+from diffs.templating import OVERFLOW, EndpointTemplater, LearnedTemplate, TemplateLearner
 
 DEFAULT_SERVICE = "default"
 _PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
@@ -71,28 +73,32 @@ def skip_reason(exchange: Exchange) -> tuple[Outcome, str] | None:
 
 
 class Comparer:
-    """Turns exchanges into comparisons for every configured service; keeps the aggregate noise counts."""
+    """Turns exchanges into comparisons for every configured service."""
 
     def __init__(
         self,
         services: Mapping[str, ServiceRules],
-        noise_config: NoiseConfig | None = None,
         marks: Iterable[tuple[str, str]] = (),
         *,
         value_limit: int = 1024,
         max_diffs: int = MAX_DIFFS,
         cache_size: int = 4096,
+        learn_after: int = 20,
+        max_endpoints: int = 500,
     ) -> None:
         self.services = dict(services)
-        self.tracker = NoiseTracker(noise_config)
         self.value_limit = value_limit
         self.max_diffs = max_diffs
+        self.max_endpoints = max_endpoints
         self._marks = Marks(marks)
         self._templaters = {
-            name: EndpointTemplater(service.endpoint_patterns, cache_size=cache_size)
+            name: EndpointTemplater(
+                service.endpoint_patterns, cache_size=cache_size, learner=TemplateLearner(name, learn_after=learn_after)
+            )
             for name, service in self.services.items()
         }
         self._fallback_templater = EndpointTemplater(cache_size=cache_size)
+        self._endpoints: dict[str, set[str]] = {}
         self._rules = lru_cache(maxsize=cache_size)(self._resolve_rules)
 
     def set_marks(self, marks: Iterable[tuple[str, str]]) -> None:
@@ -103,9 +109,31 @@ class Comparer:
         return self.services.get(name) or self.services.get(DEFAULT_SERVICE) or _NO_SERVICE
 
     def endpoint(self, exchange: Exchange) -> str:
-        """The exchange's endpoint template, by its service's patterns, then the automatic rules."""
-        templater = self._templaters.get(exchange.service) or self._templaters.get(DEFAULT_SERVICE)
-        return (templater or self._fallback_templater).template(exchange.request.method, exchange.request.path)
+        """The exchange's endpoint template: its service's patterns, the automatic rules, what was learned; past
+        `max_endpoints` distinct ones in a service, `METHOD (other endpoints)`, so labels and rows stay bounded."""
+        service, method = exchange.service, exchange.request.method
+        templater = self._templaters.get(service) or self._templaters.get(DEFAULT_SERVICE)
+        name = (templater or self._fallback_templater).template(method, exchange.request.path)
+        known = self._endpoints.setdefault(service if service in self.services else DEFAULT_SERVICE, set())
+        if name not in known:
+            if len(known) >= self.max_endpoints:
+                return f"{method.upper()} {OVERFLOW}"
+            known.add(name)
+        return name
+
+    def learned(self) -> list[LearnedTemplate]:
+        """Template positions learned since the last call, for the caller to persist and share."""
+        return [fact for t in self._templaters.values() if t.learner is not None for fact in t.learner.take()]
+
+    def learn(self, facts: Iterable[LearnedTemplate]) -> None:
+        """Template positions learned by other processes (read back from the store)."""
+        by_service: dict[str, list[LearnedTemplate]] = {}
+        for fact in facts:
+            by_service.setdefault(fact.service, []).append(fact)
+        for service, group in by_service.items():
+            templater = self._templaters.get(service)
+            if templater is not None:
+                templater.learn(group)
 
     def rules_for(self, service: str, endpoint: str) -> CompareRules:
         """The service's rules merged with every `EndpointRules` naming this endpoint (cached per endpoint)."""
@@ -122,8 +150,14 @@ class Comparer:
                 rules = merge_rules(rules, override)
         return rules
 
-    def compare(self, exchange: Exchange) -> Comparison:
-        """Compare one exchange: outcome, field diffs with noise flags; counts it for the noise tracker."""
+    def compare(
+        self, exchange: Exchange, *, pairs: IdPairs | None = None, naming: IdNaming | None = None
+    ) -> Comparison:
+        """Compare one exchange: outcome, and field diffs with noise flags.
+
+        `pairs` (with the service's `naming`): lists aligned by key align records through the id pairs, so V1's
+        order 3 meets V2's order 4 when they are one record (the differing id is then the caller's to discount).
+        """
         endpoint = self.endpoint(exchange)
         skipped = skip_reason(exchange)
         if skipped is not None:
@@ -134,15 +168,24 @@ class Comparer:
             return Comparison(exchange, endpoint, outcome)
         assert exchange.shadow is not None  # skip_reason returns a reason when there is none
         rules = self.rules_for(exchange.service, endpoint)
-        raw = self._diff(exchange.primary, exchange.shadow, rules, exchange.id, endpoint)
-        noisy = self._noise_paths(exchange, rules, endpoint)
-        diffs = flag_noise(raw, noisy or frozenset(), self._marks, endpoint)
-        self.tracker.record(endpoint, distinct_paths(raw), noisy)
+        ids = None
+        if pairs is not None and pairs.active(exchange.service):
+            ids = (pairs, naming or IdNaming())
+        raw = self._diff(exchange.primary, exchange.shadow, rules, exchange.id, endpoint, ids, exchange.service)
+        noisy = self._noisy(exchange, rules, endpoint, ids)
+        diffs = flag_noise(raw, noisy, self._marks, endpoint)
         outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
-        return Comparison(exchange, endpoint, outcome, tuple(diffs), noisy or frozenset())
+        return Comparison(exchange, endpoint, outcome, tuple(diffs), noisy)
 
     def _diff(
-        self, primary: SideResponse, other: SideResponse, rules: CompareRules, exchange_id: str, endpoint: str
+        self,
+        primary: SideResponse,
+        other: SideResponse,
+        rules: CompareRules,
+        exchange_id: str,
+        endpoint: str,
+        ids: tuple[IdPairs, IdNaming] | None = None,
+        service: str = "",
     ) -> list[FieldDiff]:
         return compare_responses(
             primary,
@@ -152,11 +195,39 @@ class Comparer:
             endpoint=endpoint,
             value_limit=self.value_limit,
             max_diffs=self.max_diffs,
+            counterpart=None if ids is None else _key_counterpart(ids, service, endpoint, primary, other),
         )
 
-    def _noise_paths(self, exchange: Exchange, rules: CompareRules, endpoint: str) -> frozenset[str] | None:
-        """Paths where primary and secondary differ, or None when there is no usable secondary to measure with."""
+    def _noisy(
+        self, exchange: Exchange, rules: CompareRules, endpoint: str, ids: tuple[IdPairs, IdNaming] | None = None
+    ) -> Noisy:
+        """What differs between the secondary and the side that runs the secondary's app (the primary until a
+        promotion, the shadow after one: both are copies of the same app, so what differs between them is noise)."""
         secondary = exchange.secondary
         if secondary is None or not secondary.ok or not _comparable(secondary):
-            return None
-        return distinct_paths(self._diff(exchange.primary, secondary, rules, exchange.id, endpoint))
+            return frozenset()
+        reference = exchange.primary if exchange.primary.app == secondary.app else exchange.shadow
+        if reference is None or reference.app != secondary.app or not reference.ok or not _comparable(reference):
+            return frozenset()
+        found = self._diff(reference, secondary, rules, exchange.id, endpoint, ids, exchange.service)
+        return frozenset((d.path, d.kind) for d in found)
+
+
+def _side(side: SideResponse) -> str:
+    """A side as id pairs name it: the upstream (`v1`, `v2`), or `secondary`, which has a database of its own."""
+    return "secondary" if side.role is Role.SECONDARY else side.app
+
+
+def _key_counterpart(
+    ids: tuple[IdPairs, IdNaming], service: str, endpoint: str, one: SideResponse, other: SideResponse
+) -> KeyCounterpart:
+    pairs, naming = ids
+    from_side, to_side = _side(one), _side(other)
+
+    def find(path: str, value: object) -> object:
+        return counterpart(
+            path, value, service=service, endpoint=endpoint, from_side=from_side, to_side=to_side, pairs=pairs,
+            naming=naming,
+        )  # fmt: skip
+
+    return find

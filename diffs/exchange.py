@@ -38,9 +38,11 @@ class Outcome(enum.StrEnum):
 class DiffKind(enum.StrEnum):
     CHANGED = "changed"
     TYPE_CHANGED = "type_changed"
-    ADDED = "added"  # present on the shadow only
-    REMOVED = "removed"  # present on the primary only
-    REORDERED = "reordered"
+    ADDED = "added"  # a field present on the shadow only
+    REMOVED = "removed"  # a field present on the primary only
+    REORDERED = "reordered"  # the same list items in another order
+    ITEM_ADDED = "item_added"  # a list item (or text line) on the shadow only
+    ITEM_REMOVED = "item_removed"  # a list item (or text line) on the primary only
     STATUS = "status"
     HEADER = "header"
 
@@ -61,6 +63,18 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SentRequest:
+    """What one upstream was actually sent: its request target and headers, and the body when the proxy rewrote it
+    (ids of that side's own records), so a reviewer sees what the shadow got, not only what the client sent."""
+
+    target: str
+    """Path and query as sent (`/posts/5rCadNROXW8?user_id=6`), raw."""
+    headers: Headers
+    body: bytes | None = None
+    """None: the client's body as it was."""
+
+
+@dataclass(frozen=True, slots=True)
 class SideResponse:
     """One upstream's answer to the request (or why there is none)."""
 
@@ -74,6 +88,8 @@ class SideResponse:
     """From sending the request to the last body byte (or the failure)."""
     error: ErrorKind = ErrorKind.NONE
     body_truncated: bool = False
+    sent: SentRequest | None = None
+    """The request this side got (None when not recorded)."""
 
     @property
     def ok(self) -> bool:
@@ -111,6 +127,11 @@ class FieldDiff:
     primary_value: Any
     shadow_value: Any
     noise: bool = False
+    primary_at: str | None = None
+    """Where the difference is in the primary's body when `path` folds list indices: `root.items[2].stock`, or
+    `root.line.12` for a text body (None: at `path` itself, or the item is not on this side)."""
+    shadow_at: str | None = None
+    """The same on the shadow's side, which differs when lists were aligned by key (`root.items[0].stock`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,5 +142,5 @@ class Comparison:
     endpoint: str
     outcome: Outcome
     diffs: tuple[FieldDiff, ...] = field(default_factory=tuple)
-    noise_paths: frozenset[str] = frozenset()
-    """Paths that differed between primary and secondary on this exchange."""
+    noisy: frozenset[tuple[str, DiffKind]] = frozenset()
+    """(path, kind) of the differences between the secondary and the side running its app, on this exchange."""

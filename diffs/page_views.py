@@ -7,13 +7,14 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from diffs.decoding import decode_body
-from diffs.exchange import Headers
+from diffs.exchange import DiffKind, FieldDiff, Headers
 from diffs.paths import ROOT, key_segment
 from diffs.percentiles import Latency
 from diffs.report import FieldSummary
+from diffs.text_diff import span
 
 # ---------------------------------------------------------------- exchange bodies, line by line
 
@@ -29,34 +30,86 @@ class Line:
     noise: bool = False
 
 
-def json_lines(value: Any) -> list[tuple[str, str]]:
-    """Pretty-print JSON (indent 2) as (path template, line) pairs, lists folded to `[*]` as diff paths are."""
-    out: list[tuple[str, str]] = []
+@dataclass(frozen=True, slots=True)
+class Highlights:
+    """What to mark in one side's head and body.
 
-    def emit(node: Any, path: str, depth: int, prefix: str, trailing: str) -> None:
+    `places` are concrete paths (`root.items[2].stock`: that item only) or templates (`root.items[*].stock`: every
+    item, for diffs stored without a place); a line is marked when its field is one of them or inside one. `alone`
+    marks the line of the place itself, not what is inside (a reordered list: the list, not each item). `lines` are
+    line numbers of a text body, from 1.
+    """
+
+    places: frozenset[str] = frozenset()
+    alone: frozenset[str] = frozenset()
+    lines: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> Highlights:
+        return cls(frozenset(paths))
+
+    def __bool__(self) -> bool:
+        return bool(self.places or self.alone or self.lines)
+
+    def covers(self, template: str, place: str) -> bool:
+        return (
+            template in self.alone
+            or place in self.alone
+            or differs(place, self.places)
+            or (template != place and differs(template, self.places))
+        )
+
+
+NOTHING = Highlights()
+_SHADOW_ONLY = frozenset({DiffKind.ADDED, DiffKind.ITEM_ADDED})
+_PRIMARY_ONLY = frozenset({DiffKind.REMOVED, DiffKind.ITEM_REMOVED})
+
+
+def highlights(diffs: Iterable[FieldDiff], side: Literal["primary", "shadow"]) -> Highlights:
+    """Where these diffs are on one side: an added item only on the shadow, a removed one only on the primary, a list
+    item by its own index on each side (aligned by key), a text block by its own lines."""
+    places: set[str] = set()
+    alone: set[str] = set()
+    lines: set[int] = set()
+    for d in diffs:
+        if d.kind in (_PRIMARY_ONLY if side == "shadow" else _SHADOW_ONLY):
+            continue
+        at = d.primary_at if side == "primary" else d.shadow_at
+        text = span(at) if at is not None else span(d.path)
+        if text is not None:
+            lines.update(range(text[1], text[2] + 1) if text[0] == "line" else (1,))
+        elif d.kind is DiffKind.REORDERED:
+            alone.add(at or d.path)
+        else:
+            places.add(at or d.path)
+    return Highlights(frozenset(places), frozenset(alone), frozenset(lines))
+
+
+def json_lines(value: Any) -> list[tuple[str, str, str]]:
+    """Pretty-print JSON (indent 2) as (path template, concrete path, line): `root.items[*].price` is the template
+    diff paths use, `root.items[2].price` says which item."""
+    out: list[tuple[str, str, str]] = []
+
+    def emit(node: Any, path: str, place: str, depth: int, prefix: str, trailing: str) -> None:
         pad = "  " * depth
         if isinstance(node, dict) and node:
-            out.append((path, f"{pad}{prefix}{{"))
+            out.append((path, place, f"{pad}{prefix}{{"))
             items = list(node.items())
             for n, (key, child) in enumerate(items):
                 comma = "," if n < len(items) - 1 else ""
-                emit(
-                    child,
-                    path + key_segment(str(key)),
-                    depth + 1,
-                    json.dumps(str(key), ensure_ascii=False) + ": ",
-                    comma,
-                )
-            out.append((path, f"{pad}}}{trailing}"))
+                segment = key_segment(str(key))
+                label = json.dumps(str(key), ensure_ascii=False) + ": "
+                emit(child, path + segment, place + segment, depth + 1, label, comma)
+            out.append((path, place, f"{pad}}}{trailing}"))
         elif isinstance(node, list) and node:
-            out.append((path, f"{pad}{prefix}["))
+            out.append((path, place, f"{pad}{prefix}["))
             for n, child in enumerate(node):
-                emit(child, path + "[*]", depth + 1, "", "," if n < len(node) - 1 else "")
-            out.append((path, f"{pad}]{trailing}"))
+                emit(child, path + "[*]", f"{place}[{n}]", depth + 1, "", "," if n < len(node) - 1 else "")
+            out.append((path, place, f"{pad}]{trailing}"))
         else:
-            out.append((path, f"{pad}{prefix}{json.dumps(node, ensure_ascii=False)}{trailing}"))
+            out.append((path, place, f"{pad}{prefix}{json.dumps(node, ensure_ascii=False)}{trailing}"))
 
-    emit(value, ROOT, 0, "", "")
+    emit(value, ROOT, ROOT, 0, "", "")
     return out
 
 
@@ -68,42 +121,49 @@ def differs(path: str, diff_paths: frozenset[str]) -> bool:
 
 
 def mark_lines(
-    lines: Iterable[tuple[str, str]], diff_paths: Iterable[str], noise_paths: Iterable[str] = ()
+    lines: Iterable[tuple[str, str, str]], marked: Highlights, noise: Highlights = NOTHING
 ) -> tuple[Line, ...]:
-    wanted, noisy = frozenset(diff_paths), frozenset(noise_paths)
     result = []
-    for path, text in lines:
-        marked = differs(path, wanted)
-        result.append(Line(text, path, marked, not marked and differs(path, noisy)))
+    for path, place, text in lines:
+        hit = marked.covers(path, place)
+        result.append(Line(text, path, hit, not hit and noise.covers(path, place)))
     return tuple(result)
 
 
 def body_view(
-    body: bytes | None, headers: Headers, diff_paths: Iterable[str], noise_paths: Iterable[str] = ()
+    body: bytes | None, headers: Headers, marked: Highlights = NOTHING, noise: Highlights = NOTHING
 ) -> tuple[Line, ...]:
-    """A stored body as lines to show: JSON pretty-printed with differing fields marked, else text as it is."""
+    """A stored body as lines to show: JSON pretty-printed with differing fields marked, text with its differing
+    lines marked."""
     if body is None:
         return (Line("(body not kept for this exchange)"),)
     decoded = decode_body(body, headers)
     if decoded.kind == "json":
-        return mark_lines(json_lines(decoded.value), diff_paths, noise_paths)
+        return mark_lines(json_lines(decoded.value), marked, noise)
     if decoded.kind == "empty":
         return (Line("(empty body)"),)
     if decoded.kind == "binary":
         return (Line(f"(binary body, {decoded.size} bytes, sha256 {decoded.value})"),)
     text = decoded.value if isinstance(decoded.value, str) else json.dumps(decoded.value, indent=2)
-    marked = ROOT in frozenset(diff_paths)
-    return tuple(Line(line, ROOT, marked) for line in text.splitlines() or [""])
+    whole = ROOT in marked.places
+    result = []
+    for number, line in enumerate(text.splitlines() or [""], 1):
+        hit = whole or number in marked.lines
+        result.append(Line(line, ROOT, hit, not hit and (ROOT in noise.places or number in noise.lines)))
+    return tuple(result)
 
 
 def header_view(
-    status: int | None, headers: Headers, diff_paths: Iterable[str], noise_paths: Iterable[str] = ()
+    status: int | None, headers: Headers, marked: Highlights = NOTHING, noise: Highlights = NOTHING
 ) -> tuple[Line, ...]:
     """The status line and headers, marking a differing status or header."""
-    wanted, noisy = frozenset(diff_paths), frozenset(noise_paths)
     shown = [("status", f"status {status if status is not None else '–'}")]
     shown += [(f"header.{name.lower()}", f"{name}: {value}") for name, value in headers]
-    return tuple(Line(text, path, path in wanted, path not in wanted and path in noisy) for path, text in shown)
+    result = []
+    for path, text in shown:
+        hit = path in marked.places
+        result.append(Line(text, path, hit, not hit and path in noise.places))
+    return tuple(result)
 
 
 # ---------------------------------------------------------------- the field tree of an endpoint

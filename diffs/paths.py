@@ -59,6 +59,20 @@ def join(prefix: str, relative: str) -> str:
     return prefix + relative[len(ROOT) :]
 
 
+def concrete(template: str, indices: Sequence[int]) -> str:
+    """The template with its `[*]` segments filled in from the left: `root.a[*].b`, (2,) → `root.a[2].b`."""
+    if not indices:
+        return template
+    out, last, n = [], 0, 0
+    for match in _SEGMENTS.finditer(template, len(ROOT)):
+        if match.group() == "[*]" and n < len(indices):
+            out.append(template[last : match.start()])
+            out.append(f"[{indices[n]}]")
+            last, n = match.end(), n + 1
+    out.append(template[last:])
+    return "".join(out)
+
+
 def ancestors(template: str) -> Iterator[str]:
     """Every proper prefix of a template that is itself a template, nearest first: `root.a[*].b` → `root.a[*]`, ..."""
     ends = [m.start() for m in _SEGMENTS.finditer(template, len(ROOT))]

@@ -31,7 +31,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from diffs.exchange import Comparison, Exchange, FieldDiff, Headers, SideResponse
+from diffs.exchange import Comparison, Exchange, FieldDiff, Headers, SentRequest, SideResponse
 
 REDACTED = "[REDACTED]"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
@@ -256,9 +256,20 @@ class Redactor:
 
     def redact_side(self, side: SideResponse) -> SideResponse:
         headers, body = self.redact_headers(side.headers), self.redact_body(side.body, _content_type(side.headers))
-        if headers is side.headers and body is side.body:
+        sent = None if side.sent is None else self.redact_sent(side.sent)
+        if headers is side.headers and body is side.body and sent is side.sent:
             return side
-        return replace(side, headers=headers, body=body)
+        return replace(side, headers=headers, body=body, sent=sent)
+
+    def redact_sent(self, sent: SentRequest) -> SentRequest:
+        """The request a side was sent: secret headers, query parameters and body fields redacted."""
+        path, mark, query = sent.target.partition("?")
+        redacted_query = self.redact_query(query)
+        headers = self.redact_headers(sent.headers)
+        body = None if sent.body is None else self.redact_body(sent.body, _content_type(sent.headers))
+        if redacted_query is query and headers is sent.headers and body is sent.body:
+            return sent
+        return SentRequest(path + mark + redacted_query, headers, body)
 
     def redact_exchange(self, exchange: Exchange) -> Exchange:
         request = exchange.request

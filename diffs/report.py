@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from diffs.counts import Counts
-from diffs.noise import Marks
+from diffs.noise import Marks, is_finding
 from diffs.percentiles import Latency, LatencyHistogram, build_latency
 from diffs.readiness import Criteria, Readiness, assess
+from diffs.rules import NoiseConfig
+from diffs.templating import OVERFLOW
 from diffs.trend import Trend
 
 # ---------------------------------------------------------------- inputs: raw aggregates from the store's queries
@@ -65,28 +67,12 @@ SEVERITY = {Verdict.FINDING: 0, Verdict.NOISE: 1, Verdict.MARKED: 2}
 """Fields are listed findings first, then noise, then what reviewers marked."""
 
 
-@dataclass(frozen=True, slots=True)
-class NoiseThresholds:
-    """Diffy's filter: a field is a finding when its raw count exceeds its noise count by `relative` of the noise
-    count and by `absolute` of the endpoint's samples (`proxy.config.NoiseConfig` holds the configured values)."""
-
-    relative: float = 0.20
-    absolute: float = 0.0003
-
-
-def field_verdict(raw: int, noise: int, samples: int, thresholds: NoiseThresholds, marked: bool = False) -> str:
-    """Finding, noise or marked, for a field that differed `raw` times (`noise` of them flagged noise) in `samples`.
-
-    The test of `diffs.noise.NoiseTracker.is_signal`, on the store's counts: raw − noise must exceed both
-    `relative` × noise and `absolute` × samples.
-    """
+def field_verdict(raw: int, noise: int, samples: int, config: NoiseConfig, marked: bool = False) -> str:
+    """Finding, noise or marked, for a field that differed `raw` times (`noise` of them flagged noise) in `samples`
+    compared exchanges: `diffs.noise.is_finding`, the one rule, unless a reviewer marked the field."""
     if marked:
         return Verdict.MARKED
-    if raw == 0:
-        return Verdict.NOISE
-    excess = raw - noise
-    absolute = excess / samples if samples else 1.0
-    return Verdict.FINDING if excess > thresholds.relative * noise and absolute > thresholds.absolute else Verdict.NOISE
+    return Verdict.FINDING if is_finding(raw, noise, samples, config) else Verdict.NOISE
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +94,7 @@ class FieldSummary:
 def classify_fields(
     fields: Iterable[FieldCounts],
     samples_by_endpoint: Mapping[str, int],
-    thresholds: NoiseThresholds,
+    config: NoiseConfig,
     marks: Iterable[tuple[str, str]] = (),
 ) -> tuple[FieldSummary, ...]:
     """A verdict for every field: per endpoint, findings before noise, each most frequent first."""
@@ -116,7 +102,7 @@ def classify_fields(
     result = []
     for f in fields:
         samples = samples_by_endpoint.get(f.endpoint, 0)
-        verdict = field_verdict(f.raw, f.noise, samples, thresholds, covered.is_marked(f.endpoint, f.path))
+        verdict = field_verdict(f.raw, f.noise, samples, config, covered.is_marked(f.endpoint, f.path))
         result.append(
             FieldSummary(
                 endpoint=f.endpoint,
@@ -161,6 +147,11 @@ class EndpointSummary:
         """Sort key, most severe first: the highest diff rate (findings), then shadow errors, then traffic."""
         c = self.counts
         return (-(c.diff_rate or 0.0), -(c.error_rate or 0.0), -c.total, self.endpoint)
+
+    @property
+    def overflow(self) -> bool:
+        """This row counts the requests of every endpoint past the service's bound (`max_endpoints`)."""
+        return self.endpoint.endswith(" " + OVERFLOW)
 
 
 @dataclass(frozen=True, slots=True)

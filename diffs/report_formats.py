@@ -94,6 +94,7 @@ def endpoint_dict(e: EndpointSummary, *, fields: bool = True) -> dict[str, Any]:
     data: dict[str, Any] = {
         "service": e.service,
         "endpoint": e.endpoint,
+        "overflow": e.overflow,
         "counts": counts_dict(e.counts),
         "latency": latency_dict(e.latency),
         "finding_fields": e.finding_fields,

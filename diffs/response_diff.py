@@ -2,9 +2,12 @@
 
 deepdiff walks every node in Python (about 1.3 ms for a 1.2 KB order with three changed fields, over the 1 ms
 budget), so the walker here skips equal subtrees with C-speed `==` (confirmed by canonical orjson bytes, because
-Python holds `True == 1`) and aligns ordered lists itself (difflib over canonical items). Unordered lists are matched
-as multisets of canonical items; deepdiff (`ignore_order`, `report_repetition`) pairs what is left over when several
-items changed, which is where its similarity-based pairing earns its price (milliseconds: see MAX_PAIRED).
+Python holds `True == 1`) and aligns lists itself: by key when every item is an object carrying one (`id` unless the
+rules say otherwise; 1 and "1" are one key), reporting `reordered`, `item_added`, `item_removed` and the changes
+inside the items present on both sides; otherwise by position (difflib over canonical items). Unordered lists are
+matched as multisets of canonical items (by key when they have one); deepdiff (`ignore_order`, `report_repetition`)
+pairs what is left over when several items changed, which is where its similarity-based pairing earns its price
+(milliseconds: see MAX_PAIRED).
 
 What counts as equal (JSON semantics, tolerance, similarity, shapes) lives in `diffs.values`.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -22,8 +25,9 @@ from deepdiff import DeepDiff
 
 from diffs.decoding import DecodedBody, decode_body, header_value, parse_media_type
 from diffs.exchange import DiffKind, FieldDiff, SideResponse
-from diffs.paths import ROOT, PatternMap, PatternSet, child, fold_path, item, join
+from diffs.paths import ROOT, PatternMap, PatternSet, child, concrete, fold_path, item, join
 from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
+from diffs.text_diff import text_changes
 from diffs.values import TypeName, clip, json_type, plain, same, similar, skeleton, sort_key, within_tolerance
 
 VOLATILE_HEADERS = frozenset(
@@ -57,6 +61,16 @@ class CompiledRules:
     headers: tuple[str, ...]
     all_headers: bool
     compare_status: bool
+    list_key: str
+    list_keys: PatternMap[str]
+
+    def key_of(self, path: str) -> str:
+        """The field that identifies the items of the list at `path` ("" for none)."""
+        if self.list_keys:
+            found = self.list_keys.lookup(path)
+            if found is not None:
+                return found
+        return self.list_key
 
 
 @lru_cache(maxsize=512)
@@ -72,10 +86,20 @@ def compile_rules(rules: CompareRules) -> CompiledRules:
         headers=headers,
         all_headers=ALL_HEADERS in rules.headers,
         compare_status=rules.compare_status,
+        list_key=rules.list_key,
+        list_keys=PatternMap([(k.path, k.key) for k in rules.list_keys]),
     )
 
 
 Found = tuple[str, DiffKind, Any, Any]
+Index = tuple[int, ...]
+"""The list indices on one side that the `[*]` of a path stand for, outermost first."""
+Located = tuple[str, DiffKind, Any, Any, str | None, str | None]
+"""A `Found` and where it is on each side (`FieldDiff.primary_at`, `shadow_at`)."""
+_NOWHERE: Index | None = None
+KeyCounterpart = Callable[[str, Any], Any]
+"""(the path template of a list item's key field, `root.items[*].id`; a primary item's key) → the key the other side
+gives that record, when an id pair says so (`diffs.id_pairs.counterpart`), else None."""
 
 
 class _Enough(Exception):
@@ -83,21 +107,32 @@ class _Enough(Exception):
 
 
 class _Walker:
-    """Collects (path template, kind, primary value, shadow value) for one pair of decoded bodies."""
+    """Collects (path template, kind, primary value, shadow value, where on each side) for one pair of bodies."""
 
-    __slots__ = ("found", "max_diffs", "rules")
+    __slots__ = ("counterpart", "found", "max_diffs", "rules")
 
-    def __init__(self, rules: CompiledRules, max_diffs: int) -> None:
+    def __init__(self, rules: CompiledRules, max_diffs: int, counterpart: KeyCounterpart | None = None) -> None:
         self.rules = rules
         self.max_diffs = max_diffs
-        self.found: list[Found] = []
+        self.counterpart = counterpart
+        self.found: list[Located] = []
 
-    def add(self, path: str, kind: DiffKind, a: Any, b: Any) -> None:
-        self.found.append((path, kind, a, b))
+    def add(self, path: str, kind: DiffKind, a: Any, b: Any, ia: Index | None = (), ib: Index | None = ()) -> None:
+        pa = concrete(path, ia) if ia else None
+        pb = concrete(path, ib) if ib else None
+        self.found.append((path, kind, a, b, pa, pb))
         if len(self.found) >= self.max_diffs:
             raise _Enough
 
-    def node(self, a: Any, b: Any, path: str, depth: int = 0, schema: bool = False) -> None:
+    def place(self, path: str, kind: DiffKind, a: Any, b: Any, at_a: str | None, at_b: str | None) -> None:
+        """`add` with the places already spelled out (text lines)."""
+        self.found.append((path, kind, a, b, at_a, at_b))
+        if len(self.found) >= self.max_diffs:
+            raise _Enough
+
+    def node(
+        self, a: Any, b: Any, path: str, depth: int = 0, schema: bool = False, ia: Index = (), ib: Index = ()
+    ) -> None:
         if same(a, b) or self.rules.ignore.matches(path):
             return
         if not schema and self.rules.schema.matches(path):
@@ -106,29 +141,34 @@ class _Walker:
                 return
         ta, tb = type(a), type(b)
         if depth >= MAX_DEPTH:
-            self.add(path, DiffKind.CHANGED if ta is tb else DiffKind.TYPE_CHANGED, a, b)
+            self.add(path, DiffKind.CHANGED if ta is tb else DiffKind.TYPE_CHANGED, a, b, ia, ib)
         elif ta is dict and tb is dict:
-            self.objects(a, b, path, depth, schema)
+            self.objects(a, b, path, depth, schema, ia, ib)
         elif ta is list and tb is list:
-            self.arrays(a, b, path, depth, schema)
+            self.arrays(a, b, path, depth, schema, ia, ib)
         else:
-            self.leaf(a, b, path, schema)
+            self.leaf(a, b, path, schema, ia, ib)
 
-    def objects(self, a: dict[str, Any], b: dict[str, Any], path: str, depth: int, schema: bool) -> None:
+    def objects(
+        self, a: dict[str, Any], b: dict[str, Any], path: str, depth: int, schema: bool, ia: Index, ib: Index
+    ) -> None:
         for key, value in a.items():
             if key in b:
-                self.node(value, b[key], child(path, key), depth + 1, schema)
+                self.node(value, b[key], child(path, key), depth + 1, schema, ia, ib)
             elif not self.rules.ignore.matches(sub := child(path, key)):
-                self.add(sub, DiffKind.REMOVED, value, None)
+                self.add(sub, DiffKind.REMOVED, value, None, ia, _NOWHERE)
         for key, value in b.items():
             if key not in a and not self.rules.ignore.matches(sub := child(path, key)):
-                self.add(sub, DiffKind.ADDED, None, value)
+                self.add(sub, DiffKind.ADDED, None, value, _NOWHERE, ib)
 
-    def arrays(self, a: list[Any], b: list[Any], path: str, depth: int, schema: bool) -> None:
+    def arrays(self, a: list[Any], b: list[Any], path: str, depth: int, schema: bool, ia: Index, ib: Index) -> None:
         if schema and (not a or not b):
             return  # an empty array has every element shape
-        if not schema and self.rules.unordered.matches(path):
-            self.multiset(a, b, path)
+        unordered = not schema and self.rules.unordered.matches(path)
+        if not schema and self.keyed(a, b, path, depth, ia, ib, ordered=not unordered):
+            return
+        if unordered:
+            self.multiset(a, b, path, ia, ib)
             return
         at = item(path)
         if len(a) == len(b):
@@ -137,10 +177,10 @@ class _Walker:
             if len(differing) > 1 and not schema:
                 ka, kb = self.keys([a[i] for i in differing], at), self.keys([b[i] for i in differing], at)
                 if ka != kb and sorted(ka) == sorted(kb):
-                    self.add(path, DiffKind.REORDERED, a, b)
+                    self.add(path, DiffKind.REORDERED, a, b, ia, ib)
                     return
             for i in differing:
-                self.node(a[i], b[i], at, depth + 1, schema)
+                self.node(a[i], b[i], at, depth + 1, schema, (*ia, i), (*ib, i))
             return
         matcher = difflib.SequenceMatcher(None, self.keys(a, at), self.keys(b, at), autojunk=False)
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -148,13 +188,53 @@ class _Walker:
                 continue
             paired = min(i2 - i1, j2 - j1)
             for k in range(paired):
-                self.node(a[i1 + k], b[j1 + k], at, depth + 1, schema)
-            for value in a[i1 + paired : i2]:
-                self.add(at, DiffKind.REMOVED, value, None)
-            for value in b[j1 + paired : j2]:
-                self.add(at, DiffKind.ADDED, None, value)
+                self.node(a[i1 + k], b[j1 + k], at, depth + 1, schema, (*ia, i1 + k), (*ib, j1 + k))
+            for i in range(i1 + paired, i2):
+                self.add(at, DiffKind.ITEM_REMOVED, a[i], None, (*ia, i), _NOWHERE)
+            for j in range(j1 + paired, j2):
+                self.add(at, DiffKind.ITEM_ADDED, None, b[j], _NOWHERE, (*ib, j))
 
-    def leaf(self, a: Any, b: Any, path: str, schema: bool = False) -> None:
+    def keyed(self, a: list[Any], b: list[Any], path: str, depth: int, ia: Index, ib: Index, *, ordered: bool) -> bool:
+        """Align two lists of objects by their key field; False (nothing reported) when they cannot be."""
+        key = self.rules.key_of(path)
+        if not key:
+            return False
+        ka, kb = _item_keys(a, key), _item_keys(b, key)
+        if ka is None or kb is None:
+            return False
+        if self.counterpart is not None:
+            ka = self.paired_keys(a, ka, key, child(item(path), key))
+        where_b = {k: j for j, k in enumerate(kb)}
+        where_a = {k: i for i, k in enumerate(ka)}
+        both = [k for k in ka if k in where_b]
+        if ordered and both != [k for k in kb if k in where_a]:
+            order_a = [a[where_a[k]][key] for k in both]
+            order_b = [b[where_b[k]][key] for k in kb if k in where_a]
+            self.add(path, DiffKind.REORDERED, order_a, order_b, ia, ib)
+        at = item(path)
+        for k in both:
+            i, j = where_a[k], where_b[k]
+            self.node(a[i], b[j], at, depth + 1, False, (*ia, i), (*ib, j))
+        for i, k in enumerate(ka):
+            if k not in where_b:
+                self.add(at, DiffKind.ITEM_REMOVED, a[i], None, (*ia, i), _NOWHERE)
+        for j, k in enumerate(kb):
+            if k not in where_a:
+                self.add(at, DiffKind.ITEM_ADDED, None, b[j], _NOWHERE, (*ib, j))
+        return True
+
+    def paired_keys(self, items: list[Any], keys: list[str], key: str, field: str) -> list[str]:
+        """The primary's keys as the other side knows those records: V1's order 3, paired with V2's order 4, aligns
+        with V2's 4 (whatever record V2's 3 is). Keys without a pair stay as they are; pairs that would make two
+        items one key are not used."""
+        assert self.counterpart is not None
+        mapped = []
+        for value, text in zip(items, keys, strict=True):
+            other = _key_text(self.counterpart(field, value[key]))
+            mapped.append(text if other is None else other)
+        return mapped if len(set(mapped)) == len(mapped) else keys
+
+    def leaf(self, a: Any, b: Any, path: str, schema: bool = False, ia: Index = (), ib: Index = ()) -> None:
         ja, jb = json_type(a), json_type(b)
         if schema or type(a) is TypeName:
             kind = DiffKind.TYPE_CHANGED
@@ -169,7 +249,7 @@ class _Walker:
             kind = DiffKind.CHANGED
         else:
             kind = DiffKind.TYPE_CHANGED
-        self.add(path, kind, a, b)
+        self.add(path, kind, a, b, ia, ib)
 
     def keys(self, values: list[Any], path: str) -> list[bytes]:
         """Canonical bytes per item, after the rules (ignored fields dropped, schema-only reduced to shapes)."""
@@ -192,26 +272,27 @@ class _Walker:
             return int(value)  # deepdiff hashes 5 and 5.0 apart; JSON does not tell them apart
         return value
 
-    def multiset(self, a: list[Any], b: list[Any], path: str) -> None:
+    def multiset(self, a: list[Any], b: list[Any], path: str, ia: Index = (), ib: Index = ()) -> None:
         ca, cb = self.clean(a, path), self.clean(b, path)
         ka, kb = [sort_key(v) for v in ca], [sort_key(v) for v in cb]
-        only_a, only_b = _unmatched(ca, ka, Counter(kb)), _unmatched(cb, kb, Counter(ka))
+        only_a, only_b = _unmatched(ka, Counter(kb)), _unmatched(kb, Counter(ka))
         at = item(path)
         if len(only_a) == len(only_b) == 1:  # the usual case, one item changed: no pairing to do
-            self.node(only_a[0], only_b[0], at, 1)
+            i, j = only_a[0], only_b[0]
+            self.node(ca[i], cb[j], at, 1, False, (*ia, i), (*ib, j))
             return
         if not only_a or not only_b or max(len(only_a), len(only_b)) > MAX_PAIRED:
             # Nothing to pair with, or too many to pair at deepdiff's price: whole items came and went.
-            for value in only_a:
-                self.add(at, DiffKind.REMOVED, value, None)
-            for value in only_b:
-                self.add(at, DiffKind.ADDED, None, value)
+            for i in only_a:
+                self.add(at, DiffKind.ITEM_REMOVED, ca[i], None, (*ia, i), _NOWHERE)
+            for j in only_b:
+                self.add(at, DiffKind.ITEM_ADDED, None, cb[j], _NOWHERE, (*ib, j))
             return
         # deepdiff pairs the leftovers by similarity and diffs each pair field by field. Under ignore_order it hashes
         # items order-insensitively, so lists nested in these items are compared as unordered too.
         tree = DeepDiff(
-            only_a,
-            only_b,
+            [ca[i] for i in only_a],
+            [cb[j] for j in only_b],
             ignore_order=True,
             report_repetition=True,
             threshold_to_diff_deeper=0,
@@ -223,27 +304,55 @@ class _Walker:
                 sub = join(path, fold_path(level.path(output_format="list")))
                 if self.rules.ignore.covers(sub):
                     continue
+                item_level = report.startswith("iterable_item")
                 if report.endswith("_added"):
-                    self.add(sub, DiffKind.ADDED, None, level.t2)
+                    self.add(sub, DiffKind.ITEM_ADDED if item_level else DiffKind.ADDED, None, level.t2, _NOWHERE)
                 elif report.endswith("_removed"):
-                    self.add(sub, DiffKind.REMOVED, level.t1, None)
+                    kind = DiffKind.ITEM_REMOVED if item_level else DiffKind.REMOVED
+                    self.add(sub, kind, level.t1, None, ia=_NOWHERE, ib=_NOWHERE)
                 elif report == "repetition_change":
                     counts = level.additional["repetition"]
-                    kind = DiffKind.ADDED if counts["new_repeat"] > counts["old_repeat"] else DiffKind.REMOVED
+                    grew = counts["new_repeat"] > counts["old_repeat"]
+                    kind = DiffKind.ITEM_ADDED if grew else DiffKind.ITEM_REMOVED
                     before = {"item": level.t1, "count": counts["old_repeat"]}
                     self.add(sub, kind, before, {"item": level.t2, "count": counts["new_repeat"]})
                 else:
                     self.leaf(level.t1, level.t2, sub, self.rules.schema.covers(sub))
 
 
-def _unmatched(values: list[Any], keys: list[bytes], other: Counter[bytes]) -> list[Any]:
-    """The values without a counterpart in `other` (a multiset of the other side's keys), duplicates counted."""
+def _key_text(value: Any) -> str | None:
+    """An item key, type-tolerant: 1, 1.0 and "1" are one key; other values (objects, booleans) cannot key."""
+    kind = type(value)
+    if kind is str:
+        return str(value)
+    if kind is int:
+        return str(value)
+    if kind is float and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def _item_keys(values: list[Any], key: str) -> list[str] | None:
+    """Each item's key, or None when not every item is an object with a distinct, scalar key."""
+    keys = []
+    for value in values:
+        if type(value) is not dict:
+            return None
+        text = _key_text(value.get(key))
+        if text is None:
+            return None
+        keys.append(text)
+    return keys if len(set(keys)) == len(keys) else None
+
+
+def _unmatched(keys: list[bytes], other: Counter[bytes]) -> list[int]:
+    """Indices of the keys without a counterpart in `other` (the other side's keys as a multiset)."""
     left = []
-    for value, key in zip(values, keys, strict=True):
+    for index, key in enumerate(keys):
         if other[key] > 0:
             other[key] -= 1
         else:
-            left.append(value)
+            left.append(index)
     return left
 
 
@@ -290,6 +399,8 @@ def compare_bodies(primary: SideResponse, shadow: SideResponse, walker: _Walker)
         if a.kind == "binary":
             if a.value != b.value:
                 walker.add(ROOT, DiffKind.CHANGED, _shown(a), _shown(b))
+        elif a.kind == "text" and walker.rules.similarity.lookup(ROOT) is None:
+            compare_text(a.value, b.value, walker)
         elif a.kind != "empty":
             walker.node(a.value, b.value, ROOT)
     elif a.kind == "empty":
@@ -300,9 +411,23 @@ def compare_bodies(primary: SideResponse, shadow: SideResponse, walker: _Walker)
         walker.add(ROOT, DiffKind.TYPE_CHANGED, _shown(a), _shown(b))
 
 
-def _field_diffs(found: Iterable[Found], exchange_id: str, endpoint: str, value_limit: int) -> list[FieldDiff]:
+def compare_text(a: str, b: str, walker: _Walker) -> None:
+    """Text in parts (`diffs.text_diff`): one change per differing block of lines, each its own path for noise."""
+    changes = text_changes(a, b)
+    if changes is None:
+        walker.leaf(a, b, ROOT)
+        return
+    for change in changes:
+        if not walker.rules.ignore.matches(change.path):
+            walker.place(change.path, change.kind, change.primary, change.shadow, change.primary_at, change.shadow_at)
+
+
+def _field_diffs(found: Iterable[Located], exchange_id: str, endpoint: str, value_limit: int) -> list[FieldDiff]:
     limit = value_limit
-    return [FieldDiff(exchange_id, endpoint, path, kind, clip(a, limit), clip(b, limit)) for path, kind, a, b in found]
+    return [
+        FieldDiff(exchange_id, endpoint, path, kind, clip(a, limit), clip(b, limit), False, at_a, at_b)
+        for path, kind, a, b, at_a, at_b in found
+    ]
 
 
 def compare_responses(
@@ -314,10 +439,14 @@ def compare_responses(
     endpoint: str,
     value_limit: int = 1024,
     max_diffs: int = MAX_DIFFS,
+    counterpart: KeyCounterpart | None = None,
 ) -> list[FieldDiff]:
-    """Every difference between two responses under the rules; paths are templates, values clipped to value_limit."""
+    """Every difference between two responses under the rules; paths are templates, values clipped to value_limit.
+
+    `counterpart`: lists aligned by key align a primary item with the item the other side has for that record.
+    """
     compiled = compile_rules(rules)
-    walker = _Walker(compiled, max_diffs)
+    walker = _Walker(compiled, max_diffs, counterpart)
     try:
         if compiled.compare_status and primary.status != shadow.status:
             walker.add("status", DiffKind.STATUS, primary.status, shadow.status)
@@ -327,7 +456,7 @@ def compare_responses(
     except _Enough:
         pass
     except RecursionError:  # a body nested past what the decoder allowed; one diff says so instead of a crash
-        walker.found.append((ROOT, DiffKind.CHANGED, "<nested too deeply to compare>", None))
+        walker.found.append((ROOT, DiffKind.CHANGED, "<nested too deeply to compare>", None, None, None))
     return _field_diffs(walker.found, exchange_id, endpoint, value_limit)
 
 
@@ -340,7 +469,7 @@ def compare_values(
         walker.node(primary, shadow, ROOT)
     except _Enough:
         pass
-    return walker.found
+    return [(path, kind, a, b) for path, kind, a, b, _, _ in walker.found]
 
 
 def distinct_paths(diffs: Iterable[FieldDiff]) -> frozenset[str]:

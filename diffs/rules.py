@@ -25,6 +25,15 @@ class TextSimilarity(BaseModel):
     """Strings at this path match when their similarity ratio is at least this."""
 
 
+class ListKey(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    """Path pattern of the list (`root.items`, `**.lines`)."""
+    key: str
+    """Field that identifies an item in it; "" compares that list by position."""
+
+
 class CompareRules(BaseModel):
     """What counts as a difference. Path patterns: "root.items[*].price", "**.created_at", "items[*].updated_at"."""
 
@@ -40,15 +49,22 @@ class CompareRules(BaseModel):
     headers: tuple[str, ...] = DEFAULT_COMPARED_HEADERS
     """Response headers compared (lower-case). Volatile ones (date, server, x-request-id, ...) only if named here."""
     compare_status: bool = True
+    list_key: str = "id"
+    """Lists whose items are objects carrying this field are aligned by it (1 and "1" align): reordered, item
+    added, item removed, and field changes of the items in both. "" compares every list by position."""
+    list_keys: tuple[ListKey, ...] = ()
+    """Per-list keys, overriding `list_key` where their path matches (the last match wins)."""
 
 
 class NoiseConfig(BaseModel):
+    """The thresholds of the one noise rule, `diffs.noise.is_finding` (Diffy's filter and defaults)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     relative_threshold: float = Field(default=0.20, ge=0)
-    """A field is a finding only when raw diff rate exceeds noise rate by this fraction of it (Diffy: 20%)."""
+    """A field is a finding only when raw − noise > this × (raw + noise) (Diffy: 20%) ..."""
     absolute_threshold: float = Field(default=0.0003, ge=0)
-    """... and by at least this much in absolute rate (Diffy: 0.03%)."""
+    """... and raw − noise > this × the endpoint's compared exchanges (Diffy: 0.03%)."""
 
 
 class EndpointRules(CompareRules):
@@ -58,7 +74,8 @@ class EndpointRules(CompareRules):
 
 
 def merge_rules(base: CompareRules, override: CompareRules) -> CompareRules:
-    """Endpoint rules add to the service's lists; `headers` and `compare_status` are replaced when set explicitly."""
+    """Endpoint rules add to the service's lists; `headers`, `compare_status` and `list_key` are replaced when set
+    explicitly."""
     explicit = override.model_fields_set
     return CompareRules(
         ignore=base.ignore + override.ignore,
@@ -68,4 +85,6 @@ def merge_rules(base: CompareRules, override: CompareRules) -> CompareRules:
         schema_only=base.schema_only + override.schema_only,
         headers=override.headers if "headers" in explicit else base.headers,
         compare_status=override.compare_status if "compare_status" in explicit else base.compare_status,
+        list_key=override.list_key if "list_key" in explicit else base.list_key,
+        list_keys=base.list_keys + override.list_keys,
     )

@@ -253,8 +253,9 @@ def up(
                 ChildSpec("secondary", cli_argv(*secondary_args), (f"{secondary_url}/health",), logs.get("secondary"))
             )
             proxy_args += ["--secondary", secondary_url]
-        # The proxy's /health is forwarded to the primary: when it answers, the whole path works.
-        proxy_health = (f"{local}:{port}/health", f"{local}:{admin_port}/health")
+        # Ready without traffic through the proxy (it would be mirrored and compared): its admin plane answers, and
+        # its port accepts connections, which uvicorn opens only once the app has started.
+        proxy_health = (f"{local}:{admin_port}/health", f"tcp://127.0.0.1:{port}")
         children.append(ChildSpec("proxy", cli_argv(*proxy_args), proxy_health))
         ready = banner(
             f"{local}:{port}",

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "shadowdiff_events"
 PROMOTION = "promotion"
 NOISE_MARKS = "noise_marks"
+LEARNED_TEMPLATES = "learned_templates"
 ID_PAIRS = "id_pairs"
 _BATCH = 500
 

@@ -134,6 +134,10 @@ class PayloadRow(Base):
     secondary_headers: Mapped[str | None] = mapped_column(Text)
     secondary_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     secondary_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    primary_sent: Mapped[str | None] = mapped_column(Text)
+    """JSON {"target", "headers", "body"}: the request this side was actually sent (rewritten ids and all)."""
+    shadow_sent: Mapped[str | None] = mapped_column(Text)
+    secondary_sent: Mapped[str | None] = mapped_column(Text)
 
 
 class FieldDiffRow(Base):
@@ -152,6 +156,9 @@ class FieldDiffRow(Base):
     noise: Mapped[bool] = mapped_column(Boolean, default=False)
     run: Mapped[str | None] = mapped_column(String(64))
     """Copied from the exchange, like `started_at`."""
+    primary_at: Mapped[str | None] = mapped_column(String(1024))
+    """Where in the primary's body (`root.items[2].stock`), when the path folds list indices or text lines."""
+    shadow_at: Mapped[str | None] = mapped_column(String(1024))
 
     __table_args__ = (
         Index("ix_field_diffs_exchange", "exchange_id"),
@@ -196,17 +203,32 @@ class NoiseMarkRow(Base):
     __table_args__ = (Index("ux_noise_marks_endpoint_path", "endpoint", "path", unique=True),)
 
 
-class CorrelationRow(Base):
-    """An id the primary generated and the id the shadow generated for the same request."""
+class IdPairRow(Base):
+    """An id one side generated and the id another side generated for the same create, per resource
+    (`diffs.id_pairs.IdPair`); ids are JSON text, so their types come back."""
 
-    __tablename__ = "id_correlations"
+    __tablename__ = "id_pairs"
 
     service: Mapped[str] = mapped_column(String(64), primary_key=True)
-    primary_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    shadow_id: Mapped[str] = mapped_column(String(256))
+    resource: Mapped[str] = mapped_column(String(512), primary_key=True)
+    from_side: Mapped[str] = mapped_column(String(16), primary_key=True)
+    to_side: Mapped[str] = mapped_column(String(16), primary_key=True)
+    from_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    to_id: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_id_correlations_service_created", "service", "created_at"),)
+    __table_args__ = (Index("ix_id_pairs_created", "created_at"),)
+
+
+class LearnedTemplateRow(Base):
+    """A path position learned to hold ids (`diffs.templating.LearnedTemplate`), shared by every process."""
+
+    __tablename__ = "learned_templates"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(512), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    learned_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RollupRow(Base):

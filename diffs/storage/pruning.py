@@ -30,11 +30,11 @@ from diffs.storage import engine as engines
 from diffs.storage import rollup_rows
 from diffs.storage.compaction import advisory_turn
 from diffs.storage.models import (
-    CorrelationRow,
     EventRow,
     ExampleRow,
     ExchangeRow,
     FieldDiffRow,
+    IdPairRow,
     PayloadRow,
     PromotionRow,
 )
@@ -172,7 +172,7 @@ async def _delete(engine: AsyncEngine, ids: Sequence[str]) -> int:
 
 
 async def _prune_correlations(engine: AsyncEngine, policy: RetentionPolicy, now: datetime) -> int:
-    c = CorrelationRow
+    c = IdPairRow
     deleted = 0
     if policy.correlation_max_age is not None:
         async with engines.writing(engine) as conn:
@@ -180,13 +180,14 @@ async def _prune_correlations(engine: AsyncEngine, policy: RetentionPolicy, now:
             deleted += int(gone.rowcount or 0)
     async with engines.reading(engine) as conn:
         excess = (await conn.execute(select(func.count()).select_from(c))).scalar_one() - policy.max_correlations
+    key = (c.service, c.resource, c.from_side, c.to_side, c.from_id)
     while excess > 0:
-        oldest = select(c.service, c.primary_id).order_by(c.created_at, c.service, c.primary_id)
+        oldest = select(*key).order_by(c.created_at, *key)
         async with engines.writing(engine) as conn:
             keys = (await conn.execute(oldest.limit(min(policy.prune_batch, excess)))).all()
             if not keys:
                 break
-            await conn.execute(delete(c).where(tuple_(c.service, c.primary_id).in_([tuple(k) for k in keys])))
+            await conn.execute(delete(c).where(tuple_(*key).in_([tuple(k) for k in keys])))
         deleted += len(keys)
         excess -= len(keys)
     return deleted

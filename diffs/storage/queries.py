@@ -29,7 +29,6 @@ from diffs.report import (
     EndpointCounts,
     FieldCounts,
     FieldSummary,
-    NoiseThresholds,
     Report,
     Verdict,
     Window,
@@ -37,6 +36,7 @@ from diffs.report import (
     classify_fields,
     start_of,
 )
+from diffs.rules import NoiseConfig
 from diffs.storage import engine as engines
 from diffs.storage import rollup_rows, rows
 from diffs.storage.models import ExampleRow, ExchangeRow, FieldDiffRow, NoiseMarkRow, PayloadRow, RollupRow
@@ -194,6 +194,21 @@ async def totals(
     return result
 
 
+async def endpoint_counts(store: Store, window: Window, service: str | None = None) -> list[EndpointCounts]:
+    """Exchanges per (service, endpoint, direction) and outcome in the window, from the rollups (no findings)."""
+    found = await totals(store, window, service=service)
+    return [
+        EndpointCounts(svc, endpoint, dict(t.outcomes), noisy_matches=t.noisy_match, direction=direction)
+        for (svc, endpoint, direction), t in found.items()
+    ]
+
+
+async def field_counts(store: Store, window: Window, service: str | None = None) -> list[FieldCounts]:
+    """Diffs per (endpoint, path) in the window (raw, noise, by kind), per direction, from the rollups."""
+    found = await totals(store, window, service=service)
+    return [field for key, t in found.items() for field in _field_counts(key, t)]
+
+
 async def noise_mark_pairs(store: Store) -> list[tuple[str, str]]:
     """Every noise mark as (endpoint, path pattern)."""
     async with engines.reading(_engine(store)) as conn:
@@ -220,7 +235,7 @@ def _field_counts(key: Key, found: Totals) -> list[FieldCounts]:
 
 
 def report_inputs(
-    found: Mapping[Key, Totals], thresholds: NoiseThresholds, marks: Iterable[tuple[str, str]]
+    found: Mapping[Key, Totals], noise: NoiseConfig, marks: Iterable[tuple[str, str]]
 ) -> tuple[list[EndpointCounts], list[FieldSummary], list[LatencyHistogram]]:
     """What `build_report` takes, from added-up rollups: fields classified and findings counted per direction."""
     marks = list(marks)
@@ -229,7 +244,7 @@ def report_inputs(
     histograms: list[LatencyHistogram] = []
     for key, t in found.items():
         service, endpoint, direction = key
-        classified = classify_fields(_field_counts(key, t), {endpoint: t.samples}, thresholds, marks)
+        classified = classify_fields(_field_counts(key, t), {endpoint: t.samples}, noise, marks)
         fields.extend(classified)
         finding_paths = [f.path for f in classified if f.verdict == Verdict.FINDING]
         findings = rollups.findings(t.signatures, finding_paths)
@@ -250,7 +265,7 @@ async def load_report(
     *,
     window: Window,
     criteria: Criteria,
-    thresholds: NoiseThresholds,
+    noise: NoiseConfig,
     primaries: Mapping[str, str],
     service: str | None = None,
     services: Iterable[str] = (),
@@ -265,7 +280,7 @@ async def load_report(
     shown = [s for s in services if service is None or s == service]
     starts = {name: start_of(window, at) for name, at in last.items()}
     found = await totals(store, window, starts=starts, service=service)
-    endpoints, fields, histograms = report_inputs(found, thresholds, await noise_mark_pairs(store))
+    endpoints, fields, histograms = report_inputs(found, noise, await noise_mark_pairs(store))
     every_start = {name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}}
     current = {name: _current(primaries.get(name, "v1")) for name in every_start}
     trends = await _trends(store, window, every_start, current, fields, now)

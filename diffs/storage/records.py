@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from diffs.exchange import ErrorKind, FieldDiff, Headers, Outcome
+from diffs.exchange import ErrorKind, FieldDiff, Headers, Outcome, SentRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,8 @@ class StoredSide:
     headers: Headers
     body: bytes | None
     body_truncated: bool = False
+    sent: SentRequest | None = None
+    """The request this side was actually sent (None when retention kept no payload, or nothing was recorded)."""
 
 
 @dataclass(frozen=True, slots=True)

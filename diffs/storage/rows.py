@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from diffs.exchange import Comparison, DiffKind, ErrorKind, FieldDiff, Headers, Outcome, SideResponse
+from diffs.exchange import Comparison, DiffKind, ErrorKind, FieldDiff, Headers, Outcome, SentRequest, SideResponse
 from diffs.storage.records import ExchangeSummary, StoredSide
 
 MAX_VALUE_CHARS = 4096
@@ -92,7 +92,22 @@ def _side_payload(name: str, side: SideResponse | None) -> dict[str, Any]:
         f"{name}_headers": encode_headers(side.headers) if side else None,
         f"{name}_body": side.body if side else None,
         f"{name}_truncated": side.body_truncated if side else False,
+        f"{name}_sent": encode_sent(side.sent) if side and side.sent else None,
     }
+
+
+def encode_sent(sent: SentRequest) -> str:
+    body = None if sent.body is None else sent.body.decode("utf-8", "replace")
+    return orjson.dumps({"target": sent.target, "headers": sent.headers, "body": body}).decode()
+
+
+def decode_sent(text: str | None) -> SentRequest | None:
+    if text is None:
+        return None
+    data = orjson.loads(text)
+    body = data.get("body")
+    headers = tuple((name, value) for name, value in data.get("headers", ()))
+    return SentRequest(data["target"], headers, None if body is None else body.encode("utf-8"))
 
 
 def diff_values(comparison: Comparison, exchange_id: str) -> list[dict[str, Any]]:
@@ -110,6 +125,8 @@ def diff_values(comparison: Comparison, exchange_id: str) -> list[dict[str, Any]
             "shadow_value": encode_value(d.shadow_value),
             "noise": d.noise,
             "run": run,
+            "primary_at": None if d.primary_at is None else clip(d.primary_at, 1024),
+            "shadow_at": None if d.shadow_at is None else clip(d.shadow_at, 1024),
         }
         for d in comparison.diffs
     ]
@@ -152,6 +169,7 @@ def stored_side(exchange: Any, payload: Any, name: str) -> StoredSide | None:
         headers=decode_headers(getattr(payload, f"{name}_headers") if payload else None),
         body=getattr(payload, f"{name}_body") if payload else None,
         body_truncated=bool(getattr(payload, f"{name}_truncated")) if payload else False,
+        sent=decode_sent(getattr(payload, f"{name}_sent")) if payload else None,
     )
 
 
@@ -165,6 +183,8 @@ def field_diffs(rows: Sequence[Any]) -> tuple[FieldDiff, ...]:
             primary_value=decode_value(row.primary_value),
             shadow_value=decode_value(row.shadow_value),
             noise=row.noise,
+            primary_at=row.primary_at,
+            shadow_at=row.shadow_at,
         )
         for row in rows
     )

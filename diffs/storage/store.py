@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text
+import orjson
+from sqlalchemy import and_, case, delete, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from diffs import rollups
 from diffs.errors import StoreError
 from diffs.exchange import Comparison, Outcome
+from diffs.id_pairs import IdPair, IdValue
 from diffs.redaction import DEFAULT_FIELDS, Redactor
 from diffs.report import LIVE
 from diffs.storage import compaction, pruning, rollup_rows, rows
@@ -25,10 +27,11 @@ from diffs.storage.bulk import BulkInsert
 from diffs.storage.engine import StoreUnavailable
 from diffs.storage.models import (
     Base,
-    CorrelationRow,
     ExampleRow,
     ExchangeRow,
     FieldDiffRow,
+    IdPairRow,
+    LearnedTemplateRow,
     NoiseMarkRow,
     PayloadRow,
     PromotionRow,
@@ -37,6 +40,7 @@ from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, Stor
 from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
 from diffs.storage.urls import async_url, is_sqlite
+from diffs.templating import LearnedTemplate
 
 __all__ = ["PromotionConflict", "Store", "StoreUnavailable"]
 
@@ -390,38 +394,86 @@ class Store:
         self.feed.wake()
         return bool(result.rowcount)
 
-    # -- id correlations ----------------------------------------------------------------------------------------------
+    # -- id pairs -----------------------------------------------------------------------------------------------------
 
-    async def save_correlations(self, service: str, pairs: Sequence[tuple[str, str]]) -> None:
-        """Remember (primary id, shadow id) pairs; a primary id seen again takes its newest shadow id."""
+    async def save_id_pairs(self, pairs: Sequence[IdPair]) -> None:
+        """Remember id pairs; a (resource, direction, id) seen again takes its newest counterpart."""
         if not pairs:
             return
         created_at = datetime.now(UTC)
-        latest = dict(pairs)  # one row per primary id even if the batch repeats one
-        values = [
-            {"service": service, "primary_id": p, "shadow_id": s, "created_at": created_at} for p, s in latest.items()
-        ]
-        statement = _upsert(self.dialect, CorrelationRow)
+        latest = {
+            (p.service, p.resource, p.from_side, p.to_side, _id_json(p.from_id)): {
+                "service": rows.clip(p.service, 64),
+                "resource": rows.clip(p.resource, 512),
+                "from_side": p.from_side,
+                "to_side": p.to_side,
+                "from_id": _id_json(p.from_id),
+                "to_id": _id_json(p.to_id),
+                "created_at": created_at,
+            }
+            for p in pairs
+            if len(_id_json(p.from_id)) <= 400 and len(_id_json(p.to_id)) <= 400
+        }
+        if not latest:
+            return
+        statement = _upsert(self.dialect, IdPairRow)
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
-            index_elements=["service", "primary_id"],
-            set_={"shadow_id": excluded.shadow_id, "created_at": excluded.created_at},
+            index_elements=["service", "resource", "from_side", "to_side", "from_id"],
+            set_={"to_id": excluded.to_id, "created_at": excluded.created_at},
         )
         async with engines.writing(self._engine) as conn:
-            await conn.execute(statement, values)
+            await conn.execute(statement, list(latest.values()))
 
-    async def load_correlations(self, service: str, limit: int = 100_000) -> list[tuple[str, str]]:
-        """The newest `limit` pairs of `service`, oldest first (so loading them into an LRU keeps the newest)."""
-        table = CorrelationRow.__table__
-        query = (
-            select(table.c.primary_id, table.c.shadow_id)
-            .where(table.c.service == service)
-            .order_by(table.c.created_at.desc(), table.c.primary_id.desc())
-            .limit(limit)
-        )
+    async def load_id_pairs(self, *, services: Sequence[str] | None = None, limit: int = 100_000) -> list[IdPair]:
+        """The newest `limit` pairs (of these services), oldest first, so loading them into an LRU keeps the newest."""
+        table = IdPairRow.__table__
+        query = select(table).order_by(table.c.created_at.desc(), table.c.from_id.desc()).limit(limit)
+        if services is not None:
+            query = query.where(table.c.service.in_(list(services)))
         async with engines.reading(self._engine) as conn:
             fetched = (await conn.execute(query)).all()
-        return [(p, s) for p, s in reversed(fetched)]
+        return [
+            IdPair(r.service, r.resource, r.from_side, _id_value(r.from_id), r.to_side, _id_value(r.to_id))
+            for r in reversed(fetched)
+        ]
+
+    # -- learned templates --------------------------------------------------------------------------------------------
+
+    async def save_learned_templates(self, facts: Sequence[LearnedTemplate]) -> None:
+        """Remember template positions learned from traffic; "any" (every value a parameter) wins over "id"."""
+        if not facts:
+            return
+        learned_at = datetime.now(UTC)
+        values = {
+            (f.service, f.pattern): {
+                "service": f.service,
+                "pattern": f.pattern,
+                "kind": f.kind,
+                "learned_at": learned_at,
+            }
+            for f in facts
+        }
+        statement = _upsert(self.dialect, LearnedTemplateRow)
+        table = LearnedTemplateRow.__table__
+        statement = statement.on_conflict_do_update(
+            index_elements=["service", "pattern"],
+            set_={"kind": case((statement.excluded.kind == "any", "any"), else_=table.c.kind)},
+        )
+        async with engines.writing(self._engine) as conn:
+            await conn.execute(statement, list(values.values()))
+            await feeds.publish(conn, feeds.LEARNED_TEMPLATES, {"count": len(values)})
+        self.feed.wake()
+
+    async def load_learned_templates(self) -> list[LearnedTemplate]:
+        """Every learned template position, oldest first."""
+        table = LearnedTemplateRow.__table__
+        query = select(table.c.service, table.c.pattern, table.c.kind).order_by(table.c.learned_at, table.c.pattern)
+        async with engines.reading(self._engine) as conn:
+            fetched = (await conn.execute(query)).all()
+        return [
+            LearnedTemplate(service, pattern, "any" if kind == "any" else "id") for service, pattern, kind in fetched
+        ]
 
     # -- promotions ---------------------------------------------------------------------------------------------------
 
@@ -498,9 +550,22 @@ class Store:
         return [PromotionRecord(r.id, r.service, r.from_side, r.to_side, r.reason, r.actor, r.at) for r in fetched]
 
 
-def _upsert(dialect: str, model: type[NoiseMarkRow] | type[CorrelationRow]) -> Any:
+def _upsert(dialect: str, model: type[NoiseMarkRow] | type[IdPairRow] | type[LearnedTemplateRow]) -> Any:
     """INSERT ... ON CONFLICT for the engine's dialect (both spell it the same way)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def _id_json(value: IdValue) -> str:
+    # JSON text keeps the type: an int id must come back an int, or rewritten JSON bodies would change type.
+    return orjson.dumps(value).decode()
+
+
+def _id_value(text: str) -> IdValue:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else text
 
 
 async def _unique_ids(conn: AsyncConnection, wanted: Sequence[str]) -> list[str]:

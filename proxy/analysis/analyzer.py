@@ -1,6 +1,12 @@
 """Inside the analysis process: exchange → `Comparer` → id pairs → `BatchWriter` → store, and the tallies the data
 plane turns into metrics.
 
+Id pairs (`diffs.id_pairs.IdPairs`) come from the data plane over the channel, ahead of the exchanges that show them
+(this worker's creates), and from the store at start-up and every `state_refresh_seconds` (other workers' creates);
+`diffs.id_pairs.correlated` decides which differing values are one record's ids on both sides. Template positions
+the comparer learns are saved to the store, and those other processes learned are read back at the same pace, so
+every process names requests alike.
+
 Everything here runs in the analysis process, never on a loop that serves clients. What it has *settled* (written,
 or dropped and counted) is reported as a watermark over the items it was handed, so that the data plane knows what
 a process that dies took with it.
@@ -10,17 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
 from diffs.comparer import Comparer
 from diffs.exchange import Comparison, Exchange, Outcome
+from diffs.id_pairs import IdPair, IdPairs, correlated
+from diffs.resources import IdNaming
 from diffs.storage import Store
-from diffs.storage.feed import NOISE_MARKS, Event
+from diffs.storage.feed import LEARNED_TEMPLATES, NOISE_MARKS, Event
 from diffs.storage.writer import BatchWriter
-from proxy.analysis.id_pairs import IdPairs
+from diffs.templating import LearnedTemplate
 from proxy.config import Settings
 
 log = structlog.get_logger("shadowdiff.analysis")
@@ -49,11 +59,14 @@ class Analyzer:
         settings: Settings,
         store: Store,
         *,
-        marks_refresh_seconds: float = 5.0,
+        marks_refresh_seconds: float | None = None,
         pairs_refresh_seconds: float | None = None,
     ) -> None:
+        self.settings = settings
         self.store = store
-        self.comparer = Comparer(settings.services, settings.noise)
+        self.comparer = Comparer(
+            settings.services, learn_after=settings.learn_templates_after, max_endpoints=settings.max_endpoints
+        )
         self.writer = BatchWriter(
             store,
             max_batch=STORE_BATCH,
@@ -62,13 +75,13 @@ class Analyzer:
             rollup_every=ROLLUP_EVERY,
             on_drop=self._store_dropped,
         )
-        self.pairs = IdPairs(
-            {name: service.id_fields for name, service in settings.services.items()}, settings.correlation_capacity
-        )
-        self.marks_refresh_seconds = marks_refresh_seconds
-        self.pairs_refresh_seconds = (
-            settings.state_refresh_seconds if pairs_refresh_seconds is None else pairs_refresh_seconds
-        )
+        self.pairs = IdPairs(settings.correlation_capacity)
+        """The id pairs that say which differing values are one record's ids on both sides."""
+        self._namings: dict[str, IdNaming] = {}
+        refresh = settings.state_refresh_seconds
+        self.marks_refresh_seconds = refresh if marks_refresh_seconds is None else marks_refresh_seconds
+        """How often noise marks and learned templates are re-read (so processes agree within it)."""
+        self.pairs_refresh_seconds = refresh if pairs_refresh_seconds is None else pairs_refresh_seconds
         self.handled = 0
         """Items handed to `exchange`, `dropped` or `learned`."""
         self._accepted = 0
@@ -79,6 +92,7 @@ class Analyzer:
         self.field_diffs: Counter[tuple[str, str, str]] = Counter()
         self.drops: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
+        self._saving: set[asyncio.Task[None]] = set()
 
     # -- the items ----------------------------------------------------------------------------------------------------
 
@@ -86,23 +100,66 @@ class Analyzer:
         """Compare one exchange and queue its verdict for the store."""
         self.handled += 1
         try:
-            comparison = self.pairs.discount(self.comparer.compare(exchange))
+            naming = self._naming(exchange.service)
+            comparison = self.comparer.compare(exchange, pairs=self.pairs, naming=naming)
+            comparison = self._discount_correlated_ids(comparison, naming)
         except Exception:
             # A bug must cost this exchange, not the process: it is stored as dropped and counted.
             log.exception("comparison failed", exchange_id=exchange.id)
             self.drops["compare_failed"] += 1
             comparison = Comparison(exchange, self._endpoint(exchange), Outcome.DROPPED)
         self._record(comparison)
+        learned = self.comparer.learned()
+        if learned:
+            self._save_learned(learned)
 
     def dropped(self, exchange: Exchange) -> None:
         """A `dropped` row for an exchange that was not compared (its skip reason says why)."""
         self.handled += 1
         self._record(Comparison(exchange, self._endpoint(exchange), Outcome.DROPPED))
 
-    def learned(self, service: str, pairs: list[tuple[Any, Any]]) -> None:
+    def learned(self, pairs: Sequence[IdPair]) -> None:
         """Id pairs the data plane learned from a mirrored create."""
         self.handled += 1
-        self.pairs.learn(service, pairs)
+        self.pairs.remember(pairs)
+
+    def _naming(self, service: str) -> IdNaming:
+        """How the service's fields name resources (its `id_key`, `id_fields`, `id_references`)."""
+        naming = self._namings.get(service)
+        if naming is None:
+            config = self.settings.services.get(service) or self.settings.services.get("default")
+            naming = self._namings[service] = config.naming() if config is not None else IdNaming()
+        return naming
+
+    def _discount_correlated_ids(self, comparison: Comparison, naming: IdNaming) -> Comparison:
+        """An id the shadow generated for the primary's (post 7 here is post 1007 there) is expected, not a finding;
+        an exchange left with no finding is a match."""
+        exchange = comparison.exchange
+        if comparison.outcome is not Outcome.DIFF or exchange.shadow is None or not self.pairs.active(exchange.service):
+            return comparison
+        service = exchange.service
+        sides = {"service": service, "primary_side": exchange.primary.app, "shadow_side": exchange.shadow.app}
+        diffs = tuple(
+            dataclasses.replace(d, noise=True)
+            if not d.noise and correlated(d, pairs=self.pairs, naming=naming, **sides)
+            else d
+            for d in comparison.diffs
+        )
+        outcome = Outcome.DIFF if any(not d.noise for d in diffs) else Outcome.MATCH
+        return dataclasses.replace(comparison, diffs=diffs, outcome=outcome)
+
+    def _save_learned(self, learned: list[LearnedTemplate]) -> None:
+        """Share new template positions (rare: once per position) so every process names requests alike."""
+
+        async def save() -> None:
+            try:
+                await self.store.save_learned_templates(learned)
+            except Exception as exc:  # known here either way; another process learns them from its own traffic
+                log.warning("cannot save learned templates", count=len(learned), error=str(exc))
+
+        task = asyncio.get_running_loop().create_task(save())
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
     def _endpoint(self, exchange: Exchange) -> str:
         try:
@@ -158,8 +215,9 @@ class Analyzer:
 
     async def start(self) -> None:
         follow = getattr(self.store, "follow", None)
-        if follow is not None:  # marks made anywhere arrive through the state feed; the loop only catches misses
-            await follow(NOISE_MARKS, self._marks_pushed)
+        if follow is not None:  # marks and templates learned anywhere arrive through the state feed; the loop only
+            await follow(NOISE_MARKS, self._marks_pushed)  # catches what a lost connection missed
+            await follow(LEARNED_TEMPLATES, self._marks_pushed)
             self.marks_refresh_seconds *= 12
         await self._refresh_marks()
         await self._refresh_pairs(newest=None)
@@ -171,22 +229,30 @@ class Analyzer:
         ]
 
     async def _refresh_marks(self) -> None:
+        """Noise marks and the template positions other processes learned, from the store."""
         try:
             marks = await self.store.list_noise_marks()
+            learned = await self.store.load_learned_templates()
         except Exception as exc:  # the store being down must not stop comparisons; the last marks stay
-            log.warning("cannot read noise marks", error=str(exc))
+            log.warning("cannot read noise marks or learned templates", error=str(exc))
             return
         self.comparer.set_marks((mark.endpoint, mark.path) for mark in marks)
+        self.comparer.learn(learned)
 
     async def _marks_pushed(self, event: Event) -> None:
         await self._refresh_marks()
 
     async def _refresh_pairs(self, newest: int | None = 1000) -> None:
-        """Pairs other workers saved (this worker's own arrive over the channel, ahead of their exchanges)."""
+        """Pairs other workers saved (this worker's own arrive over the channel, ahead of their exchanges): at
+        start-up up to `correlation_capacity`, then the newest."""
         try:
-            await self.pairs.load(self.store, newest=newest)
+            pairs = await self.store.load_id_pairs(
+                services=tuple(self.settings.services), limit=newest or self.pairs.capacity
+            )
         except Exception as exc:
-            log.warning("cannot read id correlations", error=str(exc))
+            log.warning("cannot read id pairs", error=str(exc))
+            return
+        self.pairs.remember(pairs)
 
     @staticmethod
     async def _every(seconds: float, refresh: Any) -> None:
@@ -202,3 +268,5 @@ class Analyzer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.writer.aclose(timeout)
+        if self._saving:
+            await asyncio.gather(*list(self._saving), return_exceptions=True)

@@ -25,12 +25,13 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
 from diffs.exchange import Exchange
+from diffs.id_pairs import IdPair
 from proxy.analysis import wire
 from proxy.analysis.metrics import AnalysisMetrics
 from proxy.config import Settings
@@ -171,9 +172,10 @@ class AnalysisChannel:
             self._sent += 1
         return True
 
-    def learned(self, service: str, pairs: Iterable[tuple[int | str, int | str]]) -> None:
+    def learned(self, pairs: Sequence[IdPair]) -> None:
         """Id pairs the data plane learned: the analysis process needs them before the exchanges that show them."""
-        self._record(wire.pairs_parts(service, list(pairs)))
+        if pairs:
+            self._record(wire.pairs_parts(pairs))
 
     def _record(self, parts: list[bytes]) -> None:
         if self._records >= self.max_records:

@@ -105,8 +105,7 @@ async def _consume(reader: asyncio.StreamReader, analyzer: Analyzer) -> None:
         elif kind == wire.DROPPED:
             analyzer.dropped(wire.read_exchange(meta, bodies))
         elif kind == wire.PAIRS:
-            service, pairs = meta
-            analyzer.learned(service, [(p, s) for p, s in pairs])
+            analyzer.learned(wire.read_pairs(meta))
         else:
             log.error("unknown frame kind from the data plane", kind=kind)
         # A backlog of frames is read without suspending: let the writer and the reporter run between two.

@@ -5,6 +5,9 @@ metadata that gives their lengths, so the serving loop never re-encodes a body: 
 and the body objects themselves, for `transport.writelines`. Measured (bench/handoff_bench.py): building and
 encoding the metadata costs ~2 µs an exchange whatever the body size; pickling the whole exchange ~28 µs for 1 KiB
 bodies and ~360 µs for 700 KiB ones (it copies them).
+
+What a side was sent (`SideResponse.sent`) travels with it: its target and headers in the metadata, and a request
+body the proxy rewrote (that side's own ids) as one more body part right after the side's response body.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ from typing import Any
 
 import orjson
 
-from diffs.exchange import ErrorKind, Exchange, RecordedRequest, Role, SideResponse
+from diffs.exchange import ErrorKind, Exchange, RecordedRequest, Role, SentRequest, SideResponse
+from diffs.id_pairs import IdPair
 
 EXCHANGE = 1
 """Compare and store this exchange."""
 DROPPED = 2
 """Store a `dropped` row for this exchange (its bodies are not sent): it was not compared."""
 PAIRS = 3
-"""Id pairs the data plane learned: `[service, [[primary, shadow], ...]]`."""
+"""Id pairs the data plane learned: `[[service, resource, from_side, from_id, to_side, to_id], ...]`, ids typed."""
 SETTINGS = 4
 """The first frame to the analysis process: its settings, pickled (both ends run this code)."""
 PROGRESS = 5
@@ -40,11 +44,18 @@ def frame(kind: int, meta: bytes, *bodies: bytes) -> list[bytes]:
     return [_HEAD.pack(size, kind, len(meta)) + meta, *bodies]
 
 
+def _sent(sent: SentRequest | None) -> tuple[Any, ...] | None:
+    """(target, headers, length of the rewritten body or None: the client's body as it was)."""
+    if sent is None:
+        return None
+    return (sent.target, sent.headers, None if sent.body is None else len(sent.body))
+
+
 def _side(side: SideResponse | None) -> tuple[Any, ...] | None:
     if side is None:
         return None
     return (side.role, side.app, side.status, side.headers, len(side.body), side.latency_ms, side.error,
-            side.body_truncated)  # fmt: skip
+            side.body_truncated, _sent(side.sent))  # fmt: skip
 
 
 def _meta(exchange: Exchange, *, bodies: bool, reason: str | None = None) -> bytes:
@@ -68,16 +79,24 @@ def _meta(exchange: Exchange, *, bodies: bool, reason: str | None = None) -> byt
 def _bodyless(side: SideResponse | None) -> tuple[Any, ...] | None:
     if side is None:
         return None
-    return (side.role, side.app, side.status, side.headers, 0, side.latency_ms, side.error, side.body_truncated)
+    # No bodies, so no rewritten request body and no `sent`: a drop record is there for its row, not for review.
+    return (side.role, side.app, side.status, side.headers, 0, side.latency_ms, side.error, side.body_truncated, None)
+
+
+def _side_bodies(side: SideResponse, bodies: list[bytes]) -> None:
+    bodies.append(side.body)
+    if side.sent is not None and side.sent.body is not None:
+        bodies.append(side.sent.body)
 
 
 def exchange_parts(exchange: Exchange) -> list[bytes]:
-    """An EXCHANGE frame: metadata, then the request's and each side's body, untouched."""
-    bodies = [exchange.request.body, exchange.primary.body]
+    """An EXCHANGE frame: metadata, then the request's and each side's body (and rewritten request body), untouched."""
+    bodies = [exchange.request.body]
+    _side_bodies(exchange.primary, bodies)
     if exchange.shadow is not None:
-        bodies.append(exchange.shadow.body)
+        _side_bodies(exchange.shadow, bodies)
     if exchange.secondary is not None:
-        bodies.append(exchange.secondary.body)
+        _side_bodies(exchange.secondary, bodies)
     return frame(EXCHANGE, _meta(exchange, bodies=True), *bodies)
 
 
@@ -86,8 +105,15 @@ def dropped_parts(exchange: Exchange, reason: str) -> list[bytes]:
     return frame(DROPPED, _meta(exchange, bodies=False, reason=reason))
 
 
-def pairs_parts(service: str, pairs: Sequence[tuple[int | str, int | str]]) -> list[bytes]:
-    return frame(PAIRS, orjson.dumps((service, pairs)))
+def pairs_parts(pairs: Sequence[IdPair]) -> list[bytes]:
+    """A PAIRS frame; orjson keeps each id's JSON type (7 stays an int, "7" a string), as pairs are compared typed."""
+    return frame(
+        PAIRS, orjson.dumps([(p.service, p.resource, p.from_side, p.from_id, p.to_side, p.to_id) for p in pairs])
+    )
+
+
+def read_pairs(meta: Any) -> list[IdPair]:
+    return [IdPair(*fields) for fields in meta]
 
 
 def progress_parts(progress: dict[str, Any]) -> list[bytes]:
@@ -106,12 +132,21 @@ def split(payload: bytes) -> tuple[int, Any, memoryview]:
 def _read_side(data: Any, bodies: memoryview, offset: int) -> tuple[SideResponse | None, int]:
     if data is None:
         return None, offset
-    role, app, status, headers, size, latency_ms, error, truncated = data
+    role, app, status, headers, size, latency_ms, error, truncated, sent_meta = data
     body = bytes(bodies[offset : offset + size])
+    offset += size
+    sent = None
+    if sent_meta is not None:
+        target, sent_headers, sent_size = sent_meta
+        sent_body = None
+        if sent_size is not None:
+            sent_body = bytes(bodies[offset : offset + sent_size])
+            offset += sent_size
+        sent = SentRequest(target, tuple((n, v) for n, v in sent_headers), sent_body)
     side = SideResponse(
-        Role(role), app, status, tuple((n, v) for n, v in headers), body, latency_ms, ErrorKind(error), truncated
+        Role(role), app, status, tuple((n, v) for n, v in headers), body, latency_ms, ErrorKind(error), truncated, sent
     )
-    return side, offset + size
+    return side, offset
 
 
 def read_exchange(meta: Any, bodies: memoryview) -> Exchange:

@@ -22,11 +22,12 @@ from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
 from proxy.config import Settings
 from proxy.dataplane.bodies import ClientGone, Receive, Send, chain, read_body
 from proxy.dataplane.capture import Capture
-from proxy.dataplane.correlation import IdCorrelator, IdMap, extract_ids
+from proxy.dataplane.correlation import Created, IdCorrelator, created_ids
 from proxy.dataplane.forwarding import KEEPALIVE_SECONDS, Answer, Body, Upstream, error_kind
 from proxy.dataplane.headers import Inbound, RawHeaders, read_inbound, upstream_headers
 from proxy.dataplane.metrics import ProxyMetrics
-from proxy.dataplane.mirroring import Flight, Job, Mirror, MirrorCall, answered
+from proxy.dataplane.mirroring import Flight, Job, Mirror, MirrorCall, answered, sent_request
+from proxy.dataplane.ordering import CausalOrder
 from proxy.dataplane.routing import PrimaryLookup, RouteTable, ServicePlan
 from proxy.dataplane.sink import ExchangeSink
 from proxy.errors import UpstreamError, UpstreamTimeout
@@ -58,7 +59,11 @@ class Proxy:
         self.metrics = metrics
         self.correlator = correlator
         self.mirror = Mirror(
-            sink=sink, metrics=metrics, correlator=correlator, max_inflight=settings.max_inflight_shadow
+            sink=sink,
+            metrics=metrics,
+            correlator=correlator,
+            max_inflight=settings.max_inflight_shadow,
+            order=CausalOrder(settings.causal_wait_seconds),
         )
         connections = int(getattr(settings, "upstream_connections", 0))
         keepalive = float(getattr(settings, "upstream_keepalive_seconds", KEEPALIVE_SECONDS))
@@ -154,9 +159,10 @@ class Proxy:
                 elapsed = time.perf_counter() - sent
                 result = await self._primary_failed(exc, service, method, primary_app, inbound, elapsed, send)
                 return
-            result, out_headers = answered(Role.PRIMARY, primary_app, method, answer, inbound.request_id)
+            sent_to = sent_request(primary, target, headers, None)
+            result, out_headers = answered(Role.PRIMARY, primary_app, method, answer, inbound.request_id, sent_to)
             if flight is not None:
-                created = self._created_ids(plan, flight, method, answer)
+                created = self._created_ids(flight, method, answer)
                 if created:
                     # Before the client sees the new ids, so a request naming them waits for the shadow's create.
                     self.mirror.expect_creates(flight, created)
@@ -220,10 +226,12 @@ class Proxy:
                 upstream_headers(inbound, host=self._host(inbound, shadow), shadow=True),
             )
         ]
-        if self.secondary is not None and primary_app == self._secondary_app:
+        if self.secondary is not None:
+            # Whatever the primary is: a secondary that missed the writes while V2 was primary would drift from V1,
+            # and after a rollback its differences would pass real ones off as noise.
             secondary = self.secondary
             headers = upstream_headers(inbound, host=self._host(inbound, secondary), shadow=True)
-            calls.append(MirrorCall(Role.SECONDARY, primary_app, secondary, headers))
+            calls.append(MirrorCall(Role.SECONDARY, self._secondary_app, secondary, headers))
         job = Job(
             id=inbound.request_id,
             started_at=started_at,
@@ -233,15 +241,19 @@ class Proxy:
             json_body="json" in inbound.content_type,
             timeout=plan.shadow_timeout,
             max_body=self._max_response,
-            id_fields=plan.id_fields if self.correlator is not None and plan.id_fields else None,
+            ids=plan.ids,
+            primary_side=primary_app,
         )
         return self.mirror.launch(job, calls)
 
-    def _created_ids(self, plan: ServicePlan, flight: Flight, method: str, answer: Answer) -> IdMap | None:
-        """The ids a mirrored create returned, when correlation applies (parsing JSON only then)."""
+    def _created_ids(self, flight: Flight, method: str, answer: Answer) -> Created | None:
+        """The ids a mirrored create (a POST to a collection) returned, when correlation applies (parsing JSON only
+        then)."""
+        job = flight.job
         if (
             method != "POST"
-            or flight.job.id_fields is None
+            or self.correlator is None
+            or job.ids is None
             or not 200 <= answer.status < 300
             or answer.truncated
             or not answer.body
@@ -253,7 +265,14 @@ class Proxy:
                 return None
             if lower == b"content-type" and b"json" not in value.lower():
                 return None
-        return extract_ids(answer.body, plan.id_fields)
+        target = self.mirror.target(flight)
+        if target is None or (target.item is not None and target.collection == target.item.resource):
+            return None  # a POST to an item is not a create
+        try:
+            document = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            return None
+        return created_ids(document, target.collection, job.ids.naming) or None
 
     async def _respond(self, answer: Answer, headers: RawHeaders, send: Send, service: str) -> None:
         start = {"type": "http.response.start", "status": answer.status, "headers": headers}

@@ -1,267 +1,222 @@
-"""Id correlation: primary id → shadow id, learned from mirrored creates and applied to later shadow requests.
+"""Id correlation in the data plane: pairs learned from mirrored creates, applied where their resource is named.
 
-When a mirrored POST succeeds on both sides with different generated ids, the pair is remembered per service
-(and per mirrored role: the secondary has a database of its own too). Later requests to that side have the
-primary's ids replaced — path segments, query values under id fields, JSON body values under id fields — so
-`GET /api/orders/7` reaches the shadow's own order 1007.
+When a mirrored create (`POST /posts`) succeeds on both sides with different generated ids, the pair belongs to the
+resource it created (`/posts`, whose items are `/posts/{id}`), and to sub-resources the response holds one level
+down (`/orders/{}/items`). A later request to a side has the primary's id replaced only where that resource is
+named: its position in the path, query parameters and JSON body fields that refer to it (`id` in a request about
+it, `post_id` / `postId` anywhere, `IdNaming`). A value that merely equals a known id elsewhere is left alone.
 
-A create is *pending* from the moment the primary answered (its ids are known: the client may use them at
-once) until the shadow answered. A request naming a pending id waits for it, up to `wait_seconds`.
+Typed: a JSON body gets the side's id with the type that side gave it. Validated: only id-shaped values
+(`[A-Za-z0-9._~:@-]{1,128}`) are written into a path or query; anything else is left as it was and counted.
 """
 
 from __future__ import annotations
 
-import asyncio
-import fnmatch
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 import structlog
 
-from diffs.exchange import Role
+from diffs.id_pairs import IdPair, IdPairs, IdValue, id_text
+from diffs.resources import IdNaming, Resource, Target, by_name, target
+from diffs.templating import EndpointTemplater
 
-IdValue = int | str
-Pairs = Sequence[tuple[IdValue, IdValue]]
-IdMap = dict[str, IdValue]
-"""JSON location ("id", "order.id", "items[0].id") → id value."""
-_Key = tuple[str, Role]
-_MAX_ID_LENGTH = 128
 log = structlog.get_logger("shadowdiff.correlation")
+SAFE_ID = re.compile(r"[A-Za-z0-9._~:@-]{1,128}")
+"""What may be written into a request line: characters that need no escaping and change no meaning there."""
+Created = dict[str, tuple[Resource, IdValue]]
+"""JSON location in a create's response (`id`, `data.id`, `items[0].id`) → the resource and id found there."""
 
 
-class IdFields:
-    """Which JSON field names hold ids: exact names and fnmatch patterns such as "*_id"."""
+@dataclass(frozen=True, slots=True)
+class ServiceIds:
+    """How one service's requests name resources: its field naming and its endpoint templates (cached)."""
 
-    def __init__(self, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(patterns)
-        self._exact = frozenset(p for p in self.patterns if not any(c in p for c in "*?["))
-        self._globs = tuple(p for p in self.patterns if p not in self._exact)
-        self._memo: dict[str, bool] = {}
+    naming: IdNaming
+    templater: EndpointTemplater
 
-    def __bool__(self) -> bool:
-        return bool(self.patterns)
+    @classmethod
+    def of(cls, naming: IdNaming, patterns: Sequence[str] = ()) -> ServiceIds:
+        return cls(naming, EndpointTemplater(patterns, cache_size=2048))
 
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        if name in self._exact:
-            return True
-        hit = self._memo.get(name)
-        if hit is None:
-            hit = any(fnmatch.fnmatchcase(name, glob) for glob in self._globs)
-            if len(self._memo) < 4096:  # field names come from bodies: keep the memo bounded
-                self._memo[name] = hit
-        return hit
+    def target(self, method: str, raw_path: str, known: Sequence[Resource] | Any = ()) -> Target:
+        """What a raw (percent-encoded) path addresses, its ids where templates and known collections put them."""
+        segments = _segments(raw_path)
+        template = _segments(self.templater.template(method, raw_path).partition(" ")[2])
+        return target(segments, template if len(template) == len(segments) else segments, known)
 
 
-def _is_id(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, str) and 0 < len(value) <= _MAX_ID_LENGTH)
+def _segments(path: str) -> list[str]:
+    stripped = path.split("?", 1)[0].strip("/")
+    return stripped.split("/") if stripped else []
 
 
-def _objects(document: object) -> Iterable[tuple[str, dict[str, Any]]]:
-    """The top-level object, objects nested one level in it, and objects in its top-level lists."""
+def _own(obj: dict[str, Any], resource: Resource, naming: IdNaming, prefix: str, found: Created) -> bool:
+    hit = False
+    for name in naming.own_fields(resource):
+        value = obj.get(name)
+        if isinstance(value, int | str) and id_text(value) is not None:
+            found[prefix + name] = (resource, value)
+            hit = True
+    return hit
+
+
+def created_ids(document: Any, resource: Resource, naming: IdNaming) -> Created:
+    """The ids a create's (decoded JSON) response holds: the created record's own (at the top, or in a one-object
+    envelope such as `{"data": {...}}`), and those of records created with it one level down (`items[0].id`)."""
     if not isinstance(document, dict):
-        return
-    yield "", document
-    for name, value in document.items():
+        return {}
+    found: Created = {}
+    record, prefix = document, ""
+    if not _own(document, resource, naming, "", found):
+        envelopes = [(k, v) for k, v in document.items() if isinstance(v, dict)]
+        if len(envelopes) != 1 or not _own(envelopes[0][1], resource, naming, envelopes[0][0] + ".", found):
+            return found
+        record, prefix = envelopes[0][1], envelopes[0][0] + "."
+    for name, value in record.items():
+        sub = resource.below(name)
         if isinstance(value, dict):
-            yield f"{name}.", value
+            _own(value, sub, naming, f"{prefix}{name}.", found)
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    yield f"{name}[{index}].", item
+                    _own(item, sub, naming, f"{prefix}{name}[{index}].", found)
+    return found
 
 
-def extract_ids(body: bytes, fields: IdFields) -> IdMap:
-    """The ids in a JSON body, by location; empty when the body is not a JSON object."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    return {
-        prefix + name: value
-        for prefix, obj in _objects(document)
-        for name, value in obj.items()
-        if name in fields and _is_id(value)
-    }
-
-
-@dataclass(slots=True)
-class PendingCreate:
-    """A create the primary has answered and a mirrored side has not yet."""
-
-    service: str
-    role: Role
-    primary: IdMap
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+def _differs(a: IdValue, b: IdValue) -> bool:
+    return type(a) is not type(b) or a != b
 
 
 class IdCorrelator:
-    """A bounded LRU of primary id → mirrored-side id per (service, role), and the creates still pending."""
+    """The pairs of every service (`IdPairs`), learned from creates and applied to mirrored requests."""
 
-    def __init__(
-        self,
-        capacity: int,
-        wait_seconds: float,
-        *,
-        on_pairs: Callable[[str, Pairs], None] | None = None,
-    ) -> None:
-        self.capacity = capacity
-        self.wait_seconds = wait_seconds
+    def __init__(self, capacity: int, *, on_pairs: Callable[[list[IdPair]], None] | None = None) -> None:
+        self.pairs = IdPairs(capacity)
         self.on_pairs = on_pairs
-        """Called with each create's new shadow pairs, so the control plane can persist them."""
-        self._maps: dict[_Key, OrderedDict[str, IdValue]] = {}
-        self._pending: dict[_Key, dict[str, PendingCreate]] = {}
-        self._fields: dict[tuple[str, ...], IdFields] = {}
-        self.waits = 0
-        self.wait_timeouts = 0
+        """Called with each create's new pairs, so they can be persisted and shared."""
+        self.unsafe = 0
+        """Ids not written into a request line because they were not id-shaped."""
 
-    def fields(self, patterns: tuple[str, ...]) -> IdFields:
-        """Compiled id-field patterns, one per distinct configuration (cached)."""
-        compiled = self._fields.get(patterns)
-        if compiled is None:
-            compiled = self._fields[patterns] = IdFields(patterns)
-        return compiled
+    def active(self, service: str) -> bool:
+        return self.pairs.active(service)
 
-    def active(self, service: str, role: Role = Role.SHADOW) -> bool:
-        """Whether requests to this side may need rewriting (a cheap check for the hot path)."""
-        key = (service, role)
-        return bool(self._maps.get(key)) or bool(self._pending.get(key))
+    def resources(self, service: str) -> list[Resource]:
+        return list(self.pairs.resources(service))
 
-    def lookup(self, service: str, primary_id: IdValue, role: Role = Role.SHADOW) -> IdValue | None:
-        mapping = self._maps.get((service, role))
-        return None if mapping is None else mapping.get(str(primary_id))
+    def announce(self, service: str, created: Created) -> None:
+        """The resources a create showed: their id positions are known from now on, even before any pair."""
+        for resource, _ in created.values():
+            self.pairs.add_resource(service, resource)
 
-    def remember(self, service: str, pairs: Pairs, role: Role = Role.SHADOW) -> None:
-        """Learn pairs (also how persisted pairs are loaded back at start-up)."""
-        mapping = self._maps.setdefault((service, role), OrderedDict())
-        for primary_id, shadow_id in pairs:
-            key = str(primary_id)
-            mapping[key] = shadow_id
-            mapping.move_to_end(key)
-        while len(mapping) > self.capacity:
-            mapping.popitem(last=False)
-
-    def begin(self, service: str, role: Role, primary: IdMap) -> PendingCreate | None:
-        """The primary answered a mirrored create with these ids; requests naming them wait until `complete`."""
-        if not primary:
-            return None
-        pending = PendingCreate(service, role, primary)
-        table = self._pending.setdefault((service, role), {})
-        for value in primary.values():
-            table[str(value)] = pending
-        return pending
-
-    def complete(self, pending: PendingCreate, shadow: IdMap | None) -> Pairs:
-        """The mirrored side answered (`shadow` None: it failed): learn the pairs, release the waiters."""
-        pairs: list[tuple[IdValue, IdValue]] = []
-        if shadow:
-            for location, value in pending.primary.items():
-                other = shadow.get(location)
-                if other is not None and str(other) != str(value):
-                    pairs.append((value, other))
+    def learn(self, service: str, primary: Created, from_side: str, other: Created, to_side: str) -> list[IdPair]:
+        """Pairs from the ids the primary's create answered with and those another side answered at the same places;
+        ids that are the same on both sides (value and type) need no pair."""
+        pairs = [
+            IdPair(service, resource.collection, from_side, value, to_side, found[1])
+            for location, (resource, value) in primary.items()
+            if (found := other.get(location)) is not None and _differs(value, found[1])
+        ]
         if pairs:
-            self.remember(pending.service, pairs, pending.role)
-        key = (pending.service, pending.role)
-        table = self._pending.get(key)
-        if table is not None:
-            for value in pending.primary.values():
-                if table.get(str(value)) is pending:
-                    del table[str(value)]
-            if not table:
-                del self._pending[key]
-        pending.event.set()
-        if pairs and self.on_pairs is not None and pending.role is Role.SHADOW:
-            try:
-                self.on_pairs(pending.service, pairs)
-            except Exception:
-                # Persisting is best effort: the pairs are learnt here either way.
-                log.exception("on_pairs hook failed", service=pending.service)
+            self.pairs.remember(pairs)
+            if self.on_pairs is not None:
+                try:
+                    self.on_pairs(pairs)
+                except Exception:  # persisting is best effort: the pairs are learnt here either way
+                    log.exception("on_pairs hook failed", service=service)
         return pairs
 
-    async def rewrite(
+    def rewrite(
         self,
         service: str,
-        role: Role,
-        path: str,
+        from_side: str,
+        to_side: str,
+        raw_path: str,
         query: str,
         body: bytes,
-        fields: IdFields,
         *,
+        request: Target,
+        naming: IdNaming,
         json_body: bool,
     ) -> tuple[str, str, bytes]:
-        """`path`, `query` and `body` with known primary ids replaced, after waiting for pending creates."""
-        key = (service, role)
-        segments = path.split("/")
-        params = [part.partition("=") for part in query.split("&")] if query else []
-        document: Any = None
-        if json_body and body and fields:
+        """The request as `to_side` must get it: `from_side`'s ids replaced where their resource is named."""
+        pairs = self.pairs
+
+        def other(resource: Resource, value: object) -> IdValue | None:
+            return pairs.lookup(service, resource.collection, from_side, to_side, value)
+
+        if request.ids:
+            parts = raw_path.split("/")
+            changed = False
+            for pid in request.ids:
+                found = other(pid.resource, unquote(pid.value))
+                if found is not None and self._safe(found):
+                    parts[pid.index + 1] = f"{found}{pid.suffix}"
+                    changed = True
+            if changed:
+                raw_path = "/".join(parts)
+        known = pairs.resources(service)
+        own = (request.collection,)
+        if query:
+            params = [part.partition("=") for part in query.split("&")]
+            hit = False
+            for index, (name, sep, value) in enumerate(params):
+                field = unquote_plus(name)
+                for resource in own if field == naming.key else naming.named_by(field, known):
+                    found = other(resource, unquote_plus(value))
+                    if found is not None and self._safe(found):
+                        params[index] = (name, sep, str(found))
+                        hit = True
+                        break
+            if hit:
+                query = "&".join(name + sep + value for name, sep, value in params)
+        if json_body and body:
             try:
                 document = orjson.loads(body)
             except orjson.JSONDecodeError:
                 document = None
-        pending = self._pending.get(key)
-        if pending:
-            names = {s for s in segments if s}
-            names.update(value for name, _, value in params if name in fields)
-            for _, obj in _objects(document):
-                names.update(str(v) for k, v in obj.items() if k in fields and _is_id(v))
-            await self._wait([p.event for name in names if (p := pending.get(name)) is not None])
-        mapping = self._maps.get(key)
-        if not mapping:
-            return path, query, body
-        changed = False
-        for index, segment in enumerate(segments):
-            if segment in mapping:
-                segments[index] = str(self._hit(mapping, segment))
-                changed = True
-        if changed:
-            path = "/".join(segments)
-        if params:
-            hit = False
-            for index, (name, sep, value) in enumerate(params):
-                if value in mapping and name in fields:
-                    params[index] = (name, sep, str(self._hit(mapping, value)))
-                    hit = True
-            if hit:
-                query = "&".join(name + sep + value for name, sep, value in params)
-        if document is not None and self._rewrite_document(document, mapping, fields):
-            body = orjson.dumps(document)
-        return path, query, body
+            if isinstance(document, dict) and self._rewrite_body(document, own, naming, known, other):
+                body = orjson.dumps(document)
+        return raw_path, query, body
 
-    def _rewrite_document(self, document: Any, mapping: OrderedDict[str, IdValue], fields: IdFields) -> bool:
+    def _rewrite_body(
+        self,
+        document: dict[str, Any],
+        own: tuple[Resource, ...],
+        naming: IdNaming,
+        known: Any,
+        other: Callable[[Resource, object], IdValue | None],
+    ) -> bool:
+        """Top-level fields, and objects one level down (alone or in a list): typed, as the other side gave them."""
         changed = False
-        for _, obj in _objects(document):
+
+        def fields(obj: dict[str, Any], mine: tuple[Resource, ...]) -> None:
+            nonlocal changed
             for name, value in obj.items():
-                if name in fields and _is_id(value) and (text := str(value)) in mapping:
-                    other = self._hit(mapping, text)
-                    obj[name] = str(other) if isinstance(value, str) else other
-                    changed = True
+                if id_text(value) is None:
+                    continue
+                for resource in mine if name == naming.key else naming.named_by(name, known):
+                    found = other(resource, value)
+                    if found is not None:
+                        obj[name] = found
+                        changed = True
+                        break
+
+        fields(document, own)
+        for name, value in document.items():
+            nested = [value] if isinstance(value, dict) else value if isinstance(value, list) else []
+            mine = by_name(name, known)
+            for item in nested:
+                if isinstance(item, dict):
+                    fields(item, mine)
         return changed
 
-    @staticmethod
-    def _hit(mapping: OrderedDict[str, IdValue], key: str) -> IdValue:
-        mapping.move_to_end(key)
-        return mapping[key]
-
-    async def _wait(self, events: list[asyncio.Event]) -> None:
-        if not events:
-            return
-        self.waits += 1
-        deadline = time.monotonic() + self.wait_seconds
-        for event in events:
-            remaining = deadline - time.monotonic()
-            if event.is_set():
-                continue
-            try:
-                async with asyncio.timeout(max(remaining, 0)):
-                    await event.wait()
-            except TimeoutError:
-                self.wait_timeouts += 1
-                return
+    def _safe(self, value: IdValue) -> bool:
+        if SAFE_ID.fullmatch(str(value)):
+            return True
+        self.unsafe += 1
+        return False

@@ -1,7 +1,9 @@
-"""Persists learned id pairs so a restarted proxy still sends `GET /api/orders/7` to the shadow's own order.
+"""Persists learned id pairs and shares them: a restarted proxy still sends `GET /posts/7` to the shadow's own post,
+and with several workers, a create answered by one worker is known to the others within `interval`.
 
-New pairs go through an outbox (`diffs.storage.outbox`): kept and retried while the store is down, and counted in
-`shadowdiff_id_pairs_total{outcome}` (queued, written, retried, dropped_*), so none is lost without a number.
+Pairs go to the store as `IdPair` values (`Store.save_id_pairs`) through an outbox (`diffs.storage.outbox`): kept and
+retried while the store is down, and counted in `shadowdiff_id_pairs_total{outcome}` (queued, written, retried,
+dropped_*), so none is lost without a number.
 """
 
 from __future__ import annotations
@@ -9,28 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
-import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from diffs.id_pairs import IdPair
 from diffs.storage import Store
 from diffs.storage.outbox import Outbox
-from proxy.dataplane.correlation import IdCorrelator, IdValue, Pairs
+from proxy.dataplane.correlation import IdCorrelator
 
 log = structlog.get_logger("shadowdiff.correlation")
-
-
-def _encode(value: IdValue) -> str:
-    # JSON text keeps the type: an int id must come back an int, or rewritten JSON bodies would change type.
-    return orjson.dumps(value).decode()
-
-
-def _decode(text: str) -> IdValue:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
-    return value if isinstance(value, int | str) and not isinstance(value, bool) else text
 
 
 class CorrelationStore:
@@ -50,7 +39,7 @@ class CorrelationStore:
                 registry=registry,
             )
         )
-        self.outbox: Outbox[tuple[str, str, str]] = Outbox(
+        self.outbox: Outbox[IdPair] = Outbox(
             self._write,
             name="id-pairs",
             on_count=None if counter is None else lambda outcome, n: counter.labels(outcome).inc(n),
@@ -58,12 +47,10 @@ class CorrelationStore:
         correlator.on_pairs = self.save
 
     async def load(self, services: Iterable[str]) -> int:
-        loaded = 0
-        for service in services:
-            rows = await self.store.load_correlations(service, limit=self.correlator.capacity)
-            self.correlator.remember(service, [(_decode(p), _decode(s)) for p, s in rows])
-            loaded += len(rows)
-        return loaded
+        """Learn the newest stored pairs of these services; returns how many."""
+        pairs = await self.store.load_id_pairs(services=tuple(services), limit=self.correlator.pairs.capacity)
+        self.correlator.pairs.remember(pairs)
+        return len(pairs)
 
     def share(self, services: Iterable[str], interval: float, *, newest: int = 1000) -> None:
         """With several workers: every `interval` seconds, learn the newest pairs other workers saved."""
@@ -72,27 +59,22 @@ class CorrelationStore:
         async def refresh() -> None:
             while True:
                 await asyncio.sleep(interval)
-                for service in names:
-                    try:
-                        rows = await self.store.load_correlations(service, limit=newest)
-                    except Exception as exc:  # keep serving with what is known; the next round tries again
-                        log.warning("cannot read id correlations", service=service, error=str(exc))
-                        break
-                    self.correlator.remember(service, [(_decode(p), _decode(s)) for p, s in rows])
+                try:
+                    pairs = await self.store.load_id_pairs(services=names, limit=newest)
+                except Exception as exc:  # keep serving with what is known; the next round tries again
+                    log.warning("cannot read id pairs", error=str(exc))
+                    continue
+                self.correlator.pairs.remember(pairs)
 
         task = asyncio.get_running_loop().create_task(refresh(), name="shadowdiff-correlation-share")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def save(self, service: str, pairs: Pairs) -> None:
-        self.outbox.put((service, _encode(p), _encode(s)) for p, s in pairs)
+    def save(self, pairs: list[IdPair]) -> None:
+        self.outbox.put(pairs)
 
-    async def _write(self, items: Sequence[tuple[str, str, str]]) -> None:
-        by_service: dict[str, list[tuple[str, str]]] = {}
-        for service, primary_id, shadow_id in items:
-            by_service.setdefault(service, []).append((primary_id, shadow_id))
-        for service, pairs in by_service.items():
-            await self.store.save_correlations(service, pairs)
+    async def _write(self, pairs: Sequence[IdPair]) -> None:
+        await self.store.save_id_pairs(list(pairs))
 
     async def aclose(self, timeout: float = 5.0) -> None:
         for task in self._tasks:

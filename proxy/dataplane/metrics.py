@@ -96,6 +96,13 @@ class ProxyMetrics:
             ("service", "role"),
             registry=r,
         )
+        self.causal_waits = Counter(
+            "shadowdiff_causal_waits",
+            "Mirrored requests that waited for earlier mirrored writes to the same resource: waited (in time) or "
+            "timeout (sent anyway once causal_wait_seconds ran out; the comparison may show a race).",
+            ("service", "outcome"),
+            registry=r,
+        )
         self.shadow_inflight = Gauge(
             "shadowdiff_shadow_inflight",
             "Mirrored requests in flight now (bounded by max_inflight_shadow per worker).",
@@ -185,6 +192,9 @@ class ProxyMetrics:
 
     def too_large(self, service: str, role: str) -> None:
         self.truncated.labels(service, role).inc()
+
+    def causal_wait(self, service: str, outcome: str) -> None:
+        self.causal_waits.labels(service, outcome).inc()
 
 
 def _observe_all(child: Any, bounds: Sequence[float], values: Sequence[float]) -> None:

@@ -2,7 +2,9 @@
 background within their own timeout and an in-flight cap, and hand each finished exchange to the sink.
 
 Nothing here can delay or change the client's response: the handler only launches a flight and, once the primary
-has answered, resolves it; every failure on a mirrored side becomes data on the exchange.
+has answered, resolves it; every failure on a mirrored side becomes data on the exchange. A mirrored side may wait
+for earlier mirrored writes to the same resource (`ordering`) and gets its own ids (`correlation`); each side's
+exchange records the target, headers and (rewritten) body it was actually sent.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from datetime import datetime
 
 import structlog
 
-from diffs.exchange import ErrorKind, Exchange, RecordedRequest, Role, SideResponse
-from proxy.dataplane.correlation import IdCorrelator, IdFields, IdMap, PendingCreate, extract_ids
+from diffs.decoding import decode_body
+from diffs.exchange import ErrorKind, Exchange, Headers, RecordedRequest, Role, SentRequest, SideResponse
+from diffs.resources import Target
+from proxy.dataplane.correlation import Created, IdCorrelator, ServiceIds, created_ids
 from proxy.dataplane.forwarding import Answer, Upstream, error_kind
 from proxy.dataplane.headers import RawHeaders, response_headers
 from proxy.dataplane.metrics import ProxyMetrics
+from proxy.dataplane.ordering import CausalOrder, Write, read_keys, write_keys
 from proxy.dataplane.sink import ExchangeSink
 from proxy.errors import UpstreamError
 
 log = structlog.get_logger("shadowdiff.mirror")
 _BODYLESS_STATUS = frozenset((204, 304))
+WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,26 +57,51 @@ class Job:
     json_body: bool
     timeout: float
     max_body: int
-    id_fields: IdFields | None
-    """Set when ids are correlated for this service; None skips correlation entirely."""
+    ids: ServiceIds | None
+    """How this service names resources; None: no correlation and no ordering (no correlator in this proxy)."""
+    primary_side: str = "v1"
+    """The primary's app: the side whose ids the client uses."""
 
 
 class Flight:
     """One request's mirrored sides in the air; the handler resolves it once the primary has answered."""
 
-    __slots__ = ("job", "sent", "not_sent", "primary", "pending", "closed")
+    __slots__ = (
+        "answers",
+        "closed",
+        "created",
+        "job",
+        "not_sent",
+        "primary",
+        "primary_known",
+        "sent",
+        "target",
+        "waits",
+        "writes",
+    )
 
     def __init__(self, job: Job, sent: tuple[MirrorCall, ...], not_sent: tuple[SideResponse, ...]) -> None:
         self.job = job
         self.sent = sent
         self.not_sent = not_sent
         self.primary: asyncio.Future[SideResponse | None] = asyncio.get_running_loop().create_future()
-        self.pending: dict[Role, PendingCreate] = {}
         self.closed = False
-        """Its mirrored sides are finished (or were cancelled): nothing may start waiting on it any more."""
+        """Its mirrored sides are finished (or were cancelled)."""
+        self.target: Target | None = None
+        """What the path addresses (parsed only when ordering or correlation needs it)."""
+        self.waits: dict[Role, list[asyncio.Event]] = {}
+        """Per side, the earlier writes to wait for before sending."""
+        self.writes: dict[Role, Write] = {}
+        """Per side, this request's own write in flight, released once that side answered."""
+        self.answers: dict[Role, SideResponse] = {}
+        self.created: Created | None = None
+        """The ids the primary's create answered with."""
+        self.primary_known = False
 
 
-def answered(role: Role, app: str, method: str, answer: Answer, request_id: str) -> tuple[SideResponse, RawHeaders]:
+def answered(
+    role: Role, app: str, method: str, answer: Answer, request_id: str, sent: SentRequest | None = None
+) -> tuple[SideResponse, RawHeaders]:
     """A side's answer as the exchange records it, and the headers the client gets (or would get) with it.
 
     Recorded headers are those client headers with secrets redacted, the same treatment on every side so that
@@ -89,8 +120,20 @@ def answered(role: Role, app: str, method: str, answer: Answer, request_id: str)
         answer.latency * 1000.0,
         ErrorKind.NONE,
         answer.truncated,
+        sent,
     )
     return recorded, headers
+
+
+def sent_request(upstream: Upstream, target: str, headers: list[tuple[str, str]], body: bytes | None) -> SentRequest:
+    """What an upstream is sent, as the exchange records it (the Host the client adds when none is given)."""
+    recorded: Headers = tuple(headers)
+    for name, _ in recorded:
+        if name == "host":  # upstream_headers names it in lower case, as every forwarded header
+            break
+    else:
+        recorded = (*recorded, ("host", upstream.host))
+    return SentRequest(target, recorded, body)
 
 
 class Mirror:
@@ -103,10 +146,12 @@ class Mirror:
         metrics: ProxyMetrics,
         correlator: IdCorrelator | None,
         max_inflight: int,
+        order: CausalOrder | None = None,
     ) -> None:
         self._sink = sink
         self._metrics = metrics
         self._correlator = correlator
+        self._order = order
         self._max_inflight = max_inflight
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -139,6 +184,7 @@ class Mirror:
             self._metrics.inflight(len(sent))
         flight = Flight(job, tuple(sent), tuple(dropped))
         if sent:
+            self._order_flight(flight)
             task = asyncio.get_running_loop().create_task(self._fly(flight))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -146,15 +192,47 @@ class Mirror:
             flight.closed = True
         return flight
 
-    def expect_creates(self, flight: Flight, created: IdMap) -> None:
-        """The primary answered a mirrored create with these ids: requests naming them wait for the shadow's."""
-        correlator = self._correlator
-        if correlator is None or flight.closed:
+    def target(self, flight: Flight) -> Target | None:
+        """What the flight's path addresses (parsed once, on demand)."""
+        job = flight.job
+        if flight.target is None and job.ids is not None:
+            known = self._correlator.resources(job.service) if self._correlator is not None else ()
+            flight.target = job.ids.target(job.request.method, job.target_path, known)
+        return flight.target
+
+    def _order_flight(self, flight: Flight) -> None:
+        """At launch, before anything else can happen: which earlier writes each side waits for, and this request's
+        own write, which later requests to the same resource wait for."""
+        order, job = self._order, flight.job
+        if order is None or job.ids is None:
             return
+        write = job.request.method in WRITES
         for call in flight.sent:
-            pending = correlator.begin(flight.job.service, call.role, created)
-            if pending is not None:
-                flight.pending[call.role] = pending
+            side = call.upstream.app
+            if not write and not order.busy(side, job.service):
+                continue  # the common case, a read with no write in flight: nothing to parse
+            target = self.target(flight)
+            assert target is not None
+            events = order.earlier(side, read_keys(job.service, target, _depth(job.target_path)))
+            if events:
+                flight.waits[call.role] = events
+            if write:
+                flight.writes[call.role] = order.begin(side, job.service, write_keys(job.service, target))
+
+    def expect_creates(self, flight: Flight, created: Created) -> None:
+        """The primary answered a mirrored create with these ids: requests naming them wait for each side's create,
+        whose answer then gives the pairs."""
+        job = flight.job
+        flight.created = created
+        if self._correlator is not None:
+            self._correlator.announce(job.service, created)
+        if self._order is not None:
+            keys = {(job.service, resource.collection, str(value)) for resource, value in created.values()}
+            for call in flight.sent:
+                write = flight.writes.get(call.role)
+                if write is not None:
+                    self._order.extend(call.upstream.app, write, keys)
+        self._primary_done(flight)
 
     def primary_answered(self, flight: Flight, primary: SideResponse | None) -> None:
         """Resolve the flight with the primary's side (None: there is none, the exchange is not recorded)."""
@@ -162,20 +240,54 @@ class Mirror:
             if primary is not None:
                 self._finish(flight, primary, ())
             return
+        self._primary_done(flight)
         if not flight.primary.done():
             flight.primary.set_result(primary)
+
+    def _primary_done(self, flight: Flight) -> None:
+        if flight.primary_known:
+            return
+        flight.primary_known = True
+        for call in flight.sent:
+            if call.role in flight.answers:
+                self._settle(flight, call)
+
+    def _settle(self, flight: Flight, call: MirrorCall) -> None:
+        """Both the primary and this side have answered: learn the create's pairs, release the write's waiters."""
+        write = flight.writes.pop(call.role, None)
+        if write is None:
+            return
+        job = flight.job
+        try:
+            answer = flight.answers.get(call.role)
+            created, correlator, target = flight.created, self._correlator, flight.target
+            if created and correlator is not None and job.ids is not None and target is not None and answer is not None:
+                if answer.ok and answer.status is not None and 200 <= answer.status < 300:
+                    decoded = decode_body(answer.body, answer.headers)
+                    if decoded.kind == "json":
+                        other = created_ids(decoded.value, target.collection, job.ids.naming)
+                        correlator.learn(job.service, created, job.primary_side, other, call.upstream.app)
+        finally:
+            if self._order is not None:
+                self._order.done(call.upstream.app, job.service, write)
 
     async def _fly(self, flight: Flight) -> None:
         job = flight.job
         results: list[SideResponse] = []
         try:
             if len(flight.sent) == 1:
-                results.append(await self._call(job, flight.sent[0]))
+                results.append(await self._call(flight, flight.sent[0]))
             elif flight.sent:
-                results.extend(await asyncio.gather(*(self._call(job, call) for call in flight.sent)))
+                results.extend(await asyncio.gather(*(self._call(flight, call) for call in flight.sent)))
             primary = await flight.primary
         finally:
-            self._release(flight, results)
+            flight.closed = True
+            # Cancelled or not, no write may stay in flight: its waiters would sit out their whole bound.
+            if self._order is not None:
+                for call in flight.sent:
+                    write = flight.writes.pop(call.role, None)
+                    if write is not None:
+                        self._order.done(call.upstream.app, job.service, write)
         if primary is None:
             self._metrics.drop("primary_cancelled")
             return
@@ -193,38 +305,45 @@ class Mirror:
             self._metrics.delta(job.service, (shadow.latency_ms - primary.latency_ms) / 1000.0)
         self.submit(Exchange(job.id, job.started_at, job.service, job.request, primary, shadow, secondary))
 
-    def _release(self, flight: Flight, results: list[SideResponse]) -> None:
-        """Complete pending creates (always, or waiters would sit out their whole timeout)."""
-        flight.closed = True
-        correlator = self._correlator
-        if correlator is None or not flight.pending:
-            return
-        fields = flight.job.id_fields
-        answers = {result.role: result for result in results}
-        for role, pending in flight.pending.items():
-            answer = answers.get(role)
-            ids = None
-            if fields and answer is not None and answer.ok and answer.status is not None and 200 <= answer.status < 300:
-                ids = extract_ids(answer.body, fields)
-            correlator.complete(pending, ids)
-        flight.pending.clear()
+    async def _call(self, flight: Flight, call: MirrorCall) -> SideResponse:
+        result = await self._send(flight, call)
+        flight.answers[call.role] = result
+        if flight.primary_known:
+            self._settle(flight, call)
+        return result
 
-    async def _call(self, job: Job, call: MirrorCall) -> SideResponse:
+    async def _send(self, flight: Flight, call: MirrorCall) -> SideResponse:
+        job = flight.job
         request = job.request
         service = job.service
         try:
+            earlier = flight.waits.pop(call.role, None)
+            if earlier and self._order is not None:
+                in_time = await self._order.wait(earlier)
+                self._metrics.causal_wait(service, "waited" if in_time else "timeout")
             path, query, body = job.target_path, request.query, request.body
             correlator = self._correlator
-            if correlator is not None and job.id_fields is not None and correlator.active(service, call.role):
-                path, query, body = await correlator.rewrite(
-                    service, call.role, path, query, body, job.id_fields, json_body=job.json_body
+            if correlator is not None and job.ids is not None and correlator.active(service):
+                target = self.target(flight)
+                assert target is not None
+                path, query, body = correlator.rewrite(
+                    service,
+                    job.primary_side,
+                    call.upstream.app,
+                    path,
+                    query,
+                    body,
+                    request=target,
+                    naming=job.ids.naming,
+                    json_body=job.json_body,
                 )
-            target = f"{path}?{query}" if query else path
+            target_line = f"{path}?{query}" if query else path
+            sent = sent_request(call.upstream, target_line, call.headers, body if body is not request.body else None)
             started = time.perf_counter()
             try:
                 answer = await call.upstream.send(
                     request.method,
-                    target,
+                    target_line,
                     call.headers,
                     body if body or request.method in ("POST", "PUT", "PATCH") else None,
                     timeout=job.timeout,
@@ -235,11 +354,11 @@ class Mirror:
                 kind = error_kind(exc)
                 self._metrics.shadow_error(service, kind.value)
                 elapsed = (time.perf_counter() - started) * 1000.0
-                return SideResponse(call.role, call.app, None, (), b"", elapsed, kind)
+                return SideResponse(call.role, call.app, None, (), b"", elapsed, kind, sent=sent)
             self._metrics.upstream(service, call.role.value, call.app, answer.latency)
             if answer.truncated:
                 self._metrics.too_large(service, call.role.value)
-            return answered(call.role, call.app, request.method, answer, job.id)[0]
+            return answered(call.role, call.app, request.method, answer, job.id, sent)[0]
         except Exception:
             # A bug here must cost one exchange, never the proxy: record it like a failed side.
             log.exception("mirrored request failed unexpectedly", exchange_id=job.id, role=call.role.value)
@@ -271,3 +390,8 @@ class Mirror:
                 await asyncio.gather(*left, return_exceptions=True)
             log.warning("mirrored requests cancelled at shutdown", count=len(left))
         return len(left)
+
+
+def _depth(raw_path: str) -> int:
+    stripped = raw_path.strip("/")
+    return len(stripped.split("/")) if stripped else 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from proxy.config import ServiceConfig
-from proxy.dataplane.correlation import IdFields
+from proxy.dataplane.correlation import ServiceIds
 from proxy.dataplane.sampling import Sampler
 
 App = Literal["v1", "v2"]
@@ -42,7 +42,8 @@ class ServicePlan:
     """Lower-cased, as ASGI delivers header names."""
     primary_timeout: float
     shadow_timeout: float
-    id_fields: IdFields
+    ids: ServiceIds
+    """How the service's requests name resources: for id correlation and causal order."""
 
     @classmethod
     def from_config(cls, name: str, config: ServiceConfig) -> ServicePlan:
@@ -55,7 +56,7 @@ class ServicePlan:
             sample_key_header=key.lower().encode("latin-1") if key else None,
             primary_timeout=config.primary_timeout,
             shadow_timeout=config.shadow_timeout,
-            id_fields=IdFields(config.id_fields),
+            ids=ServiceIds.of(config.naming(), config.endpoint_patterns),
         )
 
 

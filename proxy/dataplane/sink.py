@@ -7,7 +7,7 @@ from typing import Protocol
 
 import structlog
 
-from diffs.exchange import Exchange
+from diffs.exchange import Exchange, SideResponse
 
 log = structlog.get_logger("shadowdiff.sink")
 
@@ -15,13 +15,19 @@ Handler = Callable[[Exchange], Awaitable[None] | None]
 
 
 def body_bytes(exchange: Exchange) -> int:
-    """The bytes of every body an exchange holds (what bounds on queued exchanges count)."""
-    size = len(exchange.request.body) + len(exchange.primary.body)
+    """The bytes of every body an exchange holds (what bounds on queued exchanges count), rewritten request bodies
+    included."""
+    size = len(exchange.request.body) + _side_bytes(exchange.primary)
     if exchange.shadow is not None:
-        size += len(exchange.shadow.body)
+        size += _side_bytes(exchange.shadow)
     if exchange.secondary is not None:
-        size += len(exchange.secondary.body)
+        size += _side_bytes(exchange.secondary)
     return size
+
+
+def _side_bytes(side: SideResponse) -> int:
+    sent = side.sent
+    return len(side.body) if sent is None or sent.body is None else len(side.body) + len(sent.body)
 
 
 class ExchangeSink(Protocol):

@@ -247,7 +247,7 @@ async def _data_plane(settings: Settings, store: Store, run_id: str, stack: Asyn
     await state.refresh()  # the promoted primaries, as the live proxy and the reports see them
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry)
-    correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
+    correlator = IdCorrelator(settings.correlation_capacity)
     sink = AnalysisChannel(settings, metrics)  # the live proxy's analysis process: compares and stores off this loop
     await sink.start()
     correlator.on_pairs = sink.learned  # kept in memory here, but the analysis needs them to discount paired ids

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, ServiceSummary, Verdict, Window, window_of
+from diffs.report import Report, ServiceSummary, Verdict, Window, window_of
 from diffs.report_formats import fmt_pct, fmt_ratio, render_json, render_markdown, window_text
 from diffs.storage import Store, queries
 from diffs.storage.urls import async_url, is_memory, is_sqlite
@@ -136,7 +136,7 @@ async def _load(settings: Settings, window: Window, service: str | None, criteri
             store,
             window=window,
             criteria=criteria,
-            thresholds=NoiseThresholds(settings.noise.relative_threshold, settings.noise.absolute_threshold),
+            noise=settings.noise,
             primaries=state.snapshot(),
             service=service,
             services=list(settings.services),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, Window
+from diffs.report import Report, Window
 from diffs.storage import Store, queries
 from proxy.config import Settings
 from proxy.control.promotion import PrimaryState
@@ -19,7 +19,6 @@ class ReportContext:
         self.store = store
         self.state = state
         self.criteria = criteria or Criteria()
-        self.thresholds = NoiseThresholds(settings.noise.relative_threshold, settings.noise.absolute_threshold)
 
     @property
     def services(self) -> list[str]:
@@ -30,7 +29,7 @@ class ReportContext:
             self.store,
             window=window,
             criteria=criteria or self.criteria,
-            thresholds=self.thresholds,
+            noise=self.settings.noise,
             primaries=self.state.snapshot(),
             service=service,
             services=self.services,

@@ -65,6 +65,13 @@ def _side_json(side: StoredSide | None) -> dict[str, Any] | None:
         "headers": _headers(side.headers),
         "body": body_json(side.body, side.headers),
         "body_truncated": side.body_truncated,
+        "sent": None
+        if side.sent is None
+        else {
+            "target": side.sent.target,
+            "headers": _headers(side.sent.headers),
+            "body": None if side.sent.body is None else body_json(side.sent.body, side.sent.headers),
+        },
     }
 
 
@@ -83,6 +90,8 @@ def exchange_json(x: StoredExchange) -> dict[str, Any]:
                 "primary": d.primary_value,
                 "shadow": d.shadow_value,
                 "noise": d.noise,
+                "primary_at": d.primary_at,
+                "shadow_at": d.shadow_at,
             }
             for d in x.diffs
         ],

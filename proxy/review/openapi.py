@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from diffs.exchange import DiffKind
+
 
 @dataclass(frozen=True, slots=True)
 class Param:
@@ -168,7 +170,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "request": {"type": "object"},
                     "secondary": {"type": "object", "nullable": True},
                     "diffs": _array(
-                        _obj({"path": STR, "kind": STR, "primary": {}, "shadow": {}, "noise": BOOL}),
+                        _obj(
+                            {
+                                "path": STR,
+                                "kind": {"type": "string", "enum": [k.value for k in DiffKind]},
+                                "primary": {},
+                                "shadow": {},
+                                "noise": BOOL,
+                                "primary_at": {"type": "string", "nullable": True},
+                                "shadow_at": {"type": "string", "nullable": True},
+                            }
+                        ),
                     ),
                 }
             ),

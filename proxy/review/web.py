@@ -102,14 +102,25 @@ def render_report_html(report: Report) -> str:
 # ---------------------------------------------------------------- pages
 
 
-def _side_view(name: str, side: StoredSide | None, paths: list[str], noise_paths: list[str]) -> dict[str, Any] | None:
+def _side_view(
+    name: str,
+    side: StoredSide | None,
+    marked: page_views.Highlights,
+    noise: page_views.Highlights,
+    client_target: str,
+) -> dict[str, Any] | None:
     if side is None:
         return None
+    sent = side.sent
     return {
         "name": name,
         "side": side,
-        "head": page_views.header_view(side.status, side.headers, paths, noise_paths),
-        "body": page_views.body_view(side.body, side.headers, paths, noise_paths),
+        "head": page_views.header_view(side.status, side.headers, marked, noise),
+        "body": page_views.body_view(side.body, side.headers, marked, noise),
+        "sent": sent,
+        "rewritten": sent is not None and sent.target != client_target,
+        "sent_head": page_views.header_view(None, sent.headers)[1:] if sent is not None else (),
+        "sent_body": page_views.body_view(sent.body, sent.headers) if sent is not None and sent.body else (),
     }
 
 
@@ -237,15 +248,26 @@ class WebReport:
             return self._error(request, 404, f"No exchange {exchange_id!r} (it may have been pruned).")
         marks = Marks((m.endpoint, m.path) for m in await self.ctx.store.list_noise_marks())
         noisy = [d.noise or marks.is_marked(d.endpoint, d.path) for d in found.diffs]
-        paths = [d.path for d, noise in zip(found.diffs, noisy, strict=True) if not noise]
-        noise_paths = [d.path for d, noise in zip(found.diffs, noisy, strict=True) if noise]
+        real = [d for d, noise in zip(found.diffs, noisy, strict=True) if not noise]
+        noise = [d for d, noise in zip(found.diffs, noisy, strict=True) if noise]
+        highlight = page_views.highlights
+        summary = found.summary
+        client = f"{summary.path}?{found.query}" if found.query else summary.path
+        if found.primary.sent is not None:
+            client = found.primary.sent.target  # raw, as the client sent it (the summary's path is decoded)
         sides = [
             view
             for view in (
-                _side_view("primary", found.primary, paths, noise_paths),
-                _side_view("shadow", found.shadow, paths, noise_paths),
-                # On the secondary only what it showed itself: the paths where it, too, differed from the primary.
-                _side_view("secondary", found.secondary, [], [d.path for d in found.diffs if d.noise]),
+                _side_view("primary", found.primary, highlight(real, "primary"), highlight(noise, "primary"), client),
+                _side_view("shadow", found.shadow, highlight(real, "shadow"), highlight(noise, "shadow"), client),
+                # On the secondary only what it showed itself: the fields where it, too, differed.
+                _side_view(
+                    "secondary",
+                    found.secondary,
+                    page_views.NOTHING,
+                    page_views.Highlights.of(d.path for d in found.diffs if d.noise),
+                    client,
+                ),
             )
             if view is not None
         ]
@@ -255,8 +277,8 @@ class WebReport:
             title=f"Exchange {exchange_id}",
             x=found,
             sides=sides,
-            request_head=page_views.header_view(None, found.request_headers, ())[1:],
-            request_body=page_views.body_view(found.request_body, found.request_headers, ()),
+            request_head=page_views.header_view(None, found.request_headers)[1:],
+            request_body=page_views.body_view(found.request_body, found.request_headers),
         )
 
     async def latency(self, request: Request) -> Response:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from diffs.exchange import Exchange
+from diffs.id_pairs import IdPair
 from diffs.storage import Store
 from diffs.storage.pruning import Pruner
 from proxy.analysis.channel import AnalysisChannel
@@ -29,7 +30,7 @@ from proxy.control.admin import create_admin_app
 from proxy.control.promotion import PrimaryState
 from proxy.dataplane.app import create_proxy_app
 from proxy.dataplane.capture import Capture
-from proxy.dataplane.correlation import IdCorrelator, Pairs
+from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.correlation_store import CorrelationStore
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.errors import ShadowdiffError
@@ -52,7 +53,7 @@ class ManagedSink(Protocol):
 
     def submit(self, exchange: Exchange) -> bool: ...
 
-    def learned(self, service: str, pairs: Pairs) -> None: ...
+    def learned(self, pairs: Sequence[IdPair]) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -220,7 +221,7 @@ async def build_proxy(
                 await flusher
 
         stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
-    correlator = IdCorrelator(settings.correlation_capacity, settings.correlation_wait_seconds)
+    correlator = IdCorrelator(settings.correlation_capacity)
     correlations = CorrelationStore(store, correlator, registry=registry)
     await correlations.load(settings.services)
     if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another
@@ -231,9 +232,9 @@ async def build_proxy(
     stack.push_async_callback(sink.aclose, settings.drain_seconds)
     save = correlations.save
 
-    def learned(service: str, pairs: Pairs) -> None:
-        save(service, pairs)  # persisted, for a restart and for the other workers
-        sink.learned(service, pairs)  # and to the analysis process, ahead of the exchanges that show them
+    def learned(pairs: list[IdPair]) -> None:
+        save(pairs)  # persisted, for a restart and for the other workers
+        sink.learned(pairs)  # and to the analysis process, ahead of the exchanges that show them
 
     correlator.on_pairs = learned
     capture = None

@@ -14,6 +14,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +45,8 @@ class ChildSpec:
     name: str
     argv: tuple[str, ...]
     health_urls: tuple[str, ...]
-    """Polled until each answers 200; the stack is ready when every child's do."""
+    """Polled until each answers: `http://...` with 200, `tcp://host:port` by accepting a connection. The stack is
+    ready when every child's do."""
     log_file: Path | None = None
     """Where its output goes (appended); None: the terminal, each line prefixed with the name."""
 
@@ -137,8 +139,8 @@ class Stack:
     def wait_healthy(self, timeout: float, *, should_stop: Callable[[], bool] = lambda: False) -> bool:
         """Until every child's health URL answers 200: True; False if `should_stop()`; StackError otherwise.
 
-        URLs are checked in order, each only once those before it answer: the proxy's /health is mirrored, so
-        asking it before V2 is up would record a shadow error in the report.
+        URLs are checked in order, each only once those before it answer. Nothing is sent through the proxy: a
+        request there would be mirrored and compared, a `default` service with a diff before any user traffic.
         """
         deadline = time.monotonic() + timeout
         waiting = [(child.name, url) for child in self.children for url in child.health_urls]
@@ -207,6 +209,13 @@ class Stack:
 
 
 def _answers(url: str) -> bool:
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+                return True  # listening; closed at once, without a request
+        except (OSError, ValueError):
+            return False
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)

@@ -19,7 +19,8 @@ import pytest
 from playwright.async_api import Browser
 
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Window
+from diffs.report import Window
+from diffs.rules import NoiseConfig
 from diffs.storage import Store, queries
 from legacy_app.app import create_app as create_legacy
 from legacy_app.seed import seed_database as seed_legacy
@@ -103,7 +104,7 @@ async def test_a_chromium_har_replays_against_the_demo(browser: Browser, tmp_pat
             store,
             window=Window(run="har"),
             criteria=Criteria(min_samples=1),
-            thresholds=NoiseThresholds(),
+            noise=NoiseConfig(),
             primaries={},
             services=list(settings.services),
         )

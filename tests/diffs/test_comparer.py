@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 
 from diffs.comparer import Comparer
-from diffs.exchange import ErrorKind, Exchange, Outcome, Role
+from diffs.exchange import DiffKind, ErrorKind, Exchange, Outcome, Role
+from diffs.id_pairs import IdPair, IdPairs
+from diffs.resources import IdNaming
 from diffs.rules import CompareRules, EndpointRules, TextSimilarity
-from proxy.config import NoiseConfig, ServiceConfig
+from diffs.templating import OVERFLOW, LearnedTemplate
+from proxy.config import ServiceConfig
 from tests.factories import (
     ai_body,
     exchange,
@@ -39,7 +42,7 @@ SERVICES = {
 
 @pytest.fixture
 def comparer() -> Comparer:
-    return Comparer(SERVICES, NoiseConfig())
+    return Comparer(SERVICES)
 
 
 CHANGED = order_body(total="28.00")
@@ -79,7 +82,7 @@ def test_outcomes(comparer: Comparer, built: Exchange, outcome: Outcome, reason:
         ("orders", "GET", "/api/orders/42", "GET /api/orders/{id}"),
         ("orders", "GET", "/api/orders/42/items/7", "GET /api/orders/{order_id}/items/{item_id}"),
         ("products", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/{sku}"),
-        ("orders", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/SKU-0001"),  # another service's pattern
+        ("orders", "GET", "/api/products/sku/SKU-0001", "GET /api/products/sku/{id}"),  # another service's pattern
         ("unknown", "GET", "/things/12", "GET /things/{id}"),  # the default service
     ],
 )
@@ -127,7 +130,7 @@ def test_the_secondary_flags_noise_and_the_exchange_matches(comparer: Comparer) 
     )
     assert result.outcome is Outcome.MATCH
     assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.created_at", True)}
-    assert result.noise_paths == {"root.order_number", "root.created_at"}
+    assert result.noisy == {("root.order_number", DiffKind.CHANGED), ("root.created_at", DiffKind.CHANGED)}
 
 
 def test_a_real_difference_next_to_noise_is_a_diff(comparer: Comparer) -> None:
@@ -142,28 +145,42 @@ def test_a_real_difference_next_to_noise_is_a_diff(comparer: Comparer) -> None:
     assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.total", False)}
 
 
-def test_the_tracker_counts_raw_and_noise_per_endpoint(comparer: Comparer) -> None:
-    for n in range(4):
-        comparer.compare(
-            exchange(
-                shadow=shadow(order_body(order_number=f"ORD-S{n}", total="28.00")),
-                secondary=secondary(order_body(order_number=f"ORD-X{n}")),
-            )
+def test_noise_is_matched_by_kind_a_varying_value_does_not_excuse_a_removed_field(comparer: Comparer) -> None:
+    result = comparer.compare(
+        exchange(
+            primary=primary({"posts": 5, "took_ms": 3.1}),
+            shadow=shadow({"posts": 5}),
+            secondary=secondary({"posts": 5, "took_ms": 7.9}),
         )
-    comparer.compare(exchange(shadow=None))  # skipped: not counted
-    counts = comparer.tracker.endpoint_counts("GET /api/orders/{id}")
-    assert counts is not None and (counts.exchanges, counts.measured) == (4, 4)
-    assert not comparer.tracker.is_signal("GET /api/orders/{id}", "root.order_number")
-    assert comparer.tracker.is_signal("GET /api/orders/{id}", "root.total")
+    )
+    assert result.noisy == {("root.took_ms", DiffKind.CHANGED)}
+    [removed] = result.diffs
+    assert (removed.path, removed.kind, removed.noise) == ("root.took_ms", DiffKind.REMOVED, False)
+    assert result.outcome is Outcome.DIFF
+
+
+def test_after_a_promotion_noise_is_measured_against_the_shadow_the_side_running_the_secondarys_app(
+    comparer: Comparer,
+) -> None:
+    # V2 is primary, V1 the shadow; the secondary is a second V1. V1's own variation (order_number) is noise; V2's
+    # differences from V1 are not, although the secondary differs from the primary there too.
+    v2_body = order_body(order_number="ORD-V2", total="28.00")
+    result = comparer.compare(
+        exchange(
+            primary=primary(v2_body, app="v2"),
+            shadow=shadow(order_body(order_number="ORD-A"), app="v1"),
+            secondary=secondary(order_body(order_number="ORD-B"), app="v1"),
+        )
+    )
+    assert {(d.path, d.noise) for d in result.diffs} == {("root.order_number", True), ("root.total", False)}
+    assert result.outcome is Outcome.DIFF
 
 
 def test_a_failed_secondary_measures_nothing(comparer: Comparer) -> None:
     result = comparer.compare(
         exchange(shadow=shadow(order_body(order_number="ORD-1")), secondary=failed(Role.SECONDARY))
     )
-    assert result.outcome is Outcome.DIFF and result.noise_paths == frozenset()
-    counts = comparer.tracker.endpoint_counts(result.endpoint)
-    assert counts is not None and counts.measured == 0
+    assert result.outcome is Outcome.DIFF and result.noisy == frozenset()
 
 
 def test_marks_flag_noise_and_can_be_refreshed(comparer: Comparer) -> None:
@@ -224,3 +241,58 @@ def test_cached_is_a_finding_unless_the_service_ignores_it() -> None:
     result = plain.compare(built)
     assert [(d.path, d.primary_value, d.shadow_value) for d in result.diffs] == [("root.cached", False, True)]
     assert Comparer(SERVICES).compare(built).outcome is Outcome.MATCH
+
+
+def test_an_endpoint_picks_its_own_list_key() -> None:
+    services = {
+        "orders": ServiceConfig(
+            prefixes=("/api/orders",),
+            endpoints=(EndpointRules(endpoint="GET /api/orders", list_key="order_number"),),
+        )
+    }
+    comparer = Comparer(services)
+    a = {"items": [{"order_number": "A", "id": 1}, {"order_number": "B", "id": 2}]}
+    b = {"items": [{"order_number": "B", "id": 2}, {"order_number": "A", "id": 1}]}
+    listing = comparer.compare(exchange(path="/api/orders", primary=primary(a), shadow=shadow(b)))
+    assert [(d.path, d.kind) for d in listing.diffs] == [("root.items", DiffKind.REORDERED)]
+    assert listing.diffs[0].primary_value == ["A", "B"]  # reported by the endpoint's key
+    assert comparer.rules_for("orders", "GET /api/orders/{id}").list_key == "id"  # other endpoints keep the default
+
+
+def test_lists_align_paired_records_on_every_side_the_secondary_included(comparer: Comparer) -> None:
+    # V1's order 3 is V2's order 4 and the secondary's order 9; order numbers are generated on every run
+    pairs = IdPairs()
+    pairs.remember(
+        [IdPair("orders", "/api/orders", "v1", 3, "v2", 4), IdPair("orders", "/api/orders", "v1", 3, "secondary", 9)]
+    )
+    built = exchange(
+        path="/api/orders",
+        primary=primary({"items": [order_body(id=3, order_number="ORD-A")]}),
+        shadow=shadow({"items": [order_body(id=4, order_number="ORD-B")]}),
+        secondary=secondary({"items": [order_body(id=9, order_number="ORD-C")]}),
+    )
+    result = comparer.compare(built, pairs=pairs, naming=IdNaming())
+    found = {(d.path, d.kind.value): d.noise for d in result.diffs}
+    # one record on each side: its order number and its id differ between two V1s too (noise, measured)
+    assert found == {("root.items[*].id", "changed"): True, ("root.items[*].order_number", "changed"): True}
+    unpaired = comparer.compare(built)
+    assert {d.kind.value for d in unpaired.diffs} == {"item_added", "item_removed"}
+
+
+def test_endpoints_past_the_bound_share_one_overflow_endpoint_the_report_can_name() -> None:
+    comparer = Comparer({"default": ServiceConfig()}, max_endpoints=3)
+    names = [
+        comparer.endpoint(exchange(path=f"/things/{word}", service="default")) for word in ("a", "b", "c", "d", "e")
+    ]
+    assert names == ["GET /things/a", "GET /things/b", "GET /things/c", f"GET {OVERFLOW}", f"GET {OVERFLOW}"]
+    assert comparer.endpoint(exchange(path="/things/a", service="default")) == "GET /things/a"  # known ones stay
+
+
+def test_learned_positions_are_handed_out_once_and_taken_back_from_elsewhere() -> None:
+    here, there = Comparer(SERVICES), Comparer(SERVICES)
+    there.endpoint(exchange(path="/api/orders/7"))
+    facts = there.learned()
+    assert LearnedTemplate("orders", "/api/orders/{id}", "id") in facts and there.learned() == []
+    assert here.endpoint(exchange(path="/api/orders/vrkjkvKpxV_")) == "GET /api/orders/vrkjkvKpxV_"
+    here.learn(facts)
+    assert here.endpoint(exchange(path="/api/orders/vrkjkvKpxV_")) == "GET /api/orders/{id}"

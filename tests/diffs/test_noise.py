@@ -1,33 +1,42 @@
-"""Noise: secondary flags, marks, and NoiseTracker's thresholds on both sides of the line."""
+"""Noise: secondary flags matched by path and kind, marks, and the one rule on both sides of its thresholds."""
 
 from __future__ import annotations
 
 import pytest
 
 from diffs.exchange import DiffKind, FieldDiff
-from diffs.noise import Marks, NoiseMark, NoiseTracker, flag_noise, is_noisy
-from proxy.config import NoiseConfig
+from diffs.noise import Marks, NoiseMark, flag_noise, is_finding, is_noisy
+from diffs.rules import NoiseConfig
 
 EP = "POST /api/orders"
 
 
-def diff(path: str, noise: bool = False) -> FieldDiff:
-    return FieldDiff("req-1", EP, path, DiffKind.CHANGED, 1, 2, noise)
+def diff(path: str, noise: bool = False, kind: DiffKind = DiffKind.CHANGED) -> FieldDiff:
+    return FieldDiff("req-1", EP, path, kind, 1, 2, noise)
+
+
+C, R, T = DiffKind.CHANGED, DiffKind.REMOVED, DiffKind.TYPE_CHANGED
 
 
 @pytest.mark.parametrize(
-    ("path", "noisy", "expected"),
+    ("path", "kind", "noisy", "expected"),
     [
-        ("root.order_number", {"root.order_number"}, True),
-        ("root.items[*].price", {"root.items[*]"}, True),  # below a noisy path
-        ("root.items", {"root.items[*].price"}, False),  # above it: the shape changed, not only the noisy field
-        ("root.total", {"root.order_number"}, False),
-        ("status", {"status"}, True),
-        ("root.x", set(), False),
+        ("root.order_number", C, {("root.order_number", C)}, True),
+        ("root.items[*].price", C, {("root.items[*]", C)}, True),  # inside a value that varies as a whole
+        ("root.items", C, {("root.items[*].price", C)}, False),  # above it: the shape changed, not only the field
+        ("root.total", C, {("root.order_number", C)}, False),
+        ("status", DiffKind.STATUS, {("status", DiffKind.STATUS)}, True),
+        ("root.x", C, set(), False),
+        # by kind: a value varying between two V1 runs excuses a changed value, not a removed field or a new type
+        ("root.took_ms", R, {("root.took_ms", C)}, False),
+        ("root.took_ms", T, {("root.took_ms", C)}, False),
+        ("root.items[*].price", R, {("root.items[*]", C)}, False),
+        ("root.took_ms", R, {("root.took_ms", R)}, True),  # V1 itself sometimes leaves it out
+        ("root.items", DiffKind.REORDERED, {("root.items", DiffKind.REORDERED)}, True),
     ],
 )
-def test_is_noisy(path: str, noisy: set[str], expected: bool) -> None:
-    assert is_noisy(path, frozenset(noisy)) is expected
+def test_is_noisy(path: str, kind: DiffKind, noisy: set[tuple[str, DiffKind]], expected: bool) -> None:
+    assert is_noisy(path, kind, frozenset(noisy)) is expected
 
 
 MARKS = Marks(
@@ -60,99 +69,62 @@ def test_marks(endpoint: str, path: str, expected: bool) -> None:
 
 
 def test_flag_noise_from_the_secondary_and_marks() -> None:
-    diffs = [diff("root.order_number"), diff("root.total"), diff("root.created_at"), diff("root.cached", noise=True)]
-    flagged = flag_noise(diffs, frozenset({"root.order_number"}), Marks([(EP, "**.created_at")]), EP)
+    diffs = [
+        diff("root.order_number"),
+        diff("root.total"),
+        diff("root.created_at"),
+        diff("root.cached", noise=True),
+        diff("root.took_ms", kind=R),
+    ]
+    noisy = frozenset({("root.order_number", C), ("root.took_ms", C)})
+    flagged = flag_noise(diffs, noisy, Marks([(EP, "**.created_at")]), EP)
     assert [(d.path, d.noise) for d in flagged] == [
         ("root.order_number", True),
         ("root.total", False),
         ("root.created_at", True),
         ("root.cached", True),
+        ("root.took_ms", False),  # removed on the shadow; only its value varied on the secondary
     ]
     assert flag_noise(diffs, frozenset(), Marks(), EP) == diffs
 
 
-def tracker_with(measured: int, raw: int, noise: int, config: NoiseConfig | None = None) -> NoiseTracker:
-    """`measured` exchanges with a secondary; the path differs raw in `raw` of them and on the secondary in `noise`."""
-    tracker = NoiseTracker(config)
-    for n in range(measured):
-        tracker.record(EP, ["root.f"] if n < raw else [], ["root.f"] if n < noise else [])
-    return tracker
-
-
 @pytest.mark.parametrize(
-    ("measured", "raw", "noise", "signal"),
+    ("raw", "noise", "samples", "finding"),
     [
-        (10_000, 3, 0, False),  # 0.03% raw, no noise: not above the absolute threshold
-        (10_000, 4, 0, True),  # 0.04%: above it
-        (1, 1, 0, True),  # a field that always differs and never on the secondary
-        (1000, 600, 500, False),  # 60% vs 50%: excess 10% is not above 20% of 50%
-        (1000, 601, 500, True),  # 60.1% vs 50%: it is
-        (1000, 500, 500, False),  # equal rates are never a finding
-        (1000, 100, 500, False),  # the secondary differs more than the shadow
-        (1000, 1000, 1000, False),  # always differs, also on the secondary: pure noise (order_number)
-        (1000, 0, 0, False),
+        # the relative test: raw − noise > 0.2 × (raw + noise), i.e. raw > 1.5 × noise
+        (75, 50, 100, False),  # 25 > 0.2 × 125 = 25: exactly on the line, noise
+        (76, 50, 100, True),  # 26 > 25.2
+        (74, 50, 100, False),
+        (150, 100, 1000, False),  # 50 > 50: on the line
+        (151, 100, 1000, True),
+        (10, 10, 100, False),  # differs exactly as often on the secondary: pure noise (order_number)
+        (100, 100, 100, False),
+        (10, 0, 100, True),  # never on the secondary
+        (1, 0, 1, True),
+        # the absolute test: raw − noise > 0.0003 × samples
+        (3, 0, 10_000, False),  # 3 > 3: on the line
+        (4, 0, 10_000, True),
+        (2, 0, 10_000, False),
+        (33, 0, 100_000, True),  # 33 > 30
+        (30, 0, 100_000, False),
+        (0, 0, 100, False),
+        (5, 7, 100, False),  # the secondary differs more than the shadow: nothing unexplained
     ],
 )
-def test_signal_thresholds_with_defaults(measured: int, raw: int, noise: int, signal: bool) -> None:
-    assert tracker_with(measured, raw, noise).is_signal(EP, "root.f") is signal
+def test_the_one_rule_at_and_around_its_thresholds(raw: int, noise: int, samples: int, finding: bool) -> None:
+    assert is_finding(raw, noise, samples, NoiseConfig()) is finding
 
 
 @pytest.mark.parametrize(
-    ("config", "signal"),
+    ("config", "finding"),
     [
         (NoiseConfig(relative_threshold=0.0, absolute_threshold=0.0), True),
-        (NoiseConfig(relative_threshold=0.5, absolute_threshold=0.0), False),  # needs raw > 1.5 × noise = 75%
-        (NoiseConfig(relative_threshold=0.0, absolute_threshold=0.2), False),  # needs an excess above 20 points
+        (NoiseConfig(relative_threshold=0.5, absolute_threshold=0.0), False),  # needs raw > 3 × noise
+        (NoiseConfig(relative_threshold=0.2, absolute_threshold=0.0), False),  # 20 is not above 0.2 × 120 = 24
+        (NoiseConfig(relative_threshold=0.16, absolute_threshold=0.0), True),  # 20 > 19.2
+        (NoiseConfig(relative_threshold=0.0, absolute_threshold=0.2), False),  # needs an excess above 20 of 100
+        (NoiseConfig(relative_threshold=0.0, absolute_threshold=0.19), True),
     ],
 )
-def test_thresholds_come_from_noise_config(config: NoiseConfig, signal: bool) -> None:
-    assert tracker_with(100, 70, 50, config).is_signal(EP, "root.f") is signal
-
-
-def test_without_any_secondary_the_raw_rate_is_over_all_exchanges_and_noise_is_zero() -> None:
-    tracker = NoiseTracker()
-    for n in range(10):
-        tracker.record(EP, ["root.total"] if n < 2 else [], None)
-    assert tracker.rates(EP, "root.total") == (0.2, 0.0)
-    assert tracker.is_signal(EP, "root.total")
-
-
-def test_rates_use_only_exchanges_measured_with_a_secondary_once_there_are_any() -> None:
-    tracker = NoiseTracker()
-    tracker.record(EP, ["root.f"], None)  # unmeasured: counted raw, not in the rates
-    tracker.record(EP, ["root.f"], ["root.f"])
-    tracker.record(EP, [], [])
-    counts = tracker.endpoint_counts(EP)
-    assert counts is not None and (counts.exchanges, counts.measured) == (3, 2)
-    assert (counts.fields["root.f"].raw, counts.fields["root.f"].raw_measured) == (2, 1)
-    assert tracker.rates(EP, "root.f") == (0.5, 0.5)
-    assert not tracker.is_signal(EP, "root.f")
-
-
-def test_a_path_counts_once_per_exchange() -> None:
-    tracker = NoiseTracker()
-    tracker.record(EP, ["root.items[*].price"] * 5, [])
-    assert tracker.rates(EP, "root.items[*].price") == (1.0, 0.0)
-
-
-def test_unknown_fields_and_endpoints_are_not_findings() -> None:
-    tracker = tracker_with(10, 10, 0)
-    assert not tracker.is_signal(EP, "root.never")
-    assert not tracker.is_signal("GET /elsewhere", "root.f")
-    assert tracker.rates("GET /elsewhere", "root.f") == (0.0, 0.0)
-
-
-def test_paths_per_endpoint_are_bounded() -> None:
-    tracker = NoiseTracker(max_paths=3)
-    tracker.record(EP, [f"root.k{n}" for n in range(10)], None)
-    counts = tracker.endpoint_counts(EP)
-    assert counts is not None and len(counts.fields) == 3 and counts.untracked_paths == 7
-
-
-def test_field_rates_report_every_tracked_path() -> None:
-    tracker = NoiseTracker()
-    tracker.record(EP, ["root.order_number", "root.total"], ["root.order_number"])
-    rates = tracker.field_rates(EP)
-    assert {p: r.signal for p, r in rates.items()} == {"root.order_number": False, "root.total": True}
-    assert rates["root.total"].raw_rate == 1.0
-    assert tracker.endpoints() == [EP] and tracker.field_rates("GET /none") == {}
+def test_thresholds_come_from_noise_config(config: NoiseConfig, finding: bool) -> None:
+    assert is_finding(70, 50, 100, config) is finding

@@ -20,7 +20,6 @@ from diffs.report import (
     EndpointCounts,
     FieldCounts,
     FieldSummary,
-    NoiseThresholds,
     Verdict,
     Window,
     build_report,
@@ -29,6 +28,8 @@ from diffs.report import (
     finding_fields,
     parse_since,
 )
+from diffs.rules import NoiseConfig
+from diffs.templating import OVERFLOW
 
 NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
 
@@ -57,9 +58,9 @@ def test_counts_rates_are_over_compared_exchanges() -> None:
     [
         (10, 0, 100, False, Verdict.FINDING),  # never differs on the secondary: a finding
         (10, 10, 100, False, Verdict.NOISE),  # differs exactly as often between two copies of V1
-        (100, 50, 100, False, Verdict.FINDING),  # raw 100% vs noise 50%: clearly more
-        (60, 50, 100, False, Verdict.NOISE),  # excess 10 is not more than 20% of 50
-        (61, 50, 100, False, Verdict.FINDING),  # excess 11 is
+        (100, 50, 100, False, Verdict.FINDING),  # twice as often as on the secondary
+        (75, 50, 100, False, Verdict.NOISE),  # raw must exceed 1.5 × noise: 75 is on the line
+        (76, 50, 100, False, Verdict.FINDING),
         (1, 0, 10_000, False, Verdict.NOISE),  # 0.01% is under the 0.03% absolute threshold
         (4, 0, 10_000, False, Verdict.FINDING),
         (10, 0, 100, True, Verdict.MARKED),  # a reviewer's mark wins
@@ -67,7 +68,7 @@ def test_counts_rates_are_over_compared_exchanges() -> None:
     ],
 )
 def test_field_verdict(raw: int, noise: int, samples: int, marked: bool, verdict: str) -> None:
-    assert field_verdict(raw, noise, samples, NoiseThresholds(), marked) == verdict
+    assert field_verdict(raw, noise, samples, NoiseConfig(), marked) == verdict
 
 
 def test_classify_fields_applies_marks_patterns_and_exact_paths() -> None:
@@ -78,7 +79,7 @@ def test_classify_fields_applies_marks_patterns_and_exact_paths() -> None:
         FieldCounts("GET /p/{id}", "root.total", 10, 0, ("changed",)),
     ]
     marks = [("GET /o/{id}", "**.created_at"), ("GET /o/{id}", "status")]
-    result = classify_fields(fields, {"GET /o/{id}": 100, "GET /p/{id}": 100}, NoiseThresholds(), marks)
+    result = classify_fields(fields, {"GET /o/{id}": 100, "GET /p/{id}": 100}, NoiseConfig(), marks)
     verdicts = {(f.endpoint, f.path): f.verdict for f in result}
     assert verdicts == {
         ("GET /o/{id}", "root.total"): Verdict.FINDING,
@@ -238,3 +239,15 @@ def test_noise_rate_counts_exchanges_that_differed_only_in_noise() -> None:
     counts = Counts(match=80, diff=20, findings=5)
     assert (counts.diff_rate, counts.noise_rate, counts.raw_diff_rate) == (0.05, 0.15, 0.20)
     assert Counts().noise_rate is None
+
+
+def test_the_overflow_endpoint_is_named_as_such() -> None:
+    busy = EndpointCounts("orders", "GET /o/{id}", {"match": 150})
+    r = report(endpoints=[EndpointCounts("orders", f"GET {OVERFLOW}", {"match": 5}), busy])
+    orders = r.service("orders")
+    assert orders is not None
+    overflow = [e for e in orders.endpoints if e.overflow]
+    assert [e.endpoint for e in overflow] == ["GET (other endpoints)"]
+    data = report_formats.report_dict(r)
+    flags = {e["endpoint"]: e["overflow"] for s in data["services"] for e in s["endpoints"]}
+    assert flags["GET (other endpoints)"] is True and flags["GET /o/{id}"] is False

@@ -10,10 +10,11 @@ import pytest
 from diffs import response_diff
 from diffs.exchange import DiffKind, FieldDiff, SideResponse
 from diffs.response_diff import compare_responses, compare_values, distinct_paths
-from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
+from diffs.rules import CompareRules, ListKey, NumericTolerance, TextSimilarity
 from tests.factories import ai_body, order_body, order_item, primary, product_body, shadow, v1_error, v2_error
 
 C, T, A, R, RO = DiffKind.CHANGED, DiffKind.TYPE_CHANGED, DiffKind.ADDED, DiffKind.REMOVED, DiffKind.REORDERED
+IA, IR = DiffKind.ITEM_ADDED, DiffKind.ITEM_REMOVED
 NO_RULES = CompareRules()
 
 
@@ -48,12 +49,12 @@ def kinds(a: Any, b: Any, rules: CompareRules = NO_RULES) -> list[tuple[str, Dif
         ({"m": [[1, 2], [3]]}, {"m": [[1, 2], [4]]}, [("root.m[*][*]", C)]),
         ([1, 2, 3], [3, 2, 1], [("root", RO)]),  # a permutation is one reordered diff, not three changes
         ({"l": [1, 2, 3]}, {"l": [1, 3, 2]}, [("root.l", RO)]),
-        ({"l": [1, 2, 3]}, {"l": [1, 3]}, [("root.l[*]", R)]),  # the middle item went: aligned, not index-shifted
-        ({"l": [1, 3]}, {"l": [1, 2, 3]}, [("root.l[*]", A)]),
+        ({"l": [1, 2, 3]}, {"l": [1, 3]}, [("root.l[*]", IR)]),  # the middle item went: aligned, not index-shifted
+        ({"l": [1, 3]}, {"l": [1, 2, 3]}, [("root.l[*]", IA)]),
         (
             {"l": [{"id": 1}, {"id": 2}, {"id": 3}]},
             {"l": [{"id": 1}, {"id": 3}]},
-            [("root.l[*]", R)],
+            [("root.l[*]", IR)],
         ),
         ({"l": [1, 1, 2]}, {"l": [1, 2, 2]}, [("root.l[*]", C)]),  # not a permutation: one item changed
         (1, "1", [("root", T)]),
@@ -159,9 +160,9 @@ PRODUCTS = [product_body(id=1), product_body(id=2, sku="SKU-0002"), product_body
             {"items": [PRODUCTS[2], {**PRODUCTS[0], "price": "133.00"}, PRODUCTS[1]]},
             [("root.items[*].price", C)],  # deepdiff pairs the moved item with its counterpart
         ),
-        (CompareRules(unordered=("**",)), {"t": [1, 2]}, {"t": [2, 1, 3]}, [("root.t[*]", A)]),
-        (CompareRules(unordered=("**",)), {"t": [1, 2, 3]}, {"t": [3, 1]}, [("root.t[*]", R)]),
-        (CompareRules(unordered=("**",)), {"t": [1, 1, 2]}, {"t": [1, 2]}, [("root.t[*]", R)]),  # a multiset
+        (CompareRules(unordered=("**",)), {"t": [1, 2]}, {"t": [2, 1, 3]}, [("root.t[*]", IA)]),
+        (CompareRules(unordered=("**",)), {"t": [1, 2, 3]}, {"t": [3, 1]}, [("root.t[*]", IR)]),
+        (CompareRules(unordered=("**",)), {"t": [1, 1, 2]}, {"t": [1, 2]}, [("root.t[*]", IR)]),  # a multiset
         (CompareRules(unordered=("**",)), {"t": [1, 2]}, {"t": [2, 1.0]}, []),
         (
             CompareRules(unordered=("**",), schema_only=("**.b",)),
@@ -191,12 +192,16 @@ def test_several_changed_items_of_an_unordered_list_are_paired_by_deepdiff_up_to
         ("root.items[*].stock", C),
     ]
     many_a = [product_body(id=n, sku=f"SKU-{n:04d}") for n in range(10)]
-    many_b = [{**p, "stock": 0} for p in reversed(many_a)]  # past MAX_PAIRED: whole items went and came
-    assert sorted(set(kinds({"items": many_a}, {"items": many_b}, rules))) == [
-        ("root.items[*]", A),
-        ("root.items[*]", R),
+    many_b = [{**p, "stock": 0} for p in reversed(many_a)]
+    # Items with ids are aligned by them, however many changed (and order does not count in an unordered list) ...
+    assert kinds({"items": many_a}, {"items": many_b}, rules) == [("root.items[*].stock", C)] * 10
+    # ... without keys, past MAX_PAIRED whole items went and came.
+    positional = CompareRules(unordered=("root.items",), list_key="")
+    assert sorted(set(kinds({"items": many_a}, {"items": many_b}, positional))) == [
+        ("root.items[*]", IA),
+        ("root.items[*]", IR),
     ]
-    assert len(kinds({"items": many_a}, {"items": many_b}, rules)) == 20
+    assert len(kinds({"items": many_a}, {"items": many_b}, positional)) == 20
 
 
 def test_a_reorder_hidden_by_ignored_fields_is_still_a_reorder_and_ignored_changes_alone_are_nothing() -> None:
@@ -442,3 +447,131 @@ def test_generated_order_fields_differ_until_ignored() -> None:
     assert {p for p, _ in kinds(a, b)} == {"root.order_number", "root.created_at", "root.updated_at"}
     recommended = CompareRules(ignore=("**.created_at", "**.updated_at", "root.order_number"))
     assert kinds(a, b, recommended) == []
+
+
+# Lists aligned by key ----------------------------------------------------------------------------------------------
+
+POSTS = [
+    {"id": 1, "title": "Post 1", "views": 10},
+    {"id": 3, "title": "Post 3", "views": 30},
+    {"id": 5, "title": "Post 5", "views": 50},
+]
+
+
+def located(a: Any, b: Any, rules: CompareRules = NO_RULES) -> list[tuple[str, DiffKind, str | None, str | None]]:
+    return [(d.path, d.kind, d.primary_at, d.shadow_at) for d in compare(primary(a), shadow(b), rules)]
+
+
+def test_a_reordered_list_with_ids_turned_strings_is_aligned_by_id_not_compared_by_position() -> None:
+    v2 = [{**p, "id": str(p["id"])} for p in reversed(POSTS)]
+    found = compare(primary({"items": POSTS}), shadow({"items": v2}))
+    assert [(d.path, d.kind) for d in found] == [("root.items", RO)] + [("root.items[*].id", T)] * 3
+    assert (found[0].primary_value, found[0].shadow_value) == ([1, 3, 5], ["5", "3", "1"])
+    # where each item is on either side: post 1 is the first on V1, the last on V2
+    assert (found[1].primary_at, found[1].shadow_at) == ("root.items[0].id", "root.items[2].id")
+
+
+def test_membership_changes_are_items_added_and_removed_and_only_real_changes_inside_items_show() -> None:
+    v2 = [{"id": 7, "title": "Post 7", "views": 70}, {**POSTS[2], "views": 51}, POSTS[0]]
+    assert located({"items": POSTS}, {"items": v2}) == [
+        ("root.items", RO, None, None),  # 1 and 5 swapped places
+        ("root.items[*].views", C, "root.items[2].views", "root.items[1].views"),
+        ("root.items[*]", IR, "root.items[1]", None),  # post 3 is not on the shadow
+        ("root.items[*]", IA, None, "root.items[0]"),  # post 7 is new
+    ]
+
+
+KEYED = [("root.rows", RO), ("root.rows[*].n", C)]  # row 2 moved to the front, and its n changed
+POSITIONAL = [(f"root.rows[*].{k}", C) for k in ("id", "sku", "n")] * 2  # each position "changed" every field
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (NO_RULES, KEYED),
+        (CompareRules(list_key=""), POSITIONAL),
+        (CompareRules(list_key="", list_keys=(ListKey(path="root.rows", key="sku"),)), KEYED),
+        (CompareRules(list_keys=(ListKey(path="**", key=""),)), POSITIONAL),
+        (CompareRules(list_key="code"), POSITIONAL),  # the items have no "code"
+    ],
+)
+def test_list_keys_are_configurable_per_list(rules: CompareRules, expected: list[tuple[str, DiffKind]]) -> None:
+    a = {"rows": [{"id": 1, "sku": "A", "n": 1}, {"id": 2, "sku": "B", "n": 2}]}
+    b = {"rows": [{"id": 2, "sku": "B", "n": 3}, {"id": 1, "sku": "A", "n": 1}]}
+    assert kinds(a, b, rules) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([{"id": 1}, {"id": 1}], [{"id": 1}]),  # duplicate keys
+        ([{"id": 1}, {"name": "x"}], [{"id": 1}]),  # an item without the key
+        ([{"id": {"k": 1}}], [{"id": {"k": 2}}]),  # a key that is not a scalar
+        ([{"id": True}], [{"id": False}]),
+        ([1, 2], [2, 3]),  # not objects
+    ],
+)
+def test_lists_that_cannot_be_keyed_are_compared_by_position(a: Any, b: Any) -> None:
+    found = kinds({"l": a}, {"l": b})
+    assert found and all(kind is not RO for _, kind in found)
+
+
+def test_positional_diffs_carry_their_indices_too() -> None:
+    assert located({"m": [[1, 2], [3]]}, {"m": [[1, 2], [4]]}) == [("root.m[*][*]", C, "root.m[1][0]", "root.m[1][0]")]
+    assert located({"l": [1, 2, 3]}, {"l": [1, 3]}) == [("root.l[*]", IR, "root.l[1]", None)]
+    assert located({"a": 1}, {"a": 2}) == [("root.a", C, None, None)]  # no list on the way: the path says it all
+
+
+PAIRED = {3: 4, 4: 5, 6: 7}
+"""V1's order 3 is V2's order 4, V1's 4 is V2's 5 (id pairs, as `diffs.id_pairs.counterpart` finds them)."""
+
+
+def paired(path: str, value: Any) -> Any:
+    assert path == "root.items[*].id"  # asked about the key field of the list being aligned
+    return PAIRED.get(value)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ([{"id": 3, "n": 1}], [{"id": 4, "n": 1}], [("root.items[*].id", C, "root.items[0].id", "root.items[0].id")]),
+        # V2's 4 is V1's 3, not V1's 4: the pairs decide which items are one record, not equal values
+        (
+            [{"id": 4, "n": 1}, {"id": 3, "n": 2}],
+            [{"id": 5, "n": 1}, {"id": 4, "n": 3}],
+            [
+                ("root.items[*].id", C, "root.items[0].id", "root.items[0].id"),
+                ("root.items[*].id", C, "root.items[1].id", "root.items[1].id"),
+                ("root.items[*].n", C, "root.items[1].n", "root.items[1].n"),
+            ],
+        ),
+        (  # 9 has no pair: it aligns as it is; 3 is V2's 4, now second
+            [{"id": 3}, {"id": 9}],
+            [{"id": 9}, {"id": 4}],
+            [("root.items", RO, None, None), ("root.items[*].id", C, "root.items[0].id", "root.items[1].id")],
+        ),
+        ([{"id": 8}], [{"id": 8}], []),
+        (
+            [{"id": 8}],
+            [{"id": 9}],
+            [("root.items[*]", IR, "root.items[0]", None), ("root.items[*]", IA, None, "root.items[0]")],
+        ),
+        # V1's 4 is V2's 5, which V2 did not list; V2's 3 is another record than V1's 3
+        (
+            [{"id": 3}, {"id": 4}],
+            [{"id": 4}, {"id": 3}],
+            [
+                ("root.items[*].id", C, "root.items[0].id", "root.items[0].id"),
+                ("root.items[*]", IR, "root.items[1]", None),
+                ("root.items[*]", IA, None, "root.items[1]"),
+            ],
+        ),
+        # a pair that would make two items one key is not used: 6 -> 7 beside an unpaired 7
+        ([{"id": 6}, {"id": 7}], [{"id": 7}, {"id": 6}], [("root.items", RO, None, None)]),
+    ],
+)
+def test_keyed_lists_align_records_through_their_id_pairs(a: Any, b: Any, expected: list[Any]) -> None:
+    found = compare(primary({"items": a}), shadow({"items": b}), counterpart=paired)
+    got = [(d.path, d.kind, d.primary_at, d.shadow_at) for d in found if d.kind is not RO]
+    got += [(d.path, d.kind, None, None) for d in found if d.kind is RO]
+    assert sorted(got, key=str) == sorted(expected, key=str)

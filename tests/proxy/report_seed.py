@@ -43,7 +43,7 @@ class Seeded:
 
 
 def comparisons(settings: Settings, now: datetime) -> tuple[list[Comparison], Seeded]:
-    comparer = Comparer(settings.services, settings.noise)
+    comparer = Comparer(settings.services)
     start = now - timedelta(minutes=30)
     tick = iter(range(100_000))
     out: list[Comparison] = []

@@ -474,6 +474,10 @@ async def test_up_starts_everything_says_ready_and_stops_everything(tmp_path: Pa
         assert (tmp_path / "legacy-secondary.db").exists()  # the secondary runs on its own copy
 
         async with httpx.AsyncClient(timeout=5) as client:
+            # Ready was judged without a request through the proxy: nothing mirrored, no `default` service yet.
+            await asyncio.sleep(1.0)  # the store writes within 20 ms of a comparison
+            admin = f"http://127.0.0.1:{ports['admin-port']}"
+            assert (await client.get(f"{admin}/api/v1/exchanges")).json()["items"] == []
             product = (await client.get(f"http://127.0.0.1:{ports['port']}/api/products/1")).json()
             assert product["sku"] == "SKU-0001"
             for name in ("legacy-port", "v2-port", "secondary-port", "admin-port"):

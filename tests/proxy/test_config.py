@@ -62,6 +62,14 @@ def test_dashes_in_file_keys_are_accepted(tmp_path: Path) -> None:
         ({"colour": "red"}, "Config 'colour' has value 'red'. Extra inputs are not permitted"),
         ({"readiness": {"max_diff_rate": 2}}, "Config 'readiness.max_diff_rate' has value 2"),
         ({"port": 8900}, "port and admin_port are both 8900"),
+        (
+            {"services": {"orders": {"id_fields": ["*_id"]}}},
+            "Config 'services.orders.id_fields' has value ['*_id']. '*_id' does not name a resource",
+        ),
+        (
+            {"services": {"orders": {"id_references": {"author": "users"}}}},
+            "'author' refers to 'users', which is not a collection path",
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_the_value(source: dict[str, object], message: str) -> None:
@@ -184,11 +192,21 @@ def test_the_example_file_loads_and_holds_the_defaults() -> None:
 
 
 def test_the_example_file_documents_every_setting() -> None:
-    from diffs.rules import CompareRules, NumericTolerance, TextSimilarity
+    from diffs.rules import CompareRules, ListKey, NumericTolerance, TextSimilarity
     from proxy.config import CaptureConfig, NoiseConfig, ServiceConfig, Settings
 
     text = EXAMPLE.read_text(encoding="utf-8")
-    for model in (Settings, ServiceConfig, CaptureConfig, NoiseConfig, CompareRules, NumericTolerance, TextSimilarity):
+    models = (
+        Settings,
+        ServiceConfig,
+        CaptureConfig,
+        NoiseConfig,
+        CompareRules,
+        NumericTolerance,
+        TextSimilarity,
+        ListKey,
+    )
+    for model in models:
         missing = [name for name in model.model_fields if name not in text]
         assert not missing, f"{model.__name__}: {missing} not in shadowdiff.example.toml"
 

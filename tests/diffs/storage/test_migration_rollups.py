@@ -1,4 +1,4 @@
-"""Migration 0004: a store written before rollups is rolled up on upgrade, and reports what it reported before."""
+"""Migration 0005: a store written before rollups is rolled up on upgrade, and reports what it reported before."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from alembic import command
 from sqlalchemy import insert
 from store_fixtures import T0, Database, comparison
 
-from diffs.report import NoiseThresholds, Window
+from diffs.report import Window
 from diffs.rollups import fold_all
+from diffs.rules import NoiseConfig
 from diffs.storage import queries, rows
 from diffs.storage.engine import make_engine
 from diffs.storage.models import ExchangeRow, FieldDiffRow
@@ -18,8 +19,8 @@ from diffs.storage.schema import alembic_config
 from diffs.storage.urls import async_url
 
 
-def _at_0003(sync: Any) -> None:
-    command.upgrade(alembic_config(sync), "0003")
+def _at_0004(sync: Any) -> None:
+    command.upgrade(alembic_config(sync), "0004")
 
 
 async def test_existing_exchanges_are_rolled_up_on_upgrade(database: Database) -> None:
@@ -35,7 +36,7 @@ async def test_existing_exchanges_are_rolled_up_on_upgrade(database: Database) -
     engine = make_engine(async_url(database.url), schema=database.schema)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_at_0003)  # the schema as the previous release left it, with every exchange a row
+            await conn.run_sync(_at_0004)  # the schema as the previous release left it, with every exchange a row
             for c in batch:
                 await conn.execute(insert(ExchangeRow), [rows.exchange_values(c, c.exchange.id, False)])
                 if c.diffs:
@@ -43,7 +44,7 @@ async def test_existing_exchanges_are_rolled_up_on_upgrade(database: Database) -
     finally:
         await engine.dispose()
 
-    store = await database.open()  # upgrades to head: 0004 rolls the exchanges up
+    store = await database.open()  # upgrades to head: 0005 rolls the exchanges up
     try:
         found = await queries.totals(store, Window(), now=T0 + timedelta(days=1))
         partial = await queries.totals(
@@ -67,8 +68,7 @@ async def test_existing_exchanges_are_rolled_up_on_upgrade(database: Database) -
         c for c in batch if T0 + timedelta(minutes=37) <= c.exchange.started_at < T0 + timedelta(hours=2, minutes=3)
     ]
     assert sum(sum(t.outcomes.values()) for t in partial.values()) == len(in_window)
-    thresholds = NoiseThresholds()
-    endpoints, fields, _ = queries.report_inputs(found, thresholds, [])
+    endpoints, fields, _ = queries.report_inputs(found, NoiseConfig(), [])
     get = next(e for e in endpoints if e.endpoint == "GET /api/orders/{id}")
     # The fixture stores noise-only diffs as `diff` outcomes: 60 differ, 30 of them in a finding, 30 only in noise.
     assert get.outcomes["diff"] == 60 and get.finding_exchanges == 30

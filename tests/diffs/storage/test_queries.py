@@ -17,8 +17,9 @@ from diffs.exchange import Outcome
 from diffs.percentiles import HistogramBucket, latency_bucket
 from diffs.percentiles import percentiles as pure_percentiles
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Report, Verdict, Window
+from diffs.report import Report, Verdict, Window
 from diffs.rollups import floor_time
+from diffs.rules import NoiseConfig
 from diffs.storage import Store, queries
 from proxy.config import load_settings
 from tests import factories as f
@@ -37,7 +38,7 @@ async def load(
         store,
         window=window,
         criteria=Criteria(),
-        thresholds=NoiseThresholds(),
+        noise=NoiseConfig(),
         primaries=primaries or {},
         service=service,
         services=list(settings.services),
@@ -220,7 +221,7 @@ async def test_every_exchange_page_is_an_index_range_scan_without_a_sort(
 async def test_the_trend_counts_findings_per_time_bucket(store: Store) -> None:
     """An hour of orders: half of them differ during the first 20 minutes, none after; the trend shows it."""
     settings = load_settings(environ={})
-    comparer = Comparer(settings.services, settings.noise)
+    comparer = Comparer(settings.services)
     start = floor_time(NOW - timedelta(hours=1), 60)  # rollups count by the minute
     batch = []
     for minute in range(60):
@@ -252,7 +253,7 @@ async def test_the_trend_counts_findings_per_time_bucket(store: Store) -> None:
 async def test_an_all_time_trend_spans_the_traffic_not_the_idle_time_after_it(store: Store) -> None:
     """Twelve minutes of traffic two hours ago: twelve one-minute buckets, none of them empty."""
     settings = load_settings(environ={})
-    comparer = Comparer(settings.services, settings.noise)
+    comparer = Comparer(settings.services)
     start = floor_time(NOW - timedelta(hours=2), 60)
     batch = [
         comparer.compare(f.exchange(path=f"/api/orders/{m + 1}", started_at=start + timedelta(minutes=m)))

@@ -10,7 +10,8 @@ from store_fixtures import Database, comparison
 
 from diffs.exchange import Comparison, Outcome
 from diffs.readiness import Criteria
-from diffs.report import LIVE, NoiseThresholds, Report, Window
+from diffs.report import LIVE, Report, Window
+from diffs.rules import NoiseConfig
 from diffs.storage import Store, queries
 
 
@@ -23,7 +24,7 @@ async def _report(store: Store, run: str | None) -> Report:
         store,
         window=Window(run=run),
         criteria=Criteria(min_samples=1),
-        thresholds=NoiseThresholds(),
+        noise=NoiseConfig(),
         primaries={},
         services=["orders"],
     )

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from store_fixtures import T0, Database, comparison, postgres_schema, side
 
 from diffs.exchange import Comparison, ErrorKind, Outcome, Role
+from diffs.id_pairs import IdPair
 from diffs.report import Window
 from diffs.storage import RetentionPolicy, Store, queries
 from diffs.storage.retention import ExampleQuota, error_key
@@ -154,13 +155,13 @@ async def test_every_other_table_is_bounded_too(database: Database) -> None:
     now = datetime.now(UTC)
     try:
         await store.write_batch([comparison(started_at=now - timedelta(days=8)), comparison(started_at=now)])
-        await store.save_correlations("orders", [(str(i), str(100 + i)) for i in range(5)])
+        await store.save_id_pairs([IdPair("orders", "/orders", "v1", i, "v2", 100 + i) for i in range(5)])
         for n in range(4):
             await store.record_promotion("orders", "v1" if n % 2 == 0 else "v2", "v2" if n % 2 == 0 else "v1", "", "a")
         await store.record_promotion("ai", "v1", "v2", "", "a")
         async with engine.begin() as conn:
             await conn.execute(
-                text("UPDATE id_correlations SET created_at = :old WHERE primary_id = '0'"),
+                text("UPDATE id_pairs SET created_at = :old WHERE from_id = '0'"),
                 {
                     "old": (now - timedelta(days=2)).replace(tzinfo=None)
                     if database.schema is None
@@ -174,7 +175,7 @@ async def test_every_other_table_is_bounded_too(database: Database) -> None:
         assert pruned.correlations == 2 and pruned.promotions == 2 and pruned.rollups == 3 and pruned.events == 5
         assert [p.id for p in await store.list_promotions("orders")][:2] == [4, 3]
         assert await store.get_primaries() == {"orders": "v1", "ai": "v2"}  # the newest rows stay
-        assert sorted(p for p, _ in await store.load_correlations("orders")) == ["2", "3", "4"]
+        assert sorted(p.from_id for p in await store.load_id_pairs()) == [2, 3, 4]
         found = await queries.totals(store, Window())
         assert sum(sum(t.outcomes.values()) for t in found.values()) == 1  # the 8-day-old minute, hour, day went
     finally:

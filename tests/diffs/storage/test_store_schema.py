@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
-from store_fixtures import Database
+from sqlalchemy import insert, inspect, text
+from store_fixtures import Database, comparison
 
-from diffs.storage import Store
-from diffs.storage.models import Base
+from diffs.storage import Store, rows
+from diffs.storage.models import Base, ExchangeRow
 from diffs.storage.schema import alembic_config
 from diffs.storage.urls import async_url
 from proxy.errors import ConfigError
@@ -24,8 +26,9 @@ TABLES = {
     "field_diffs",
     "body_examples",
     "noise_marks",
-    "id_correlations",
+    "id_pairs",
     "promotions",
+    "learned_templates",
     "rollups",
     "rollup_pending",
     "events",
@@ -49,6 +52,45 @@ async def test_fresh_database_gets_the_whole_schema_at_head(store: Store, databa
     assert tables == TABLES
     assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert drift == []  # the migrations build exactly what the models describe
+
+
+async def test_a_store_at_the_run_label_revision_upgrades_to_head_keeping_its_rows(database: Database) -> None:
+    """0004 (verdicts: diff places, learned templates, id pairs) follows 0003 (the replay run label): a store that
+    main's 0003 built upgrades in place, its exchanges and run labels kept; the old id pairs, which had no resource,
+    are dropped with their table."""
+    engine = database.engine()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
+            row = comparison(exchange_id="x-1")
+            row = replace(row, exchange=replace(row.exchange, run="r1"))
+            await conn.execute(insert(ExchangeRow.__table__).values(rows.exchange_values(row, "x-1", False)))
+            await conn.execute(
+                text(
+                    "INSERT INTO id_correlations (service, primary_id, shadow_id, created_at) "
+                    "VALUES ('orders', '7', '1007', '2026-12-01 10:00:00+00')"
+                )
+            )
+    finally:
+        await engine.dispose()
+    store = await database.open()
+    try:
+        stored = await store.get_exchange("x-1")
+        assert stored is not None and stored.summary.endpoint == "GET /api/orders/{id}"
+        assert await store.load_id_pairs() == []
+    finally:
+        await store.close()
+    tables, version, drift = await _state(database)
+    assert tables == TABLES and "id_correlations" not in tables
+    script = ScriptDirectory.from_config(alembic_config())
+    assert version == script.get_current_head() and script.get_revision("0004").down_revision == "0003"
+    assert drift == []
+    engine = database.engine()
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT run FROM exchanges WHERE id = 'x-1'"))).scalar_one() == "r1"
+    finally:
+        await engine.dispose()
 
 
 async def test_opening_again_is_idempotent_and_keeps_data(database: Database) -> None:

@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from diffs.exchange import Exchange, Outcome
+from diffs.exchange import Exchange, Outcome, SentRequest
+from diffs.id_pairs import IdPair
 from diffs.report import Window
 from diffs.storage import Store, queries
 from proxy.analysis.channel import AnalysisChannel
@@ -113,6 +115,36 @@ async def test_exchanges_are_compared_and_stored_by_another_process(tmp_path: Pa
         await channel.aclose(5)
     first, second = await stored(config, same.id, different.id)
     assert first.summary.outcome is Outcome.MATCH and [d.path for d in second.diffs] == ["root.total"]
+
+
+async def test_the_analysis_process_applies_pairs_by_resource_aligns_lists_and_keeps_what_each_side_was_sent(
+    tmp_path: Path, metrics: ProxyMetrics
+) -> None:
+    """Across the process boundary: id pairs the data plane learned (typed, per resource), the shadow's rewritten
+    request, and diffs that say where they sit on each side, as the in-process pipeline had them."""
+    config = settings(tmp_path)
+    channel = AnalysisChannel(config, metrics)
+    await channel.start()
+    sent = SentRequest("/api/orders/1007", (("host", "127.0.0.1:8002"), ("x-shadow-request", "1")))
+    items = [{"id": 1, "stock": 5}, {"id": 2, "stock": 3}]
+    item = exchange(
+        path="/api/orders/7",
+        primary=primary({"id": 7, "items": items}),
+        shadow=replace(shadow({"id": 1007, "items": [{"id": 2, "stock": 4}, {"id": 1, "stock": 5}]}), sent=sent),
+    )
+    try:
+        channel.learned([IdPair("orders", "/api/orders", "v1", 7, "v2", 1007)])  # ahead of the exchange, as on_pairs
+        assert channel.submit(item)
+        await eventually(lambda: channel.pending == 0, 10, "settled")
+    finally:
+        await channel.aclose(5)
+    (row,) = await stored(config, item.id)
+    assert row.shadow.sent == sent
+    found = {(d.path, d.kind.value): (d.noise, d.primary_at, d.shadow_at) for d in row.diffs}
+    assert found[("root.id", "changed")][0] is True  # order 7 is order 1007 there: paired, not a finding
+    assert found[("root.items", "reordered")][0] is False
+    assert found[("root.items[*].stock", "changed")] == (False, "root.items[1].stock", "root.items[0].stock")
+    assert row.summary.outcome is Outcome.DIFF
 
 
 async def test_a_full_channel_drops_counts_and_still_leaves_a_dropped_row(

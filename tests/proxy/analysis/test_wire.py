@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from diffs.exchange import ErrorKind, Exchange, Role
+from diffs.exchange import ErrorKind, Exchange, Role, SentRequest
+from diffs.id_pairs import IdPair
 from proxy.analysis import wire
 from tests.factories import exchange, failed, primary, request, secondary, shadow
 
@@ -32,6 +34,24 @@ def through(parts: list[bytes]) -> tuple[int, object, memoryview]:
         ),
         exchange(shadow=None, skip_reason="sampled_out"),
         exchange(run="replay-20261129-1"),
+        # What each side was sent: the primary the client's request, the shadow its own ids (a rewritten body after
+        # its response body), the secondary an empty rewritten body (not the same as the client's, None).
+        exchange(
+            request=request("POST", "/posts/7/comments", json={"post_id": 7, "text": "hi"}),
+            primary=replace(
+                primary({"id": 1}, status=201),
+                sent=SentRequest("/posts/7/comments", (("host", "v1:8001"), ("content-type", "application/json"))),
+            ),
+            shadow=replace(
+                shadow({"id": "c-9"}, status=201),
+                sent=SentRequest(
+                    "/posts/5rCadNROXW8/comments?x=%20",
+                    (("host", "v2:8002"), ("x-shadow-request", "1")),
+                    b'{"post_id":"5rCadNROXW8","text":"hi"}',
+                ),
+            ),
+            secondary=replace(secondary({"id": 1}), sent=SentRequest("/posts/7/comments", (), b"")),
+        ),
     ],
 )
 def test_an_exchange_round_trips_exactly(item: Exchange) -> None:
@@ -57,8 +77,23 @@ def test_a_drop_record_has_no_bodies_and_says_why() -> None:
     assert recorded.primary.body == b"" and recorded.primary.status == item.primary.status
 
 
+def test_a_drop_record_carries_nothing_of_what_was_sent() -> None:
+    sent = SentRequest("/api/orders/1007", (("host", "v2"),), b'{"order_id": 1007}')
+    item = exchange(shadow=replace(shadow({"id": 1}), sent=sent))
+    kind, meta, bodies = through(wire.dropped_parts(item, "queue_full"))
+    recorded = wire.read_exchange(meta, bodies)
+    assert recorded.shadow is not None and recorded.shadow.sent is None and recorded.shadow.body == b""
+
+
 def test_pairs_and_progress_frames() -> None:
-    kind, meta, _ = through(wire.pairs_parts("orders", [(7, 1007), ("ORD-1", "ORD-9")]))
-    assert kind == wire.PAIRS and meta == ["orders", [[7, 1007], ["ORD-1", "ORD-9"]]]
+    pairs = [
+        IdPair("orders", "/api/orders", "v1", 7, "v2", 1007),
+        IdPair("blog", "/posts/{}/comments", "v2", "c-9", "secondary", 3),
+    ]
+    kind, meta, _ = through(wire.pairs_parts(pairs))
+    assert kind == wire.PAIRS
+    read = wire.read_pairs(meta)
+    assert read == pairs  # resources, sides and each id's type (7 an int, "c-9" a string) survive
+    assert [type(p.from_id) for p in read] == [int, str] and [type(p.to_id) for p in read] == [int, int]
     kind, meta, _ = through(wire.progress_parts({"settled": 3}))
     assert kind == wire.PROGRESS and meta == {"settled": 3}

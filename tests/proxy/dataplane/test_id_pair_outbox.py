@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from diffs.id_pairs import IdPair
 from diffs.storage import Store, StoreUnavailable
 from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.correlation_store import CorrelationStore
@@ -16,27 +17,27 @@ from proxy.dataplane.correlation_store import CorrelationStore
 class DownThenUp(Store):
     down = True
 
-    async def save_correlations(self, service: str, pairs: Sequence[tuple[str, str]]) -> None:
+    async def save_id_pairs(self, pairs: Sequence[IdPair]) -> None:
         if self.down:
             raise StoreUnavailable("database unavailable: the database system is shutting down")
-        await super().save_correlations(service, pairs)
+        await super().save_id_pairs(pairs)
 
 
 async def test_pairs_learned_during_an_outage_are_kept_retried_and_counted(tmp_path: Path) -> None:
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     store.__class__ = DownThenUp
     registry = CollectorRegistry()
-    pairs = CorrelationStore(store, IdCorrelator(1000, 0.1), registry=registry)
+    pairs = CorrelationStore(store, IdCorrelator(1000), registry=registry)
     pairs.outbox.max_backoff = 0.02
     try:
         for n in range(200):
-            pairs.save("orders", [(n, 1000 + n)])
+            pairs.save([IdPair("orders", "/orders", "v1", n, "v2", 1000 + n)])
         await asyncio.sleep(0.1)
         assert registry.get_sample_value("shadowdiff_id_pairs_total", {"outcome": "retried"}) > 0
         assert pairs.outbox.pending == 200
         DownThenUp.down = False
         await asyncio.wait_for(pairs.outbox.flush(), 5)
-        assert len(await store.load_correlations("orders")) == 200
+        assert len(await store.load_id_pairs(services=["orders"])) == 200
         assert registry.get_sample_value("shadowdiff_id_pairs_total", {"outcome": "written"}) == 200
         assert registry.get_sample_value("shadowdiff_id_pairs_total", {"outcome": "dropped_full"}) is None
     finally:

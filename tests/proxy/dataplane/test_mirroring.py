@@ -7,24 +7,31 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from diffs.exchange import ErrorKind, Exchange, RecordedRequest, Role, SideResponse
-from proxy.dataplane.correlation import IdCorrelator, IdFields
+from diffs.resources import IdNaming, Resource
+from proxy.dataplane.correlation import IdCorrelator, ServiceIds
 from proxy.dataplane.forwarding import Upstream
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.mirroring import Job, Mirror, MirrorCall
-from tests.proxy.upstreams import ListSink, Recorder, sample
+from proxy.dataplane.ordering import CausalOrder
+from tests.proxy.upstreams import ListSink, Recorder, fixed, sample
 from tests.servers import run_server
 
 PRIMARY = SideResponse(Role.PRIMARY, "v1", 200, (), b'{"id": 1}', 1.0)
 
 
-def job(n: int = 0, *, timeout: float = 1.0, fields: IdFields | None = None) -> Job:
-    request = RecordedRequest("GET", f"/api/orders/{n}", "", (), b"")
-    return Job(f"id-{n}", datetime.now(UTC), "orders", request, f"/api/orders/{n}", False, timeout, 10_000, fields)
+IDS = ServiceIds.of(IdNaming())
+
+
+def job(n: int = 0, *, timeout: float = 1.0, method: str = "GET", path: str | None = None) -> Job:
+    path = path or f"/api/orders/{n}"
+    request = RecordedRequest(method, path, "", (), b"")
+    return Job(f"id-{n}", datetime.now(UTC), "orders", request, path, False, timeout, 10_000, IDS)
 
 
 @pytest.fixture
@@ -39,9 +46,12 @@ async def shadow() -> AsyncIterator[tuple[Recorder, Upstream]]:
             await upstream.aclose()
 
 
-def mirror(sink: Any = None, *, cap: int = 10, correlator: IdCorrelator | None = None) -> tuple[Mirror, ProxyMetrics]:
+def mirror(
+    sink: Any = None, *, cap: int = 10, correlator: IdCorrelator | None = None, order: CausalOrder | None = None
+) -> tuple[Mirror, ProxyMetrics]:
     metrics = ProxyMetrics(CollectorRegistry())
-    return Mirror(sink=sink or ListSink(), metrics=metrics, correlator=correlator, max_inflight=cap), metrics
+    built = Mirror(sink=sink or ListSink(), metrics=metrics, correlator=correlator, max_inflight=cap, order=order)
+    return built, metrics
 
 
 def call(upstream: Upstream) -> MirrorCall:
@@ -87,31 +97,43 @@ async def test_a_flight_the_handler_gave_up_on_is_not_recorded(shadow: tuple[Rec
     assert sink.exchanges == [] and sample(metrics, "shadowdiff_dropped_total", reason="primary_cancelled") == 1
 
 
-async def test_drain_waits_then_cancels_and_releases_pending_creates(shadow: tuple[Recorder, Upstream]) -> None:
+async def test_drain_waits_then_cancels_and_releases_the_writes_in_flight(shadow: tuple[Recorder, Upstream]) -> None:
     recorder, upstream = shadow
     recorder.delay = 5.0
-    correlator = IdCorrelator(100, 5.0)
-    m, _ = mirror(correlator=correlator)
-    flight = m.launch(job(fields=IdFields(("id",))), [call(upstream)])
-    m.expect_creates(flight, {"id": 1})
+    order = CausalOrder(5.0)
+    m, _ = mirror(correlator=IdCorrelator(100), order=order)
+    flight = m.launch(job(method="POST", path="/api/orders"), [call(upstream)])
+    m.expect_creates(flight, {"id": (Resource("/api/orders"), 1)})
     m.primary_answered(flight, PRIMARY)
-    assert correlator.active("orders")
+    assert order.busy("v2", "orders")
     with capture_logs() as logs:
         assert await m.drain(0.1) == 1
     assert m.tasks == 0 and m.inflight == 0
-    assert not correlator.active("orders")  # a waiter would otherwise sit out its whole timeout
+    assert not order.busy("v2", "orders")  # a waiter would otherwise sit out its whole bound
     assert any(entry["event"] == "mirrored requests cancelled at shutdown" for entry in logs)
     recorder.release()
 
 
-async def test_no_pending_create_starts_after_a_flight_closed(shadow: tuple[Recorder, Upstream]) -> None:
-    _, upstream = shadow
-    correlator = IdCorrelator(100, 5.0)
-    m, _ = mirror(correlator=correlator)
-    flight = m.launch(job(), [call(upstream)])
-    await m.drain(0.0)
-    m.expect_creates(flight, {"id": 1})
-    assert not correlator.active("orders")
+async def test_a_create_whose_side_answered_before_the_primary_is_paired_when_the_primary_answers() -> None:
+    created = Recorder("v2", fixed_json(201, {"id": 1001}))
+    async with run_server(created) as url:
+        upstream = Upstream("v2", url)
+        await upstream.open()
+        correlator, order = IdCorrelator(100), CausalOrder(5.0)
+        m, _ = mirror(correlator=correlator, order=order)
+        flight = m.launch(job(method="POST", path="/api/orders"), [call(upstream)])
+        await created.arrived.wait()
+        for _ in range(100):
+            if flight.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert order.busy("v2", "orders")  # answered, but the primary's id is not known yet
+        m.expect_creates(flight, {"id": (Resource("/api/orders"), 1)})
+        m.primary_answered(flight, PRIMARY)
+        await m.drain(1.0)
+        await upstream.aclose()
+    assert correlator.pairs.lookup("orders", "/api/orders", "v1", "v2", 1) == 1001
+    assert not order.busy("v2", "orders")
 
 
 async def test_an_unexpected_bug_on_the_mirrored_side_is_recorded_not_raised() -> None:
@@ -138,3 +160,7 @@ async def test_a_failing_sink_costs_one_exchange_and_is_counted() -> None:
     with capture_logs():
         m.primary_answered(m.launch(job(), []), PRIMARY)
     assert sample(metrics, "shadowdiff_dropped_total", reason="queue_full") == 1
+
+
+def fixed_json(status: int, body: object) -> Any:
+    return fixed(status, orjson.dumps(body))

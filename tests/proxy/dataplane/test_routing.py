@@ -54,7 +54,10 @@ def test_plan_reflects_config() -> None:
     assert plan.methods == frozenset({"GET"})
     assert plan.sample_key_header == b"x-user"
     assert plan.shadow_timeout == 0.5
-    assert "order_id" in plan.id_fields and "id" in plan.id_fields and "name" not in plan.id_fields
+    assert plan.ids.naming.key == "id" and plan.ids.naming.references == ("{singular}_id", "{singular}Id")
+    custom = ServiceConfig(id_key="uid", id_fields=("{singular}_ref",), id_references={"author": "/users"})
+    naming = RouteTable({"x": custom}).plan("x").ids.naming
+    assert (naming.key, naming.references, dict(naming.explicit)) == ("uid", ("{singular}_ref",), {"author": "/users"})
 
 
 def test_static_primaries() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from diffs.readiness import Criteria
-from diffs.report import LIVE, NoiseThresholds, Report, Window
+from diffs.report import LIVE, Report, Window
+from diffs.rules import NoiseConfig
 from diffs.storage import RetentionPolicy, Store, queries
 from proxy.replay.engine import Options, Tally, replay
 from proxy.replay.progress import PlainView
@@ -35,7 +36,7 @@ async def report(url: str, run: str) -> Report:
             store,
             window=Window(run=run),
             criteria=Criteria(min_samples=1),
-            thresholds=NoiseThresholds(),
+            noise=NoiseConfig(),
             primaries={},
             services=["orders", "products", "ai", "default"],
         )

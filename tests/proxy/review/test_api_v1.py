@@ -152,7 +152,15 @@ async def test_one_exchange_with_bodies_and_diffs(api: Api) -> None:
     client, ctx = api
     data = (await client.get(f"/api/v1/exchanges/{ctx.seeded.diff_exchange_id}")).json()
     assert data["diffs"] == [
-        {"path": "root.total", "kind": "changed", "primary": "27.00", "shadow": "28.00", "noise": False}
+        {
+            "path": "root.total",
+            "kind": "changed",
+            "primary": "27.00",
+            "shadow": "28.00",
+            "noise": False,
+            "primary_at": None,
+            "shadow_at": None,
+        }
     ]
     assert data["primary"]["body"]["json"]["total"] == "27.00" and data["shadow"]["body"]["json"]["total"] == "28.00"
     assert data["shadow"]["latency_ms"] == 18.0

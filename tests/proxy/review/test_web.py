@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import httpx
 import pytest
 
 from diffs.comparer import Comparer
+from diffs.exchange import SentRequest
 from diffs.readiness import Criteria
-from diffs.report import NoiseThresholds, Window
+from diffs.report import Window
+from diffs.rules import NoiseConfig
 from diffs.storage import queries
 from proxy.review.web import render_report_html
 from tests import factories as f
@@ -167,13 +170,38 @@ async def test_redirects_stay_on_the_admin_site(make: Make) -> None:
 async def test_exchange_page_shows_both_sides_with_the_differing_field_marked(make: Make) -> None:
     client, ctx = await make()
     html = (await client.get(f"/exchanges/{ctx.seeded.diff_exchange_id}")).text
-    starts = [html.index(f'<div class="side" data-side="{side}">') for side in ("primary", "shadow", "secondary")]
+    starts = [
+        html.index(f'<div class="side" data-side="{side}" data-response>')
+        for side in ("primary", "shadow", "secondary")
+    ]
     primary, shadow = html[starts[0] : starts[1]], html[starts[1] : starts[2]]
     assert text_of(primary, r'<mark class="diff" data-path="root.total">(.*?)</mark>') == ['"total": "27.00",']
     assert text_of(shadow, r'<mark class="diff" data-path="root.total">(.*?)</mark>') == ['"total": "28.00",']
     assert html.count('<mark class="diff"') == 2  # nothing else is marked
     assert "23.0 ms" in html and "18.0 ms" in html  # both latencies
     assert "GET /api/orders/4" in html
+
+
+async def test_exchange_page_shows_what_each_side_received_and_marks_a_rewritten_target(make: Make) -> None:
+    client, ctx = await make()
+    headers = (("accept", "application/json"), ("x-shadow-request", "1"), ("authorization", "Bearer s3cret"))
+    x = f.exchange(
+        id="rewritten-1",
+        path="/api/orders/7",
+        primary=replace(f.primary(f.order_body(id=7)), sent=SentRequest("/api/orders/7", headers[:1])),
+        shadow=replace(
+            f.shadow(f.order_body(id=1007)), sent=SentRequest("/api/orders/1007?token=abc", headers, b'{"id": 1007}')
+        ),
+    )
+    await ctx.store.write_batch([Comparer(ctx.settings.services).compare(x)])
+    html = (await client.get("/exchanges/rewritten-1")).text
+    received = html[html.index("What each side received") : html.index("<h2>Responses</h2>")]
+    assert text_of(received, r"<mark[^>]*data-rewritten[^>]*>(.*?)</mark>") == ["GET /api/orders/1007?token=[REDACTED]"]
+    assert text_of(received, r"<span data-target>(.*?)</span>") == ["GET /api/orders/7"]  # the primary's: as sent
+    assert "x-shadow-request: 1" in received and "s3cret" not in html  # headers as received, secrets redacted
+    api = (await client.get("/api/v1/exchanges/rewritten-1")).json()
+    assert api["shadow"]["sent"]["target"] == "/api/orders/1007?token=[REDACTED]"
+    assert api["primary"]["sent"]["body"] is None and api["shadow"]["sent"]["body"]["json"] == {"id": 1007}
 
 
 async def test_exchange_ids_needing_quoting_still_resolve(make: Make) -> None:
@@ -285,7 +313,7 @@ async def test_the_html_report_file_is_self_contained(make: Make) -> None:
         ctx.store,
         window=Window(),
         criteria=Criteria(),
-        thresholds=NoiseThresholds(),
+        noise=NoiseConfig(),
         primaries={},
         services=list(ctx.settings.services),
     )
@@ -339,7 +367,7 @@ async def test_diff_values_are_shown_as_json_text_and_escaped(make: Make) -> Non
 async def test_endpoint_page_lists_findings_before_noise(make: Make) -> None:
     """Issue 13: on the endpoint page noise rows sat alphabetically among findings."""
     client, ctx = await make()
-    comparer = Comparer(ctx.settings.services, ctx.settings.noise)
+    comparer = Comparer(ctx.settings.services)
     batch = []
     for n in range(6):
         order = {**f.order_body(id=900 + n), "aaa_stamp": "p"}

@@ -1,7 +1,9 @@
-"""`shadowdiff up`'s stack: children's logs in files, the end of a dead child's log shown, an 80-column banner."""
+"""`shadowdiff up`'s stack: children's logs in files, the end of a dead child's log shown, an 80-column banner, and
+readiness checked without sending a request through the proxy."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 import urllib.request
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.runtime.stack import ChildSpec, Stack, StackError, banner, cli_name
+from proxy.runtime.stack import ChildSpec, Stack, StackError, _answers, banner, cli_name
 from tests.servers import free_port
 
 
@@ -75,3 +77,26 @@ def test_cli_name_is_the_command_when_path_finds_this_one(monkeypatch: pytest.Mo
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.chdir(tmp_path)
     assert cli_name() == str(script)  # not below the working directory: the whole path
+
+
+async def test_a_tcp_health_check_connects_and_sends_nothing() -> None:
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read())  # until the checker closes its side
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        assert await asyncio.to_thread(_answers, f"tcp://127.0.0.1:{port}")
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received == [b""]  # connected, not a byte of HTTP: nothing to mirror, nothing to compare
+    assert not await asyncio.to_thread(_answers, f"tcp://127.0.0.1:{free_port()}")
+    assert not _answers("tcp://nowhere")

@@ -6,8 +6,8 @@ minute, hour and day rows with the same `diffs.rollups.Cell` the writer uses (al
 so an upgraded store reports exactly what it reported before. Rows are inserted once a period is complete, so
 memory holds only the open periods.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004 (issue 11: id pairs per resource, learned templates)
 Create Date: 2026-12-06
 """
 
@@ -23,8 +23,8 @@ from diffs.rollups import GRAINS, LIVE_RUN, Cell, RollupKey, direction_of, floor
 from diffs.storage.models import UTCDateTime
 from diffs.storage.rollup_rows import values_of
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
