@@ -36,6 +36,7 @@ PROMOTION = "promotion"
 NOISE_MARKS = "noise_marks"
 LEARNED_TEMPLATES = "learned_templates"
 ID_PAIRS = "id_pairs"
+ID_PENDING = "id_pending"
 _BATCH = 500
 
 
@@ -95,6 +96,9 @@ class Feed:
         self.listening = False
         self.delivered = 0
         self.failures = 0
+        self._reading: asyncio.Future[None] | None = None
+        self._read_started = 0.0
+        self._one_at_a_time = asyncio.Lock()  # the loop and `sync` may both read: each event is delivered once
 
     @property
     def mode(self) -> str:
@@ -155,8 +159,47 @@ class Feed:
                 with contextlib.suppress(Exception):
                     await listening.close()
 
+    async def sync(self, after: float, timeout: float) -> bool:
+        """Until a read that started after `after` (monotonic) has delivered what it found: every event committed
+        before that moment has then been heard. Reads are shared: callers arriving during one wait for the next.
+        False when that took longer than `timeout` seconds (or the store could not be read)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reading = self._reading
+            if reading is not None and self._read_started >= after:
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await asyncio.shield(reading)
+                except (TimeoutError, Exception):
+                    return False
+                return True
+            if reading is not None:  # started before `after`: wait for it, then start ours
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await asyncio.shield(reading)
+                if time.monotonic() >= deadline:
+                    return False
+                continue
+            self._read_started = time.monotonic()
+            self._reading = asyncio.get_running_loop().create_future()
+            try:
+                await self.read()
+            except Exception as exc:
+                self._reading.set_exception(exc)
+                self._reading.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
+                return False
+            else:
+                self._reading.set_result(None)
+            finally:
+                self._reading = None
+            return True
+
     async def read(self) -> int:
         """Deliver the events committed since the last read; returns how many."""
+        async with self._one_at_a_time:
+            return await self._read()
+
+    async def _read(self) -> int:
         delivered = 0
         while True:
             query = select(EventRow).order_by(EventRow.id).limit(_BATCH)

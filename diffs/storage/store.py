@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,7 +43,7 @@ from diffs.storage.schema import upgrade
 from diffs.storage.urls import async_url, is_sqlite
 from diffs.templating import LearnedTemplate
 
-__all__ = ["PromotionConflict", "Store", "StoreUnavailable"]
+__all__ = ["PromotionConflict", "Settled", "Store", "StoreUnavailable"]
 
 SIDES = frozenset({"v1", "v2"})
 _SLICE = 250
@@ -83,6 +84,21 @@ class StoreSettings(Protocol):
     def database_pgbouncer(self) -> bool: ...
     @property
     def state_refresh_seconds(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """One id a create gave on `from_side`: pending while the other sides have not answered it, then settled."""
+
+    service: str
+    resource: str
+    from_side: str
+    from_id: IdValue
+
+
+def id_from_event(text: str) -> IdValue:
+    """An id from a feed event (JSON text, so that its type survives)."""
+    return _id_value(text)
 
 
 class PromotionConflict(StoreError):
@@ -396,9 +412,14 @@ class Store:
 
     # -- id pairs -----------------------------------------------------------------------------------------------------
 
-    async def save_id_pairs(self, pairs: Sequence[IdPair]) -> None:
-        """Remember id pairs; a (resource, direction, id) seen again takes its newest counterpart."""
-        if not pairs:
+    async def save_id_pairs(self, pairs: Sequence[IdPair], *, settled: Sequence[Settled] = ()) -> None:
+        """Remember id pairs; a (resource, direction, id) seen again takes its newest counterpart.
+
+        Every process hears of them on the state feed, with `settled`: the creates they came from, done (paired or
+        not: the same id on both sides needs no pair, a failed create gives none), which requests waiting for them
+        elsewhere stop waiting for.
+        """
+        if not pairs and not settled:
             return
         created_at = datetime.now(UTC)
         latest = {
@@ -414,7 +435,15 @@ class Store:
             for p in pairs
             if len(_id_json(p.from_id)) <= 400 and len(_id_json(p.to_id)) <= 400
         }
+        event = {
+            "pairs": [[p.service, p.resource, p.from_side, _id_json(p.from_id), p.to_side, _id_json(p.to_id)]
+                      for p in pairs],
+            "settled": [[s.service, s.resource, s.from_side, _id_json(s.from_id)] for s in settled],
+        }  # fmt: skip
         if not latest:
+            async with engines.writing(self._engine) as conn:
+                await feeds.publish(conn, feeds.ID_PAIRS, event)
+            self.feed.wake()
             return
         statement = _upsert(self.dialect, IdPairRow)
         excluded = statement.excluded
@@ -424,6 +453,18 @@ class Store:
         )
         async with engines.writing(self._engine) as conn:
             await conn.execute(statement, list(latest.values()))
+            await feeds.publish(conn, feeds.ID_PAIRS, event)
+        self.feed.wake()
+
+    async def announce_creates(self, pending: Sequence[Settled]) -> None:
+        """Creates the primary answered and a mirrored side has not yet: every process hears of them on the state
+        feed, so a request naming one of their ids anywhere waits for the pair (`save_id_pairs(settled=...)`)."""
+        if not pending:
+            return
+        payload = {"pending": [[p.service, p.resource, p.from_side, _id_json(p.from_id)] for p in pending]}
+        async with engines.writing(self._engine) as conn:
+            await feeds.publish(conn, feeds.ID_PENDING, payload)
+        self.feed.wake()
 
     async def load_id_pairs(self, *, services: Sequence[str] | None = None, limit: int = 100_000) -> list[IdPair]:
         """The newest `limit` pairs (of these services), oldest first, so loading them into an LRU keeps the newest."""

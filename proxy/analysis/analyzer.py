@@ -28,7 +28,8 @@ from diffs.exchange import Comparison, Exchange, Outcome
 from diffs.id_pairs import IdPair, IdPairs, correlated
 from diffs.resources import IdNaming
 from diffs.storage import Store
-from diffs.storage.feed import LEARNED_TEMPLATES, NOISE_MARKS, Event
+from diffs.storage.feed import ID_PAIRS, LEARNED_TEMPLATES, NOISE_MARKS, Event
+from diffs.storage.store import id_from_event
 from diffs.storage.writer import BatchWriter
 from diffs.templating import LearnedTemplate
 from proxy.config import Settings
@@ -218,7 +219,9 @@ class Analyzer:
         if follow is not None:  # marks and templates learned anywhere arrive through the state feed; the loop only
             await follow(NOISE_MARKS, self._marks_pushed)  # catches what a lost connection missed
             await follow(LEARNED_TEMPLATES, self._marks_pushed)
+            await follow(ID_PAIRS, self._pairs_pushed)  # other workers' and replicas' creates, as they settle
             self.marks_refresh_seconds *= 12
+            self.pairs_refresh_seconds *= 12
         await self._refresh_marks()
         await self._refresh_pairs(newest=None)
         self.writer.start()
@@ -241,6 +244,12 @@ class Analyzer:
 
     async def _marks_pushed(self, event: Event) -> None:
         await self._refresh_marks()
+
+    async def _pairs_pushed(self, event: Event) -> None:
+        self.pairs.remember(
+            IdPair(service, resource, a, id_from_event(x), b, id_from_event(y))
+            for service, resource, a, x, b, y in event.payload.get("pairs", ())
+        )
 
     async def _refresh_pairs(self, newest: int | None = 1000) -> None:
         """Pairs other workers saved (this worker's own arrive over the channel, ahead of their exchanges): at

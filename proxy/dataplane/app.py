@@ -29,6 +29,7 @@ from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.mirroring import Flight, Job, Mirror, MirrorCall, answered, sent_request
 from proxy.dataplane.ordering import CausalOrder
 from proxy.dataplane.routing import PrimaryLookup, RouteTable, ServicePlan
+from proxy.dataplane.shared_ids import SharedIds
 from proxy.dataplane.sink import ExchangeSink
 from proxy.errors import UpstreamError, UpstreamTimeout
 
@@ -51,6 +52,7 @@ class Proxy:
         metrics: ProxyMetrics,
         correlator: IdCorrelator | None = None,
         capture: Capture | None = None,
+        shared: SharedIds | None = None,
     ) -> None:
         self.settings = settings
         self.capture = capture
@@ -58,12 +60,14 @@ class Proxy:
         self.primaries = primaries
         self.metrics = metrics
         self.correlator = correlator
+        self.shared = shared
         self.mirror = Mirror(
             sink=sink,
             metrics=metrics,
             correlator=correlator,
             max_inflight=settings.max_inflight_shadow,
             order=CausalOrder(settings.causal_wait_seconds),
+            shared=shared,
         )
         connections = int(getattr(settings, "upstream_connections", 0))
         keepalive = float(getattr(settings, "upstream_keepalive_seconds", KEEPALIVE_SECONDS))
@@ -164,8 +168,11 @@ class Proxy:
             if flight is not None:
                 created = self._created_ids(flight, method, answer)
                 if created:
-                    # Before the client sees the new ids, so a request naming them waits for the shadow's create.
+                    # Before the client sees the new ids, so a request naming them waits for the shadow's create:
+                    # here, and in every other process (announced, bounded: `shared_ids`).
                     self.mirror.expect_creates(flight, created)
+                    if self.shared is not None:
+                        await self.shared.announce(service, primary_app, created)
             self.metrics.upstream(service, "primary", primary_app, answer.latency)
             self.metrics.request(service, method, answer.status)
             try:
@@ -367,11 +374,14 @@ def create_proxy_app(
     correlator: IdCorrelator | None = None,
     capture: Capture | None = None,
     tune_gc: bool = False,
+    shared: SharedIds | None = None,
 ) -> Starlette:
     """The data-plane app; it opens its upstream sessions on startup and drains in-flight shadows on shutdown.
 
     `tune_gc` (for the server process, not for tests sharing a process) freezes start-up objects out of the
     garbage collector's reach and raises its young-generation threshold while the app runs.
     """
-    proxy = Proxy(settings, primaries=primaries, sink=sink, metrics=metrics, correlator=correlator, capture=capture)
+    proxy = Proxy(
+        settings, primaries=primaries, sink=sink, metrics=metrics, correlator=correlator, capture=capture, shared=shared
+    )
     return ProxyApp(proxy, tune_gc=tune_gc)

@@ -99,6 +99,9 @@ class IdCorrelator:
         self.pairs = IdPairs(capacity)
         self.on_pairs = on_pairs
         """Called with each create's new pairs, so they can be persisted and shared."""
+        self.on_settled: Callable[[str, str, Created, list[IdPair]], None] | None = None
+        """Called when another side answered a create (with its pairs, maybe none): (service, from side, the
+        create's ids, pairs), so processes waiting for that create elsewhere stop waiting."""
         self.unsafe = 0
         """Ids not written into a request line because they were not id-shaped."""
 
@@ -130,6 +133,14 @@ class IdCorrelator:
                     log.exception("on_pairs hook failed", service=service)
         return pairs
 
+    def settled(self, service: str, from_side: str, created: Created, pairs: list[IdPair]) -> None:
+        """Another side answered a create (paired, or with the same ids, or failed)."""
+        if self.on_settled is not None and created:
+            try:
+                self.on_settled(service, from_side, created, pairs)
+            except Exception:
+                log.exception("on_settled hook failed", service=service)
+
     def rewrite(
         self,
         service: str,
@@ -142,12 +153,19 @@ class IdCorrelator:
         request: Target,
         naming: IdNaming,
         json_body: bool,
+        misses: list[tuple[Resource, object]] | None = None,
     ) -> tuple[str, str, bytes]:
-        """The request as `to_side` must get it: `from_side`'s ids replaced where their resource is named."""
+        """The request as `to_side` must get it: `from_side`'s ids replaced where their resource is named.
+
+        `misses`, when given, collects the (resource, value) named where no pair is known: what a process that did
+        not see the create may have to ask the other processes about (`proxy.dataplane.shared_ids`)."""
         pairs = self.pairs
 
         def other(resource: Resource, value: object) -> IdValue | None:
-            return pairs.lookup(service, resource.collection, from_side, to_side, value)
+            found = pairs.lookup(service, resource.collection, from_side, to_side, value)
+            if found is None and misses is not None:
+                misses.append((resource, value))
+            return found
 
         if request.ids:
             parts = raw_path.split("/")

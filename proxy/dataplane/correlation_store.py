@@ -1,9 +1,10 @@
 """Persists learned id pairs and shares them: a restarted proxy still sends `GET /posts/7` to the shadow's own post,
 and with several workers, a create answered by one worker is known to the others within `interval`.
 
-Pairs go to the store as `IdPair` values (`Store.save_id_pairs`) through an outbox (`diffs.storage.outbox`): kept and
-retried while the store is down, and counted in `shadowdiff_id_pairs_total{outcome}` (queued, written, retried,
-dropped_*), so none is lost without a number.
+Pairs go to the store as `IdPair` values (`Store.save_id_pairs`), with the creates they settle
+(`proxy.dataplane.shared_ids`), through an outbox (`diffs.storage.outbox`): kept and retried while the store is
+down, and counted in `shadowdiff_id_pairs_total{outcome}` (queued, written, retried, dropped_*), so none is lost
+without a number.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from diffs.id_pairs import IdPair
 from diffs.storage import Store
 from diffs.storage.outbox import Outbox
+from diffs.storage.store import Settled
 from proxy.dataplane.correlation import IdCorrelator
 
 log = structlog.get_logger("shadowdiff.correlation")
@@ -39,7 +41,7 @@ class CorrelationStore:
                 registry=registry,
             )
         )
-        self.outbox: Outbox[IdPair] = Outbox(
+        self.outbox: Outbox[IdPair | Settled] = Outbox(
             self._write,
             name="id-pairs",
             on_count=None if counter is None else lambda outcome, n: counter.labels(outcome).inc(n),
@@ -73,8 +75,10 @@ class CorrelationStore:
     def save(self, pairs: list[IdPair]) -> None:
         self.outbox.put(pairs)
 
-    async def _write(self, pairs: Sequence[IdPair]) -> None:
-        await self.store.save_id_pairs(list(pairs))
+    async def _write(self, items: Sequence[IdPair | Settled]) -> None:
+        pairs = [item for item in items if isinstance(item, IdPair)]
+        settled = [item for item in items if isinstance(item, Settled)]
+        await self.store.save_id_pairs(pairs, settled=settled)
 
     async def aclose(self, timeout: float = 5.0) -> None:
         for task in self._tasks:

@@ -20,12 +20,13 @@ import structlog
 
 from diffs.decoding import decode_body
 from diffs.exchange import ErrorKind, Exchange, Headers, RecordedRequest, Role, SentRequest, SideResponse
-from diffs.resources import Target
+from diffs.resources import Resource, Target
 from proxy.dataplane.correlation import Created, IdCorrelator, ServiceIds, created_ids
 from proxy.dataplane.forwarding import Answer, Upstream, error_kind
 from proxy.dataplane.headers import RawHeaders, response_headers
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.ordering import CausalOrder, Write, read_keys, write_keys
+from proxy.dataplane.shared_ids import SharedIds
 from proxy.dataplane.sink import ExchangeSink
 from proxy.errors import UpstreamError
 
@@ -68,6 +69,7 @@ class Flight:
 
     __slots__ = (
         "answers",
+        "arrived",
         "closed",
         "created",
         "job",
@@ -84,6 +86,8 @@ class Flight:
         self.job = job
         self.sent = sent
         self.not_sent = not_sent
+        self.arrived = time.monotonic()
+        """When the request was launched: what a process must have heard of before it rewrites (`shared_ids`)."""
         self.primary: asyncio.Future[SideResponse | None] = asyncio.get_running_loop().create_future()
         self.closed = False
         """Its mirrored sides are finished (or were cancelled)."""
@@ -147,11 +151,13 @@ class Mirror:
         correlator: IdCorrelator | None,
         max_inflight: int,
         order: CausalOrder | None = None,
+        shared: SharedIds | None = None,
     ) -> None:
         self._sink = sink
         self._metrics = metrics
         self._correlator = correlator
         self._order = order
+        self._shared = shared
         self._max_inflight = max_inflight
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -262,11 +268,14 @@ class Mirror:
             answer = flight.answers.get(call.role)
             created, correlator, target = flight.created, self._correlator, flight.target
             if created and correlator is not None and job.ids is not None and target is not None and answer is not None:
+                pairs = []
                 if answer.ok and answer.status is not None and 200 <= answer.status < 300:
                     decoded = decode_body(answer.body, answer.headers)
                     if decoded.kind == "json":
                         other = created_ids(decoded.value, target.collection, job.ids.naming)
-                        correlator.learn(job.service, created, job.primary_side, other, call.upstream.app)
+                        pairs = correlator.learn(job.service, created, job.primary_side, other, call.upstream.app)
+                if call.role is Role.SHADOW:
+                    correlator.settled(job.service, job.primary_side, created, pairs)
         finally:
             if self._order is not None:
                 self._order.done(call.upstream.app, job.service, write)
@@ -323,6 +332,16 @@ class Mirror:
                 self._metrics.causal_wait(service, "waited" if in_time else "timeout")
             path, query, body = job.target_path, request.query, request.body
             correlator = self._correlator
+            if self._shared is not None and correlator is not None and job.ids is not None:
+                target = self.target(flight)
+                assert target is not None
+                misses: list[tuple[Resource, object]] = []
+                correlator.rewrite(
+                    service, job.primary_side, call.upstream.app, path, query, body, request=target,
+                    naming=job.ids.naming, json_body=job.json_body, misses=misses,
+                )  # fmt: skip
+                if misses:  # ids with no pair here: creates other processes saw may hold them
+                    await self._shared.resolve(service, job.primary_side, misses, flight.arrived)
             if correlator is not None and job.ids is not None and correlator.active(service):
                 target = self.target(flight)
                 assert target is not None

@@ -33,6 +33,7 @@ from proxy.dataplane.capture import Capture
 from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.correlation_store import CorrelationStore
 from proxy.dataplane.metrics import ProxyMetrics
+from proxy.dataplane.shared_ids import SharedIds
 from proxy.errors import ShadowdiffError
 
 log = logging.getLogger("shadowdiff.server")
@@ -223,9 +224,13 @@ async def build_proxy(
         stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
     correlator = IdCorrelator(settings.correlation_capacity)
     correlations = CorrelationStore(store, correlator, registry=registry)
+    shared = None
+    if settings.workers > 1 or store.dialect == "postgresql":
+        # A create may be answered by one worker (or replica) and the read that follows by another: pending creates,
+        # pairs and settled creates are pushed to every process through the store's feed.
+        shared = SharedIds(store, correlations, wait_seconds=settings.causal_wait_seconds, registry=registry)
+        await shared.start()
     await correlations.load(settings.services)
-    if settings.workers > 1:  # a create may be answered by one worker and the read that follows by another
-        correlations.share(settings.services, settings.state_refresh_seconds)
     stack.push_async_callback(correlations.aclose)
     sink = build_sink(settings, metrics)
     await sink.start()
@@ -243,7 +248,14 @@ async def build_proxy(
         capture.start()
         stack.push_async_callback(capture.aclose)  # after the proxy has stopped serving: every request is in
     return create_proxy_app(
-        settings, primaries=state, sink=sink, metrics=metrics, correlator=correlator, capture=capture, tune_gc=True
+        settings,
+        primaries=state,
+        sink=sink,
+        metrics=metrics,
+        correlator=correlator,
+        capture=capture,
+        tune_gc=True,
+        shared=shared,
     )
 
 

@@ -225,8 +225,9 @@ def test_replica_and_outage_benches_run_with_small_parameters(capsys: pytest.Cap
 
     if binaries() is None:
         pytest.skip("PostgreSQL's server binaries are not installed")
-    assert replica_bench.main(["--rounds", "2", "--workers", "1", "--streak", "2"]) == 0
-    assert "promotion reached every replica" in capsys.readouterr().out
+    assert replica_bench.main(["--rounds", "2", "--workers", "1", "--streak", "2", "--creates", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "promotion reached every replica" in out and "0 misses" in out
     assert (
         outage_bench.main(["--rate", "20", "--seconds", "6", "--down-at", "2", "--down-for", "2", "--workers", "1"])
         == 0

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from diffs.id_pairs import IdPair
 from diffs.storage import Store, StoreUnavailable
+from diffs.storage.store import Settled
 from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.correlation_store import CorrelationStore
 
@@ -17,10 +18,10 @@ from proxy.dataplane.correlation_store import CorrelationStore
 class DownThenUp(Store):
     down = True
 
-    async def save_id_pairs(self, pairs: Sequence[IdPair]) -> None:
+    async def save_id_pairs(self, pairs: Sequence[IdPair], *, settled: Sequence[Settled] = ()) -> None:
         if self.down:
             raise StoreUnavailable("database unavailable: the database system is shutting down")
-        await super().save_id_pairs(pairs)
+        await super().save_id_pairs(pairs, settled=settled)
 
 
 async def test_pairs_learned_during_an_outage_are_kept_retried_and_counted(tmp_path: Path) -> None:

@@ -1,0 +1,110 @@
+"""Id pairs across processes: a create through one replica, read at once through another (single-worker replicas),
+on SQLite (polling) and PostgreSQL (LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from diffs.storage import Store
+from proxy.config import Settings
+from proxy.dataplane.correlation import IdCorrelator
+from proxy.dataplane.correlation_store import CorrelationStore
+from proxy.dataplane.shared_ids import SharedIds
+from tests.proxy.upstreams import OrdersApp, Stack, proxy_stack, settings_for
+from tests.servers import run_server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}", None
+        return
+    url = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield url, schema
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@contextlib.asynccontextmanager
+async def replica(settings: Settings, database: tuple[str, str | None]) -> AsyncIterator[tuple[Stack, SharedIds]]:
+    """One single-worker replica: its own store connection, correlator, shared ids and proxy."""
+    url, schema = database
+    store = await Store.open(url, schema=schema)
+    correlator = IdCorrelator(1000)
+    correlations = CorrelationStore(store, correlator)
+    shared = SharedIds(store, correlations, wait_seconds=settings.causal_wait_seconds)
+    try:
+        await shared.start()
+        async with proxy_stack(settings, correlator=correlator, shared=shared) as stack:
+            yield stack, shared
+    finally:
+        await correlations.aclose()
+        await store.close()
+
+
+def shadow_targets(app: OrdersApp) -> list[str]:
+    return [seen.path for seen in app.recorder.seen]
+
+
+async def warm(client: httpx.AsyncClient, a: Stack, b: SharedIds) -> None:
+    """A first create, heard by replica B: from the second create of a resource on, nothing is missed (the very
+    first create of a resource a process never heard of is the one it cannot know to ask about)."""
+    await client.post(f"{a.url}/api/orders", json={"customer_id": 1})
+    for _ in range(200):
+        if ("orders", "/api/orders") in b.created:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("replica B never heard of the first create")
+
+
+async def test_a_read_through_another_replica_at_once_reaches_the_shadows_own_record(
+    database: tuple[str, str | None],
+) -> None:
+    # Replica B never saw the create: without sharing it sent V2 `GET /api/orders/1` (V1's id), a 404 finding.
+    v1, v2 = OrdersApp("v1", 1), OrdersApp("v2", 1000, create_delay=0.3)
+    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
+        settings = settings_for(u1, u2)
+        async with replica(settings, database) as (a, _), replica(settings, database) as (b, shared_b):
+            async with httpx.AsyncClient() as client:
+                await warm(client, a, shared_b)
+                created = (await client.post(f"{a.url}/api/orders", json={"customer_id": 5})).json()
+                got = await client.get(f"{b.url}/api/orders/{created['id']}")  # at once, through the other replica
+                [read] = await b.sink.wait(1)
+    assert created["id"] == 2 and got.status_code == 200
+    assert shadow_targets(v2)[1:] == ["/api/orders", "/api/orders/1001"]  # B waited for A's create and its pair
+    assert read.shadow is not None and read.shadow.status == 200
+    assert shared_b.counts.get("waited") == 1 and "wait_timeout" not in shared_b.counts
+
+
+async def test_a_create_with_the_same_id_on_both_sides_releases_the_others_at_once(
+    database: tuple[str, str | None],
+) -> None:
+    v1, v2 = OrdersApp("v1", 1), OrdersApp("v2", 1, create_delay=0.2)  # both count from 1: no pair is needed
+    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
+        settings = settings_for(u1, u2, causal_wait_seconds=10.0)
+        async with replica(settings, database) as (a, _), replica(settings, database) as (b, shared_b):
+            async with httpx.AsyncClient() as client:
+                await warm(client, a, shared_b)
+                await client.post(f"{a.url}/api/orders", json={"customer_id": 5})
+                await client.get(f"{b.url}/api/orders/2")
+                await client.get(f"{b.url}/api/orders/3")  # never created: nothing to wait for
+                await b.sink.wait(2)
+    assert sorted(shadow_targets(v2)[1:]) == ["/api/orders", "/api/orders/2", "/api/orders/3"]
+    # Settled (same id, no pair) rather than waited out: the 10 s bound was never reached.
+    assert shared_b.counts.get("waited") == 1 and "wait_timeout" not in shared_b.counts
