@@ -62,6 +62,7 @@ class BatchWriter:
         max_rollup_keys: int = 100_000,
         on_drop: OnDrop | None = None,
         on_health: OnHealth | None = None,
+        on_example_drop: OnDrop | None = None,
     ) -> None:
         if max_batch < 1 or max_pending < 1 or max_rollup_keys < 1:
             raise ValueError("max_batch, max_pending and max_rollup_keys must be at least 1")
@@ -74,6 +75,7 @@ class BatchWriter:
         self.rollup_every = rollup_every
         self.on_drop = on_drop
         self.on_health = on_health
+        self.on_example_drop = on_example_drop
         self.written_rows = 0
         """Exchanges whose counts are in the database."""
         self.written_examples = 0
@@ -331,6 +333,11 @@ class BatchWriter:
         self.example_drops[reason] += count
         total = sum(self.example_drops.values())
         self._log_drop("examples (still counted)", count, reason, detail, self.example_drops[reason], total)
+        if self.on_example_drop is not None:
+            try:
+                self.on_example_drop(count, reason)
+            except Exception:
+                log.exception("on_example_drop hook failed")
 
     def _log_drop(self, what: str, count: int, reason: str, detail: str, for_reason: int, total: int) -> None:
         key = f"{what}:{reason}"

@@ -75,6 +75,7 @@ class Analyzer:
             max_pending=STORE_PENDING,
             rollup_every=ROLLUP_EVERY,
             on_drop=self._store_dropped,
+            on_example_drop=self._example_dropped,
         )
         self.pairs = IdPairs(settings.correlation_capacity)
         """The id pairs that say which differing values are one record's ids on both sides."""
@@ -184,6 +185,10 @@ class Analyzer:
 
     def _store_dropped(self, count: int, reason: str) -> None:
         self.drops[f"store_{reason}"] += count
+
+    def _example_dropped(self, count: int, reason: str) -> None:
+        # Only the stored example (headers, bodies, field diffs) is let go: the exchange is counted in the rollups.
+        self.drops[f"example_{reason}"] += count
 
     # -- what the data plane is told ----------------------------------------------------------------------------------
 
