@@ -27,6 +27,8 @@ from diffs.report import (
     field_verdict,
     finding_fields,
     parse_since,
+    start_of,
+    window_of,
 )
 from diffs.rules import NoiseConfig
 from diffs.templating import OVERFLOW
@@ -251,3 +253,86 @@ def test_the_overflow_endpoint_is_named_as_such() -> None:
     data = report_formats.report_dict(r)
     flags = {e["endpoint"]: e["overflow"] for s in data["services"] for e in s["endpoints"]}
     assert flags["GET (other endpoints)"] is True and flags["GET /o/{id}"] is False
+
+
+# ---------------------------------------------------------------- directions, shares, speed-ups, windows
+
+
+def test_shares_add_up_to_every_exchange_with_a_noise_only_column() -> None:
+    # 100 matches (8 of them differed only in noise flagged on the spot), 12 differed: 5 in a finding, 7 only in
+    # fields judged noise; 3 shadow errors, 20 skipped, 2 dropped.
+    c = Counts.of({"match": 100, "diff": 12, "shadow_error": 3, "skipped": 20, "dropped": 2}, findings=5, noisy_match=8)
+    shares = c.shares
+    assert sum(v for v in shares.values() if v is not None) == pytest.approx(1.0)
+    assert shares == pytest.approx(
+        {"match": 92 / 137, "noise_only": 15 / 137, "finding": 5 / 137, "shadow_error": 3 / 137,
+         "skipped": 20 / 137, "dropped": 2 / 137}
+    )  # fmt: skip
+    assert c.clean_match == 92 and c.noise_only == 15
+    assert Counts().shares == dict.fromkeys(shares)
+
+
+def test_stats_are_split_by_direction_and_the_current_one_is_the_headline() -> None:
+    # V1 was primary (and V2 slower, with findings) before the promotion; since, V2 is primary and all is well.
+    r = report(
+        endpoints=[
+            EndpointCounts("products", "GET /p/{id}", {"match": 150, "diff": 50}, 50, direction="v1>v2"),
+            EndpointCounts("products", "GET /p/{id}", {"match": 120}, direction="v2>v1"),
+        ],
+        fields=[FieldSummary("GET /p/{id}", "root.price", 50, 0, Verdict.FINDING, direction="v1>v2")],
+        histograms=[
+            LatencyHistogram("products", "GET /p/{id}", "primary", histogram(*[20.0] * 200), "v1", "v1>v2"),
+            LatencyHistogram("products", "GET /p/{id}", "shadow", histogram(*[80.0] * 200), "v2", "v1>v2"),
+            LatencyHistogram("products", "GET /p/{id}", "primary", histogram(*[18.0] * 120), "v2", "v2>v1"),
+            LatencyHistogram("products", "GET /p/{id}", "shadow", histogram(*[20.0] * 120), "v1", "v2>v1"),
+        ],
+        primaries={"products": "v2"},
+        last_promotions={"products": NOW - timedelta(hours=1)},
+    )
+    products = r.service("products")  # type: ignore[attr-defined]
+    assert products.direction == "v2>v1" and products.counts.samples == 120 and products.readiness.ready
+    assert products.latency.ratio("p99") == pytest.approx(20.0 / 18.0, abs=0.01)  # V1 as the shadow now
+    assert products.endpoints[0].fields == ()  # V1-primary findings are not pooled in
+    assert [d.direction for d in products.directions] == ["v2>v1", "v1>v2"]
+    before = products.directions[1]
+    assert before.counts.findings == 50 and not before.readiness.ready
+    assert [f.criterion for f in before.readiness.failures] == ["max_diff_rate", "max_p99_ratio"]
+    assert products.last_promotion == NOW - timedelta(hours=1)
+
+
+def test_v2_faster_is_stated_at_p50_and_at_p99() -> None:
+    latency = build_latency(
+        [
+            LatencyHistogram("s", "E", "primary", histogram(*[10.0] * 99, 100.0), "v1"),
+            LatencyHistogram("s", "E", "shadow", histogram(*[8.0] * 99, 150.0), "v2"),
+        ]
+    )
+    assert latency.v2_speedup == pytest.approx(0.2) and latency.v2_speedup_p99 == pytest.approx(0.2)
+    tail = build_latency(
+        [
+            LatencyHistogram("s", "E", "primary", histogram(*[10.0] * 98, 100.0, 100.0), "v1"),
+            LatencyHistogram("s", "E", "shadow", histogram(*[8.0] * 98, 150.0, 150.0), "v2"),
+        ]
+    )
+    assert report_formats.fmt_speedups(tail) == "V2 20% faster at p50, 50% slower at p99"
+    assert report_formats.fmt_speedups(build_latency([])) == "–"
+
+
+PROMOTED = NOW - timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(
+    ("since", "expected", "start"),
+    [
+        (None, Window(since_promotion=True), PROMOTED),
+        ("", Window(since_promotion=True), PROMOTED),
+        ("all", Window(), None),
+        ("1h", Window(since=NOW - timedelta(hours=1)), NOW - timedelta(hours=1)),  # asked for: exactly that
+    ],
+)
+def test_the_default_window_starts_at_each_services_last_promotion(
+    since: str | None, expected: Window, start: datetime | None
+) -> None:
+    assert window_of(since, NOW) == expected
+    assert start_of(window_of(since, NOW), PROMOTED) == start
+    assert start_of(window_of(since, NOW), None) == expected.since  # never promoted
