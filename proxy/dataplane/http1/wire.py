@@ -1,0 +1,69 @@
+"""What the proxy may write into a request line or header: h11's grammar, checked where a value is not the client's.
+
+Values that came verbatim from the client's request were already validated by the server's parser. Anything the
+proxy composes itself (an id rewritten into a path, a template value, a header it adds) is checked here before it
+reaches a socket: a value h11 would refuse to send is never sent. `head` builds a request head and refuses, with
+`UnsafeRequest`, one where a CR, LF or NUL would split a line, whatever part of the head it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import quote
+
+# RFC 9112 grammar as h11 applies it (h11/_abnf.py): request-target = 1*VCHAR, field-name = token, field-value =
+# field-vchar runs separated by SP/HTAB, where field-vchar is anything but NUL and whitespace (h11 tolerates other
+# control characters, which real cookies contain).
+_TARGET = re.compile(r"[\x21-\x7e]+").fullmatch
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
+_FIELD_VALUE = re.compile(r"(?:[^\x00\t\n\v\f\r ]+(?:[ \t]+[^\x00\t\n\v\f\r ]+)*)?").fullmatch
+_LATIN_1 = re.compile(r"[\x00-\xff]*").fullmatch
+# Printable text outside ASCII is sent percent-encoded as UTF-8 (how a browser sends it); controls and spaces never.
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]").search
+_TARGET_SAFE = "/?#&=%:@!$'()*+,;~-._[]"
+
+
+class UnsafeRequest(ValueError):
+    """A request line or header the proxy would write is not valid HTTP/1.1 (e.g. a CR/LF from a rewritten id)."""
+
+
+def safe_target(target: str) -> bool:
+    """True when `target` can go into a request line as it is (1*VCHAR, as h11 requires)."""
+    return _TARGET(target) is not None
+
+
+def safe_field_name(name: str) -> bool:
+    return _TOKEN(name) is not None
+
+
+def safe_field_value(value: str) -> bool:
+    """True when `value` is a field value h11 would send: no NUL, CR, LF, no surrounding whitespace, latin-1."""
+    return _FIELD_VALUE(value) is not None and _LATIN_1(value) is not None
+
+
+def encode_target(target: str) -> str:
+    """`target` ready for a request line: non-ASCII text percent-encoded as UTF-8; UnsafeRequest on controls/spaces."""
+    if _TARGET(target) is not None:
+        return target
+    if not target or _CONTROL_OR_SPACE(target) is not None:
+        raise UnsafeRequest(f"request target {target[:80]!r} holds a control character or a space")
+    return quote(target, safe=_TARGET_SAFE)
+
+
+def head(method: str, target: str, headers: Sequence[tuple[str, str]], extra: Sequence[str] = ()) -> bytes:
+    """A request head: `method target HTTP/1.1`, the headers, then `extra` lines (already terminated)."""
+    lines = [f"{method} {encode_target(target)} HTTP/1.1\r\n"]
+    for name, value in headers:
+        lines.append(f"{name}: {value}\r\n")
+    lines.extend(extra)
+    lines.append("\r\n")
+    text = "".join(lines)
+    # One C-speed pass per check: a CR, LF or NUL inside any name or value would show up as an extra one.
+    count = len(lines)
+    if text.count("\n") != count or text.count("\r") != count or "\x00" in text:
+        raise UnsafeRequest(f"a header for {method} {target[:80]!r} holds CR, LF or NUL")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UnsafeRequest(f"a header for {method} {target[:80]!r} is not latin-1 text") from None
