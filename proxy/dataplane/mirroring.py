@@ -18,7 +18,7 @@ import structlog
 
 from diffs.exchange import ErrorKind, Exchange, RecordedRequest, Role, SideResponse
 from proxy.dataplane.correlation import IdCorrelator, IdFields, IdMap, PendingCreate, extract_ids
-from proxy.dataplane.forwarding import Answer, Upstream, error_kind
+from proxy.dataplane.forwarding import Answer, UnsafeRequest, Upstream, error_kind
 from proxy.dataplane.headers import RawHeaders, response_headers
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.sink import ExchangeSink
@@ -53,6 +53,8 @@ class Job:
     max_body: int
     id_fields: IdFields | None
     """Set when ids are correlated for this service; None skips correlation entirely."""
+    proxy_origin: bytes | None = None
+    """scheme://host the client used, for Location/Link rewriting (None: not rewritten)."""
 
 
 class Flight:
@@ -70,15 +72,27 @@ class Flight:
         """Its mirrored sides are finished (or were cancelled): nothing may start waiting on it any more."""
 
 
-def answered(role: Role, app: str, method: str, answer: Answer, request_id: str) -> tuple[SideResponse, RawHeaders]:
+def answered(
+    role: Role,
+    app: str,
+    method: str,
+    answer: Answer,
+    request_id: str,
+    redirect: tuple[bytes, bytes] | None = None,
+) -> tuple[SideResponse, RawHeaders]:
     """A side's answer as the exchange records it, and the headers the client gets (or would get) with it.
 
     Recorded headers are those client headers with secrets redacted, the same treatment on every side so that
-    only real differences show.
+    only real differences show. `redirect`: see `response_headers`.
     """
-    bodyless = method == "HEAD" or answer.status in _BODYLESS_STATUS or answer.status < 200 or answer.rest is not None
+    bodiless_status = answer.status in _BODYLESS_STATUS
+    bodyless = method == "HEAD" or bodiless_status or answer.rest is not None
     headers, recorded_headers = response_headers(
-        answer.headers, request_id, None if bodyless or answer.truncated else len(answer.body)
+        answer.headers,
+        request_id,
+        None if bodyless or answer.truncated else len(answer.body),
+        redirect,
+        bodiless_status,
     )
     recorded = SideResponse(
         role,
@@ -168,20 +182,27 @@ class Mirror:
     async def _fly(self, flight: Flight) -> None:
         job = flight.job
         results: list[SideResponse] = []
+        unsafe = False
         try:
             if len(flight.sent) == 1:
-                results.append(await self._call(job, flight.sent[0]))
-            elif flight.sent:
-                results.extend(await asyncio.gather(*(self._call(job, call) for call in flight.sent)))
+                answers = [await self._call(job, flight.sent[0])]
+            else:
+                answers = await asyncio.gather(*(self._call(job, call) for call in flight.sent))
+            results.extend(answer for answer in answers if answer is not None)
+            unsafe = len(results) < len(answers)
             primary = await flight.primary
         finally:
             self._release(flight, results)
         if primary is None:
             self._metrics.drop("primary_cancelled")
             return
-        self._finish(flight, primary, results)
+        if unsafe:
+            self._metrics.skip(job.service, "unsafe_rewrite")
+        self._finish(flight, primary, results, "unsafe_rewrite" if unsafe else None)
 
-    def _finish(self, flight: Flight, primary: SideResponse, results: Sequence[SideResponse]) -> None:
+    def _finish(
+        self, flight: Flight, primary: SideResponse, results: Sequence[SideResponse], skip_reason: str | None = None
+    ) -> None:
         job = flight.job
         shadow = secondary = None
         for result in (*results, *flight.not_sent):
@@ -191,7 +212,7 @@ class Mirror:
                 secondary = result
         if shadow is not None and shadow.ok and primary.ok:
             self._metrics.delta(job.service, (shadow.latency_ms - primary.latency_ms) / 1000.0)
-        self.submit(Exchange(job.id, job.started_at, job.service, job.request, primary, shadow, secondary))
+        self.submit(Exchange(job.id, job.started_at, job.service, job.request, primary, shadow, secondary, skip_reason))
 
     def _release(self, flight: Flight, results: list[SideResponse]) -> None:
         """Complete pending creates (always, or waiters would sit out their whole timeout)."""
@@ -209,7 +230,8 @@ class Mirror:
             correlator.complete(pending, ids)
         flight.pending.clear()
 
-    async def _call(self, job: Job, call: MirrorCall) -> SideResponse:
+    async def _call(self, job: Job, call: MirrorCall) -> SideResponse | None:
+        """The side's answer, or None when it was not sent: the request (rewritten) would not be valid HTTP/1.1."""
         request = job.request
         service = job.service
         try:
@@ -231,6 +253,10 @@ class Mirror:
                     max_body=job.max_body,
                     stream=False,
                 )
+            except UnsafeRequest as exc:
+                # A rewritten id or value that would have split the request line or a header: never sent.
+                log.warning("mirrored request not sent", exchange_id=job.id, role=call.role.value, reason=str(exc))
+                return None
             except UpstreamError as exc:
                 kind = error_kind(exc)
                 self._metrics.shadow_error(service, kind.value)
@@ -239,7 +265,8 @@ class Mirror:
             self._metrics.upstream(service, call.role.value, call.app, answer.latency)
             if answer.truncated:
                 self._metrics.too_large(service, call.role.value)
-            return answered(call.role, call.app, request.method, answer, job.id)[0]
+            redirect = None if job.proxy_origin is None else (call.upstream.origin.encode("latin-1"), job.proxy_origin)
+            return answered(call.role, call.app, request.method, answer, job.id, redirect)[0]
         except Exception:
             # A bug here must cost one exchange, never the proxy: record it like a failed side.
             log.exception("mirrored request failed unexpectedly", exchange_id=job.id, role=call.role.value)
