@@ -196,6 +196,7 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._extra:
             return
+        value = value.rstrip(b" \t")  # llhttp drops leading whitespace only; a field value has neither (RFC 9112)
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._limits.max_head:
             self._invalid = f"sent a response head (or trailer) over {self._limits.max_head} bytes"
@@ -217,8 +218,11 @@ class Connection(asyncio.Protocol):
             self._has_length = True
             self.content_length = int(value) if value.isdigit() else None
         elif lower == b"transfer-encoding":
-            if b"chunked" in value.lower():
-                self._chunked = True
+            # Only chunked, once: another coding would reach the client undeclared (TE is hop-by-hop).
+            if self._chunked or value.strip().lower() != b"chunked":
+                self._invalid = "sent a Transfer-Encoding other than chunked"
+                raise _Invalid
+            self._chunked = True
         elif lower == b"connection":
             if b"close" in value.lower():
                 self._close_token = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -322,3 +323,21 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_event_loop_says_so_when_uvloop_is_missing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from proxy.runtime.server import event_loop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` now raises ImportError
+    with caplog.at_level(logging.WARNING, logger="shadowdiff.server"), event_loop() as runner:
+        assert type(runner.get_loop()).__module__.startswith("asyncio")
+    assert "uvloop is not available" in caplog.text
+
+
+def test_event_loop_is_uvloop_when_installed() -> None:
+    from proxy.runtime.server import event_loop
+
+    with event_loop() as runner:
+        assert type(runner.get_loop()).__module__.startswith("uvloop")
