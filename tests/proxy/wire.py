@@ -37,6 +37,7 @@ class Link:
     """One connection to a raw upstream: every byte it received and the requests parsed from them."""
 
     writer: asyncio.StreamWriter
+    reader: asyncio.StreamReader
     raw: bytearray = field(default_factory=bytearray)
     requests: list[Received] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -44,6 +45,19 @@ class Link:
 
     def write(self, data: bytes) -> None:
         self.writer.write(data)
+
+    async def wait_closed_by_peer(self, timeout: float) -> bool:
+        """Read (and drop) until the proxy closes this connection; False if it is still open after `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.reader.read(65536):
+                    pass
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            pass
+        self.closed.set()
+        return True
 
 
 Script = Callable[[Received, Link], Awaitable[bytes | None]]
@@ -106,7 +120,7 @@ class RawUpstream:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        link = Link(writer)
+        link = Link(writer, reader)
         self.links.append(link)
         pending = b""
         try:

@@ -218,6 +218,25 @@ async def test_06_a_client_that_goes_away_cancels_the_upstream_read() -> None:
     assert written < 64 * 1024 * 1024
 
 
+async def test_06_a_client_that_goes_away_before_the_head_cancels_the_primary_request() -> None:
+    closed_early: list[bool] = []
+
+    async def slow(request: Received, link: Link) -> bytes | None:
+        # Never answers; records whether the proxy closed the connection while it waited for the head.
+        closed_early.append(await link.wait_closed_by_peer(3.0))
+        return None
+
+    v1 = RawUpstream(slow)
+    async with through_proxy(v1) as stack:
+        async with RawClient.connect(stack.url) as client:
+            await client.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+            await v1.wait_requests(1)
+        await wait_for(lambda: bool(closed_early), 5.0)
+        await asyncio.sleep(0.05)
+    assert closed_early == [True]
+    assert sample(stack.metrics, "shadowdiff_dropped_total", reason="primary_cancelled") == 1
+
+
 # 7. No header, idle or slowloris timeout.
 
 
