@@ -520,7 +520,7 @@ async def test_every_idle_connection_is_closed_when_it_expires(pools: Callable[.
     async with scripted(handler) as (port, peer):
         pool = pools(port, keepalive=0.3)
         assert await asyncio.gather(*(get(pool) for _ in range(20))) == [(200, b"hello")] * 20
-        assert pool.idle_connections == 20
+        assert pool.open_connections == 20
         async with asyncio.timeout(3):
             while len(closed) < 20:  # with no further request: the sweep, not a pop, closes them
                 await asyncio.sleep(0.05)
