@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 
@@ -37,7 +36,6 @@ _REBUILT = frozenset(
 )
 # Response fields that may name the upstream's own address (nginx `proxy_redirect default` rewrites Location).
 _REDIRECTING = frozenset((b"location", b"content-location", b"link"))
-_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
 _PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
 
 
@@ -188,14 +186,16 @@ def read_inbound(
 
 
 def _forwarded_element(client_host: str | None, host: str | None, scheme: str) -> str:
-    """This hop as an RFC 7239 Forwarded element: for=...;host=...;proto=..."""
-    parts = []
+    """This hop as an RFC 7239 Forwarded element: for=...;host="...";proto=... (host always quoted: a port's colon
+    is not a token character, and quoting is always allowed)."""
+    element = ""
     if client_host is not None:
-        parts.append("for=" + (f'"[{client_host}]"' if ":" in client_host else client_host))
+        element = f'for="[{client_host}]";' if ":" in client_host else f"for={client_host};"
     if host is not None:
-        parts.append("host=" + (host if _TOKEN(host) else '"' + host.replace("\\", "\\\\").replace('"', '\\"') + '"'))
-    parts.append(f"proto={scheme}")
-    return ";".join(parts)
+        if '"' in host or "\\" in host:
+            host = host.replace("\\", "\\\\").replace('"', '\\"')
+        element += f'host="{host}";'
+    return f"{element}proto={scheme}"
 
 
 def upstream_headers(inbound: Inbound, *, host: str | None, shadow: bool) -> list[tuple[str, str]]:

@@ -104,6 +104,8 @@ class Connection(asyncio.Protocol):
         self._interim = 0
         self._head_bytes = 0
         self._head_size = 0
+        self._trailer_size = 0
+        self._read_size = 0
         self._in_trailers = False
         self._until_eof = False
         self._has_length = False
@@ -135,6 +137,7 @@ class Connection(asyncio.Protocol):
             return
         self._received = True
         head_done = self.head_done
+        self._read_size = len(data)
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -197,22 +200,15 @@ class Connection(asyncio.Protocol):
         if self._extra:
             return
         value = value.rstrip(b" \t")  # llhttp drops leading whitespace only; a field value has neither (RFC 9112)
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self._limits.max_head:
-            self._invalid = f"sent a response head (or trailer) over {self._limits.max_head} bytes"
-            raise _Invalid
         if self._in_trailers:
             # Trailer fields stay trailers: never merged into the head the client gets.
             self.trailers.append((name, value))
-            if len(self.trailers) > self._limits.max_fields:
-                self._invalid = f"sent more than {self._limits.max_fields} trailer fields"
+            self._trailer_size += len(name) + len(value)
+            if len(self.trailers) > self._limits.max_fields or self._trailer_size > self._limits.max_head:
+                self._invalid = f"sent trailers over {self._limits.max_fields} fields or {self._limits.max_head} bytes"
                 raise _Invalid
             return
-        headers = self.headers
-        headers.append((name, value))
-        if len(headers) > self._limits.max_fields:
-            self._invalid = f"sent more than {self._limits.max_fields} header fields"
-            raise _Invalid
+        self.headers.append((name, value))
         lower = name.lower()
         if lower == b"content-length":
             self._has_length = True
@@ -233,6 +229,16 @@ class Connection(asyncio.Protocol):
         if self._extra:
             return
         assert self._parser is not None
+        headers, limits = self.headers, self._limits
+        if len(headers) > limits.max_fields:
+            self._invalid = f"sent more than {limits.max_fields} header fields"
+            raise _Invalid
+        if self._head_bytes + self._read_size > limits.max_head:
+            # A head that may have come whole in one large read: measured here, once (small reads never get here).
+            self._head_size += sum(len(name) + len(value) + 4 for name, value in headers)
+            if self._head_size > limits.max_head:
+                self._invalid = f"sent a response head over {limits.max_head} bytes"
+                raise _Invalid
         status = self._parser.get_status_code()
         if not 100 <= status <= 599:
             self._invalid = f"sent status {status:03d}, outside 100-599"
@@ -254,7 +260,6 @@ class Connection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         self._in_trailers = True
-        self._head_size = 0  # trailers get the head's limit afresh
         self._until_eof = not self._has_length and not self._chunked and status not in _NO_LENGTH_STATUS
         if self._head_only:
             # A HEAD response has no body whatever its length says: it ends here. The next response gets a parser
@@ -294,7 +299,7 @@ class Connection(asyncio.Protocol):
         self._head_only = method == "HEAD"
         self._informational = self._until_eof = self._has_length = self._chunked = self._received = False
         self._in_trailers = self._close_token = self._extra = self._spoiled = False
-        self._interim = self._head_bytes = self._head_size = 0
+        self._interim = self._head_bytes = self._head_size = self._trailer_size = 0
         self._error = None
         self._invalid = None
         self._want = 0
@@ -706,16 +711,5 @@ async def _send_body(connection: Connection, body: AsyncIterable[bytes], *, chun
 
 
 def _head(method: str, target: str, headers: Headers, body: bytes | AsyncIterable[bytes] | None) -> tuple[bytes, bool]:
-    """The request head, and whether the body goes chunked."""
-    has_length = False
-    for name, _ in headers:
-        if len(name) == 14 and name.lower() == "content-length":
-            has_length = True
-            break
-    extra: list[str] = []
-    if isinstance(body, bytes) and not has_length:
-        extra.append(f"content-length: {len(body)}\r\n")
-    chunked = body is not None and not isinstance(body, bytes) and not has_length
-    if chunked:
-        extra.append("transfer-encoding: chunked\r\n")
-    return wire.head(method, target, headers, extra), chunked
+    """The request head, and whether the body goes chunked (see `wire.request_head`)."""
+    return wire.request_head(method, target, headers, body)

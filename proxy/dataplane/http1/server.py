@@ -81,18 +81,22 @@ class ProxyProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None
+        """When the head in progress began (or the connection opened); None when no head is awaited."""
         self._linger: asyncio.TimerHandle | None = None
         self._awaiting_head = True
-        """Between requests or inside a head: bytes count toward the head's limits and timeout."""
+        """Between requests or inside a head: a read that starts now is all head bytes."""
         self._head_bytes = 0
+        """Bytes of the reads that started while a head was awaited (reset when a message completes): never more
+        than the head's size, at most one read less."""
+        self._read_size = 0
         self._head_started = False
-        self._head_size = 0
-        self._fields = 0
+        self._trailer_size = 0
+        self._trailer_fields = 0
         self._hosts = 0
         self._chunked = False
         self._in_trailers = False
         self._refusal: _Refused | None = None
-        self._deferred: _Refused | None = None
         self._discarding = False
 
     # connection
@@ -103,7 +107,9 @@ class ProxyProtocol(HttpToolsProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._arm_header_timer()
+        # One timer per connection, re-armed only when it fires: arming one per request would cost ~2 µs each.
+        self._head_since = self.loop.time()
+        self._arm_header_timer(self._head_since + self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -119,8 +125,9 @@ class ProxyProtocol(HttpToolsProtocol):
         if self._discarding:
             return
         self._unset_keepalive_if_required()
+        self._read_size = size = len(data)
         if self._awaiting_head:
-            self._head_bytes += len(data)
+            self._head_bytes += size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -137,13 +144,6 @@ class ProxyProtocol(HttpToolsProtocol):
         if self._awaiting_head and self._head_bytes > self.limits.max_header_size:
             self._refuse(_Refused(431, "Request header fields too large."))
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        deferred = self._deferred
-        if deferred is not None and not self.pipeline and (self.cycle is None or self.cycle.response_complete):
-            self._deferred = None
-            self._write_refusal(deferred)
-
     def shutdown(self) -> None:
         self._cancel_timers()
         super().shutdown()
@@ -152,38 +152,28 @@ class ProxyProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_timer is None:
-            self._arm_header_timer()  # from the head's first byte, wherever in a read it starts
+        self._head_since = self.loop.time()  # from the head's first byte, wherever in a read it starts
         self._awaiting_head = self._head_started = True
-        self._head_size = self._fields = self._hosts = 0
+        self._hosts = 0
         self._chunked = self._in_trailers = False
 
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_size += len(url)
+        self.url += url  # as uvicorn's on_url, without the call
         if len(self.url) > self.limits.max_header_line:
             self._refusal = _Refused(414, "Request-URI too long.")
             raise self._refusal
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        limits = self.limits
-        size = len(name) + len(value) + 4
+        # Sizes and counts are checked once per head (on_headers_complete), not here: this runs for every field.
         if self._in_trailers:
             # Request trailers are dropped (the upstreams get the body without them), but bounded all the same.
-            self._head_size += size
-            self._fields += 1
-            if self._fields > limits.max_header_count or self._head_size > limits.max_header_size:
+            self._trailer_size += len(name) + len(value) + 4
+            self._trailer_fields += 1
+            limits = self.limits
+            if self._trailer_fields > limits.max_header_count or self._trailer_size > limits.max_header_size:
                 self._refusal = _Refused(431, "Request trailer fields too large.")
                 raise self._refusal
             return
-        self._head_size += size
-        self._fields += 1
-        if size > limits.max_header_line or self._head_size > limits.max_header_size:
-            self._refusal = _Refused(431, "Request header fields too large.")
-            raise self._refusal
-        if self._fields > limits.max_header_count:
-            self._refusal = _Refused(431, "Too many request header fields.")
-            raise self._refusal
         name = name.lower()
         if name == b"host":
             self._hosts += 1
@@ -198,22 +188,29 @@ class ProxyProtocol(HttpToolsProtocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        limits, headers = self.limits, self.headers
+        if len(headers) > limits.max_header_count:
+            self._refusal = _Refused(431, "Too many request header fields.")
+            raise self._refusal
+        if self._head_bytes + self._read_size > limits.max_header_line:
+            # The reads this head came in could hold a line over the limit: measure (small heads never get here).
+            sizes = [len(name) + len(value) + 4 for name, value in headers]
+            if max(sizes, default=0) > limits.max_header_line or sum(sizes) > limits.max_header_size:
+                self._refusal = _Refused(431, "Request header fields too large.")
+                raise self._refusal
         hosts = self._hosts
         if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
             self._refusal = _Refused(400, "A request needs exactly one Host header.")
             raise self._refusal
         super().on_headers_complete()
         self._awaiting_head = self._head_started = False
+        self._head_since = None
         self._in_trailers = True
-        self._head_size = self._fields = 0  # trailers get the head's limits afresh
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._trailer_size = self._trailer_fields = 0
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._awaiting_head = True
-        self._in_trailers = False
+        self._awaiting_head = True  # the next byte begins a head
         self._head_bytes = 0
 
     # refusals and timeouts
@@ -226,10 +223,16 @@ class ProxyProtocol(HttpToolsProtocol):
                 self._discarding = True
                 self.transport.close()
                 return
-            # A response to an earlier request is on its way: refuse once it (and any queued before) is sent.
-            self._deferred = refusal
+            # A response to an earlier request is on its way: refuse once it (and any queued behind it) is sent.
+            # The latest cycle's completion means all of them are; it calls this instead of on_response_complete.
             self._discarding = True
             self._cancel_timers()
+
+            def then_refuse() -> None:
+                self.on_response_complete()
+                self._write_refusal(refusal)
+
+            cycle.on_response = then_refuse
             return
         self._write_refusal(refusal)
 
@@ -264,12 +267,19 @@ class ProxyProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
-    def _arm_header_timer(self) -> None:
-        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
+    def _arm_header_timer(self, when: float) -> None:
+        self._header_timer = self.loop.call_at(when, self._header_timed_out)
 
     def _header_timed_out(self) -> None:
         self._header_timer = None
         if self._discarding or self.transport.is_closing():
+            return
+        since, timeout = self._head_since, self.limits.header_timeout
+        now = self.loop.time()
+        if since is None or now < since + timeout:
+            # No head in progress (a response is being made, or uvicorn's keep-alive timer watches the idle
+            # connection), or one that still has time: look again when it would run out.
+            self._arm_header_timer((now if since is None else since) + timeout)
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:

@@ -57,7 +57,7 @@ def test_at_the_edge_the_forwarded_headers_are_the_proxys_own() -> None:
     assert [v for k, v in forwarded if k == "x-forwarded-for"] == ["10.0.0.9"]
     assert [v for k, v in forwarded if k == "x-forwarded-proto"] == ["https"]
     assert [v for k, v in forwarded if k == "x-forwarded-host"] == ["shop.example"]
-    assert [v for k, v in forwarded if k == "forwarded"] == ["for=10.0.0.9;host=shop.example;proto=https"]
+    assert [v for k, v in forwarded if k == "forwarded"] == ['for=10.0.0.9;host="shop.example";proto=https']
     assert got.host == "shop.example"
 
 

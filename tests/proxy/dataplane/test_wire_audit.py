@@ -548,13 +548,13 @@ async def test_17_forwarded_headers_are_the_proxys_own_unless_trusted(trust: boo
         assert request.header("x-forwarded-proto") == ["https"]
         assert request.header("x-forwarded-host") == ["evil.example"]
         assert request.header("forwarded") == [
-            "for=6.6.6.6;proto=https;host=evil.example, for=127.0.0.1;host=a;proto=http"
+            'for=6.6.6.6;proto=https;host=evil.example, for=127.0.0.1;host="a";proto=http'
         ]
     else:
         assert request.header("x-forwarded-for") == ["127.0.0.1"]
         assert request.header("x-forwarded-proto") == ["http"]
         assert request.header("x-forwarded-host") == ["a"]
-        assert request.header("forwarded") == ["for=127.0.0.1;host=a;proto=http"]
+        assert request.header("forwarded") == ['for=127.0.0.1;host="a";proto=http']
 
 
 async def test_17_transfer_coding_other_than_chunked_is_a_501() -> None:

@@ -195,3 +195,16 @@ async def test_a_slow_head_gets_a_408_and_an_idle_connection_a_silent_close(sent
             assert await client.reader.read() == b""
         else:
             assert (await client.read_reply()).status == status
+
+
+async def test_a_large_body_read_with_the_start_of_the_next_head_is_not_taken_for_a_large_head() -> None:
+    body = b"b" * 100_000
+    async with serving() as url, RawClient.connect(url) as client:
+        await client.send(
+            b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body) + b"GET /sec"
+        )
+        first = await client.read_reply()
+        await client.send(b"ond HTTP/1.1\r\nHost: a\r\n\r\n")
+        second = await client.read_reply()
+    assert first.status == 200 and len(orjson.loads(first.body)["body"]) == len(body)
+    assert second.status == 200 and orjson.loads(second.body)["target"] == "/second"

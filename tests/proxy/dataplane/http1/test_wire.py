@@ -8,7 +8,7 @@ import pytest
 from proxy.dataplane.http1.wire import (
     UnsafeRequest,
     encode_target,
-    head,
+    request_head,
     safe_field_name,
     safe_field_value,
     safe_target,
@@ -81,11 +81,12 @@ def test_non_ascii_text_in_a_target_is_percent_encoded_controls_never() -> None:
 )
 def test_a_head_with_a_line_break_anywhere_is_refused(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(UnsafeRequest):
-        head("GET", "/x", headers)
+        request_head("GET", "/x", headers, None)
 
 
 def test_a_valid_head_is_what_h11_would_have_written() -> None:
-    written = head("POST", "/x?y=1", [("host", "a"), ("x-id", "7")], ["content-length: 2\r\n"])
+    written, chunked = request_head("POST", "/x?y=1", [("host", "a"), ("x-id", "7")], b"{}")
+    assert not chunked
     assert written == b"POST /x?y=1 HTTP/1.1\r\nhost: a\r\nx-id: 7\r\ncontent-length: 2\r\n\r\n"
     server = h11.Connection(h11.SERVER)
     server.receive_data(written + b"{}")
