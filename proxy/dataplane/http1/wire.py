@@ -2,8 +2,10 @@
 
 Values that came verbatim from the client's request were already validated by the server's parser. Anything the
 proxy composes itself (an id rewritten into a path, a template value, a header it adds) is checked here before it
-reaches a socket: a value h11 would refuse to send is never sent. `head` builds a request head and refuses, with
-`UnsafeRequest`, one where a CR, LF or NUL would split a line, whatever part of the head it came from.
+reaches a socket: a value h11 would refuse to send is never sent. `request_head` builds every request head the
+client writes and refuses, with `UnsafeRequest`, one where a CR, LF or NUL would split a line, whatever part of the
+head it came from. `safe_target`, `safe_field_value`, `safe_field_name` and `encode_target` let code that rewrites a
+request (id correlation) check a value before it builds anything.
 """
 
 from __future__ import annotations
