@@ -169,6 +169,7 @@ async def test_a_reset_during_a_body_until_close_is_a_failure(pools: Callable[..
             await get(pools(port))
 
 
+@pytest.mark.both_loops
 async def test_head_does_not_wait_for_the_body_its_length_announces(pools: Callable[..., http1.Pool]) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"
     async with scripted(keep_alive(head, ok())) as (port, peer):
@@ -484,11 +485,13 @@ async def test_invalid_responses_fail_and_their_connection_is_never_reused(
     assert [len(conn) for conn in peer.connections] == [1, 1]
 
 
+@pytest.mark.both_loops
 async def test_interim_responses_up_to_the_cap_are_skipped(pools: Callable[..., http1.Pool]) -> None:
     async with scripted(keep_alive(b"HTTP/1.1 100 Continue\r\n\r\n" * 10 + ok())) as (port, _):
         assert await get(pools(port)) == (200, b"hello")
 
 
+@pytest.mark.both_loops
 async def test_a_cancelled_waiter_passes_its_turn_on(pools: Callable[..., http1.Pool]) -> None:
     async with scripted(keep_alive(ok())) as (port, peer):
         pool = pools(port, limit=1)
@@ -505,6 +508,7 @@ async def test_a_cancelled_waiter_passes_its_turn_on(pools: Callable[..., http1.
     assert len(peer.connections) == 1
 
 
+@pytest.mark.both_loops
 async def test_every_idle_connection_is_closed_when_it_expires(pools: Callable[..., http1.Pool]) -> None:
     closed: list[int] = []
 
@@ -528,6 +532,7 @@ async def test_every_idle_connection_is_closed_when_it_expires(pools: Callable[.
     assert len(peer.connections) == 20
 
 
+@pytest.mark.both_loops
 async def test_an_announced_keep_alive_timeout_closes_the_connection_sooner(
     pools: Callable[..., http1.Pool],
 ) -> None:
@@ -550,6 +555,7 @@ def test_keep_alive_timeouts_are_parsed(value: bytes, seconds: float | None) -> 
     assert _keepalive_timeout(value) == seconds
 
 
+@pytest.mark.both_loops
 async def test_an_unsafe_target_or_header_is_never_written(pools: Callable[..., http1.Pool]) -> None:
     async with scripted(keep_alive(ok())) as (port, peer):
         pool = pools(port)
@@ -563,6 +569,7 @@ async def test_an_unsafe_target_or_header_is_never_written(pools: Callable[..., 
     assert len(peer.connections) == 1 and len(peer.connections[0]) == 1
 
 
+@pytest.mark.both_loops
 async def test_a_client_certificate_is_shown_when_asked(pools: Callable[..., http1.Pool], tmp_path: Path) -> None:
     from proxy.dataplane.forwarding import TlsOptions
 
@@ -581,6 +588,7 @@ async def test_a_client_certificate_is_shown_when_asked(pools: Callable[..., htt
         assert await get(pools(port, tls=options.context())) == (200, b"hello")
 
 
+@pytest.mark.both_loops
 async def test_verification_can_be_turned_off_for_a_test_bed(
     pools: Callable[..., http1.Pool], tls_server: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
