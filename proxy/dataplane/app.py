@@ -253,6 +253,8 @@ class Proxy:
     def _skip_reason(self, plan: ServicePlan, method: str, inbound: Inbound, too_large: bool) -> str | None:
         if inbound.marked:
             return "loop_guard"
+        if inbound.upgrade:
+            return "upgrade"  # served as plain HTTP to the client (http1.server); never tunnelled, never mirrored
         if not plan.mirror:
             return "mirror_off"
         if method not in plan.methods:

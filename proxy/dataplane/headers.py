@@ -97,6 +97,8 @@ class Inbound:
     content_type: str
     content_length: int | None
     sample_key: str | None
+    upgrade: bool = False
+    """The client asked to switch protocols: the request is answered as plain HTTP and not mirrored."""
 
 
 def read_inbound(
@@ -118,7 +120,7 @@ def read_inbound(
     recorded: list[tuple[str, str]] = []
     host = xff = proto = fwd_host = forwarded = request_id = content_type = sample_key = None
     content_length: int | None = None
-    marked = False
+    marked = upgrade = False
     named: set[bytes] = set()
     for name, value in raw:
         text = value.decode("latin-1")
@@ -146,6 +148,8 @@ def read_inbound(
         if name in HOP_BY_HOP or name.startswith(b"proxy-"):
             if name == b"connection":
                 named |= _named_by_connection(value)
+            elif name == b"upgrade":
+                upgrade = True
             continue
         if name == b"content-type":
             content_type = text
@@ -182,6 +186,7 @@ def read_inbound(
         content_type=content_type or "",
         content_length=content_length,
         sample_key=sample_key,
+        upgrade=upgrade,
     )
 
 

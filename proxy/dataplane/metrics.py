@@ -85,7 +85,7 @@ class ProxyMetrics:
         self.skipped = Counter(
             "shadowdiff_skipped",
             "Requests not mirrored, by reason (sampled_out, request_too_large, mirror_off, method, loop_guard, "
-            "unsafe_rewrite).",
+            "unsafe_rewrite, upgrade).",
             ("service", "reason"),
             registry=r,
         )

@@ -135,8 +135,10 @@ async def test_04_a_client_upgrade_is_served_as_plain_http_and_never_tunnelled()
             reply = await client.read_reply()
             assert await client.closed_by_peer(2.0)
         [forwarded] = await v1.wait_requests(1)
+        [recorded] = await stack.sink.wait(1)
     assert reply.status == 200 and reply.body == b"ok"
     assert forwarded.header("upgrade") == [] and forwarded.header("connection") == []
+    assert v2.links == [] and recorded.skip_reason == "upgrade"  # not mirrored
 
 
 # 5. A text/event-stream primary was buffered for 30 s, then answered 504.
