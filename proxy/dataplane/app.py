@@ -198,6 +198,8 @@ class Proxy:
                 if created:
                     # Before the client sees the new ids, so a request naming them waits for the shadow's create.
                     self.mirror.expect_creates(flight, created)
+                else:
+                    self.mirror.primary_head(flight)
             self.metrics.request(service, method, answer.status)
             start = {"type": "http.response.start", "status": answer.status, "headers": out_headers}
             if answer.rest is None:

@@ -249,6 +249,11 @@ class Mirror:
                     self._order.extend(call.upstream.app, write, keys)
         self._primary_done(flight)
 
+    def primary_head(self, flight: Flight) -> None:
+        """The primary's head is in, its body may still be streaming to the client: the write it answered is done
+        there, so each side that has answered too releases its own write now, not when the client has read it all."""
+        self._primary_done(flight)
+
     def primary_answered(self, flight: Flight, primary: SideResponse | None) -> None:
         """Resolve the flight with the primary's side (None: there is none, the exchange is not recorded)."""
         if not flight.sent:
