@@ -8,6 +8,9 @@ from typing import Any
 
 from bench.analysis import MIB, NOISY_PCT, added_p50, contention, ratio, targets
 from bench.runner import SUSTAIN_FACTOR, SUSTAINED, Outcome
+from bench.upstream import BIG_BODY, STREAM_CHUNKS, STREAM_PART
+
+BODY_BYTES = {"700 KiB body": len(BIG_BODY), "streamed, 8 × 1 KiB": STREAM_CHUNKS * len(STREAM_PART)}
 
 BEGIN = "<!-- bench:begin (written by `python -m bench`; edit outside these markers) -->"
 END = "<!-- bench:end -->"
@@ -51,6 +54,35 @@ def latency_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     for row in (r for r in outcome.rows if r.concurrency == 1):
         added = added_p50(outcome.rows, row.key) if row.key != "direct" else None
         rows.append([row.label, f"{row.result.p50_ms:.3f}", f"{row.result.p99_ms:.3f}", _fmt(added, "+.3f", " ms")])
+    return header, rows
+
+
+def bodies_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
+    """Large and streamed responses: each system against nginx mirror on the same kind of response."""
+    header = ["scenario", "response", "conc.", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors", "× nginx"]
+    header += ["CPU µs/req", "mirrored", "other CPU", "round"]
+    rows = []
+    for row in outcome.bodies:
+        nginx = next((r for r in outcome.bodies if r.key == "nginx-mirror" and r.workload == row.workload), None)
+        versus = row.result.rps / nginx.result.rps if nginx is not None and nginx.result.rps else None
+        size = BODY_BYTES.get(row.workload)
+        rows.append(
+            [
+                row.label,
+                row.workload,
+                str(row.concurrency),
+                f"{row.result.rps:,.0f}",
+                _fmt(row.result.rps * size / MIB if size else None, ",.0f"),
+                f"{row.result.p50_ms:.2f}",
+                f"{row.result.p99_ms:.2f}",
+                str(row.result.errors),
+                _fmt(versus, ".2f", "×"),
+                _fmt(row.cpu_us_per_request, ",.0f"),
+                _fmt(row.mirrored, ".0%"),
+                _fmt(row.other_cpu_pct, ".0f", "%"),
+                str(row.round + 1),
+            ]
+        )
     return header, rows
 
 
@@ -139,6 +171,7 @@ def sections(outcome: Outcome) -> list[tuple[str, tuple[list[str], list[list[str
     return [
         ("Throughput and latency (closed loop)", main_table(outcome)),
         ("Added latency at concurrency 1", latency_table(outcome)),
+        ("Large and streamed responses", bodies_table(outcome)),
         ("Shadow stall: shadowdiff, mirroring on, 1 worker", stall_table(outcome)),
         ("Targets", targets_table(outcome)),
     ]
@@ -187,6 +220,18 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
             }
             for s in outcome.stall
         ],
+        "bodies": [
+            {
+                "key": r.key,
+                "label": r.label,
+                "workload": r.workload,
+                **r.result.as_dict(),
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "mirrored": r.mirrored,
+                "other_cpu_pct": r.other_cpu_pct,
+            }
+            for r in outcome.bodies
+        ],
         "other_cpu_pct_median_max": contention(outcome),
         "targets": [
             {"name": t.name, "goal": t.goal, "measured": t.measured, "met": t.met, "noisy": t.noisy}
@@ -194,7 +239,8 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
         ],
         "skipped": outcome.skipped,
         "sections": outcome.sections,
-        "every_run": [asdict(r) for r in outcome.all_rows] + [asdict(s) for s in outcome.all_stall],
+        "every_run": [asdict(r) for r in outcome.all_rows + outcome.all_bodies]
+        + [asdict(s) for s in outcome.all_stall],
     }
 
 
@@ -246,6 +292,11 @@ LEGENDS = {
         "primary CPU: how busy the primary stand-in was (near 100% would make it the bottleneck). "
         "mirrored: requests the shadow received over requests the primary received. "
         "other CPU: share of all cores used by processes outside the benchmark (should be ~0%)."
+    ),
+    "Large and streamed responses": (
+        "700 KiB body: a Content-Length body under max_response_body, read whole, relayed, mirrored and compared. "
+        "streamed: a chunked body whose parts arrive one event-loop turn apart, relayed part by part as it "
+        "arrives while a copy is kept for comparison. × nginx: req/s over nginx mirror's on the same response."
     ),
     "Shadow stall: shadowdiff, mirroring on, 1 worker": (
         "The paced rows are open loop at a fixed rate, latency counted from when each request was due: their p99 "

@@ -31,7 +31,11 @@ SECTIONS = {
     "replicas": "bench.replica_bench",
     "outage": "bench.outage_bench",
 }
-SCENARIOS = (*SYSTEMS, "stall", *SECTIONS)
+BODY_SYSTEMS = ("direct", "shadowdiff-2w", "nginx-mirror")
+BODY_WORKLOADS = {"700 KiB body": "/bench/big", "streamed, 8 × 1 KiB": "/bench/stream"}
+"""The body rows: path on the stand-in upstreams (bench.upstream) per kind of response."""
+BODY_CONCURRENCY = 16
+SCENARIOS = (*SYSTEMS, "stall", "bodies", *SECTIONS)
 STALL_SHADOWS = {"healthy": [], "slow 2 s": ["--delay", "2"], "never answers": ["--stall"]}
 SUSTAINED = "c=64 sustained"
 """The last stall run: the same closed loop as c=64 again, SUSTAIN_FACTOR times as long, RSS sampled throughout.
@@ -77,6 +81,8 @@ class Row:
     other_cpu_pct: float | None = None
     """Machine CPU used by processes that are not part of the benchmark (other work on a shared box), % of all cores."""
     round: int = 0
+    workload: str = "1 KB JSON"
+    """What the upstream answers: the 1 KB JSON body, or one of BODY_WORKLOADS."""
 
 
 @dataclass
@@ -112,6 +118,9 @@ class Outcome:
     all_rows: list[Row] = field(default_factory=list)
     """With several rounds, every run; `rows` keeps the best of each."""
     all_stall: list[StallRow] = field(default_factory=list)
+    bodies: list[Row] = field(default_factory=list)
+    """Large and streamed responses (BODY_WORKLOADS) through each of BODY_SYSTEMS."""
+    all_bodies: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -147,11 +156,21 @@ def _per_request(cpu_seconds: float, result: LoadResult) -> float | None:
     return cpu_seconds / result.requests * 1e6 if result.requests else None
 
 
-def measure(key: str, label: str, port: int, system: Child, ups: Upstreams, concurrency: int, opts: Options) -> Row:
+def measure(
+    key: str,
+    label: str,
+    port: int,
+    system: Child,
+    ups: Upstreams,
+    concurrency: int,
+    opts: Options,
+    path: str = PATH,
+    workload: str = "1 KB JSON",
+) -> Row:
     """One load run against 127.0.0.1:`port`, with CPU times and the upstreams' request counts around it."""
     primary_before, shadow_before = upstream_requests(ups.primary_port), upstream_requests(ups.shadow_port)
     before = _Snapshot.take(system, ups.primary, ups.shadow)
-    result = run_load(f"http://127.0.0.1:{port}{PATH}", concurrency, opts.seconds, tool=opts.tool)
+    result = run_load(f"http://127.0.0.1:{port}{path}", concurrency, opts.seconds, tool=opts.tool)
     after = _Snapshot.take(system, ups.primary, ups.shadow)
     time.sleep(0.2)  # let the last mirrored requests land before counting them
     primary = upstream_requests(ups.primary_port) - primary_before
@@ -167,18 +186,19 @@ def measure(key: str, label: str, port: int, system: Child, ups: Upstreams, conc
         upstream_cpu_pct=(after.primary_cpu - before.primary_cpu) / wall * 100,
         mirrored=shadow / primary if primary and key != "direct" else None,
         other_cpu_pct=before.other_cpu_pct(after),
+        workload=workload,
     )
     opts.progress(
-        f"  {label:<38} c={concurrency:<3} {result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
+        f"  {label:<38} {workload:<20} c={concurrency:<3} {result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
         f"  p99 {result.p99_ms:6.2f} ms  (other processes: {row.other_cpu_pct:.0f}% CPU)"
     )
     return row
 
 
-def warm_up(port: int, opts: Options) -> None:
+def warm_up(port: int, opts: Options, path: str = PATH) -> None:
     """Open connections, fill pools and caches; the numbers are thrown away."""
     if opts.warmup > 0:
-        run_load(f"http://127.0.0.1:{port}{PATH}", 16, opts.warmup, tool=opts.tool)
+        run_load(f"http://127.0.0.1:{port}{path}", 16, opts.warmup, tool=opts.tool)
 
 
 LABELS = {
@@ -200,6 +220,24 @@ def run_system(key: str, ups: Upstreams, opts: Options, outcome: Outcome) -> Non
         warm_up(port, opts)
         for concurrency in CONCURRENCY:
             outcome.rows.append(measure(key, LABELS[key], port, child, ups, concurrency, opts))
+
+
+def run_bodies(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
+    """700 KiB bodies and streamed bodies through direct, shadowdiff (2 workers, mirroring on) and nginx mirror.
+
+    shadowdiff reads a 700 KiB body whole (under max_response_body) and mirrors and compares it; the streamed one
+    (chunked, one part per upstream loop turn) goes to the client part by part while a copy is kept.
+    """
+    opts.progress(f"large and streamed responses (c={BODY_CONCURRENCY}):")
+    for key in BODY_SYSTEMS:
+        if key == "nginx-mirror" and nginx_path() is None:
+            outcome.skipped["bodies: nginx-mirror"] = "nginx is not installed (apt-get install -y nginx-light)"
+            continue
+        with start_system(key, ups, opts.workdir) as (child, port):
+            for workload, path in BODY_WORKLOADS.items():
+                warm_up(port, opts, path)
+                row = measure(key, LABELS[key], port, child, ups, BODY_CONCURRENCY, opts, path, workload)
+                outcome.bodies.append(row)
 
 
 def run_stall(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
@@ -313,7 +351,7 @@ def run(opts: Options) -> Outcome:
     """
     outcome = Outcome()
     wanted = [opts.only] if opts.only else list(SCENARIOS)
-    measured = [name for name in wanted if name in (*SYSTEMS, "stall")]
+    measured = [name for name in wanted if name in (*SYSTEMS, "stall", "bodies")]
     with contextlib.ExitStack() as stack:
         ups = None
         if measured:
@@ -329,18 +367,21 @@ def run(opts: Options) -> Outcome:
                     _attempt(name, outcome, functools.partial(_measure_one, name, ups, opts, outcome, round_), opts)
         for section in (n for n in wanted if n in SECTIONS):
             _attempt(section, outcome, functools.partial(run_section, section, opts, outcome), opts)
-    outcome.all_rows, outcome.all_stall = outcome.rows, outcome.stall
+    outcome.all_rows, outcome.all_stall, outcome.all_bodies = outcome.rows, outcome.stall, outcome.bodies
     outcome.rows, outcome.stall = best(outcome.all_rows, outcome.all_stall)
+    outcome.bodies = best_bodies(outcome.all_bodies)
     return outcome
 
 
 def _measure_one(name: str, ups: Upstreams, opts: Options, outcome: Outcome, round_: int) -> None:
-    before_rows, before_stall = len(outcome.rows), len(outcome.stall)
+    before_rows, before_stall, before_bodies = len(outcome.rows), len(outcome.stall), len(outcome.bodies)
     if name == "stall":
         run_stall(ups, opts, outcome)
+    elif name == "bodies":
+        run_bodies(ups, opts, outcome)
     else:
         run_system(name, ups, opts, outcome)
-    for row in outcome.rows[before_rows:]:
+    for row in outcome.rows[before_rows:] + outcome.bodies[before_bodies:]:
         row.round = round_
     for stall in outcome.stall[before_stall:]:
         stall.round = round_
@@ -374,3 +415,15 @@ def best(rows: list[Row], stall: list[StallRow]) -> tuple[list[Row], list[StallR
         sorted(chosen.values(), key=lambda r: (systems[r.key], r.concurrency)),
         sorted(picked.values(), key=lambda r: (shadows[r.shadow], not r.paced, r.result.concurrency, r.sustained)),
     )
+
+
+def best_bodies(rows: list[Row]) -> list[Row]:
+    """Per system and workload, the run with the most req/s, in BODY_SYSTEMS then BODY_WORKLOADS order."""
+    chosen: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        key = (row.key, row.workload)
+        if key not in chosen or row.result.rps > chosen[key].result.rps:
+            chosen[key] = row
+    workloads = {name: i for i, name in enumerate(BODY_WORKLOADS)}
+    systems = {key: i for i, key in enumerate(BODY_SYSTEMS)}
+    return sorted(chosen.values(), key=lambda r: (workloads.get(r.workload, 99), systems.get(r.key, 99)))

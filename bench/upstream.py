@@ -4,6 +4,9 @@ No framework, no per-request allocation beyond the parse, so it is not what the 
 late (`delay`) or never (`stall`), to play a sick shadow. `GET /__stats` reports how many requests it has served.
 With `--big-kib N`, paths under /big answer a JSON list of about N KiB whose every item depends on `--big-seed`:
 two stand-ins with different seeds differ in every item, with the same seed they answer identical bytes.
+Two more paths answer differently, for the body rows: `/bench/big` a 700 KiB body with its length, `/bench/stream` a
+chunked body of STREAM_CHUNKS parts, each written in its own event-loop turn after the head (a stream, not a body
+that arrives whole).
 
     python -m bench.upstream --port 0 [--delay 2 | --stall] [--big-kib 700 --big-seed 1]    # prints "port N"
 """
@@ -67,6 +70,17 @@ def big_body(kib: int, seed: int) -> bytes:
 BIG_PREFIX = b"/big"
 RESPONSE = _response(BODY)
 RESPONSE_CLOSE = _response(BODY, close=True)
+BIG_PATH = b"/bench/big"
+BIG_BODY = bytes(range(256)) * (700 * 4)  # 700 KiB
+BIG_RESPONSE = _response(BIG_BODY)
+STREAM_PATH = b"/bench/stream"
+STREAM_CHUNKS = 8
+STREAM_PART = b"data: " + b"x" * 1018 + b"\n\n"  # 1 KiB events
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nServer: bench-upstream\r\nContent-Type: text/event-stream\r\n"
+    b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+)
+STREAM_CHUNK = b"%x\r\n%s\r\n" % (len(STREAM_PART), STREAM_PART)
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -131,13 +145,28 @@ class _Connection(asyncio.Protocol):
         self.state.requests += 1
         if self.state.stall:
             return
-        response = RESPONSE_CLOSE if close else RESPONSE
+        if parts[1] == STREAM_PATH and not close and not self.state.delay:
+            self._send(STREAM_HEAD)
+            asyncio.get_running_loop().call_soon(self._stream, STREAM_CHUNKS)
+            return
         if self.state.big and parts[1].startswith(BIG_PREFIX) and not close:
             response = self.state.big
+        elif parts[1] == BIG_PATH:
+            response = BIG_RESPONSE if not close else _response(BIG_BODY, close=True)
+        else:
+            response = RESPONSE_CLOSE if close else RESPONSE
         if self.state.delay > 0:
             asyncio.get_running_loop().call_later(self.state.delay, self._send, response, close)
         else:
             self._send(response, close=close)
+
+    def _stream(self, left: int) -> None:
+        """One part of a streamed body per event-loop turn, then the last chunk."""
+        if left:
+            self._send(STREAM_CHUNK)
+            asyncio.get_running_loop().call_soon(self._stream, left - 1)
+        else:
+            self._send(b"0\r\n\r\n")
 
     def _send(self, data: bytes, close: bool = False) -> None:
         if self.transport is None or self.transport.is_closing():

@@ -173,8 +173,32 @@ class Settings(BaseSettings):
     max_inflight_shadow: int = Field(default=256, ge=1)
     upstream_connections: int = Field(default=0, ge=0)
     """Connection pool size per upstream and worker; 0 = no limit."""
-    upstream_keepalive_seconds: float = Field(default=30.0, gt=0)
-    """How long an idle upstream connection is kept for reuse."""
+    upstream_keepalive_seconds: float = Field(default=4.0, gt=0)
+    """How long an idle upstream connection is kept for reuse: below the upstream's own idle timeout (uvicorn's is
+    5 s), so a request never crosses the upstream's close. An upstream's `Keep-Alive: timeout=N` shortens it."""
+    upstream_ca_bundle: str | None = None
+    """PEM file of the CAs that sign https:// upstreams' certificates (default: the system's, or SSL_CERT_FILE)."""
+    upstream_client_cert: str | None = None
+    """PEM certificate (and key, unless `upstream_client_key` is set) shown to https:// upstreams that ask for one."""
+    upstream_client_key: str | None = None
+    upstream_tls_verify: bool = True
+    """Off: https:// upstreams' certificates are not checked (a test bed with self-signed certificates only)."""
+    header_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A client must send a whole request head within this (nginx client_header_timeout): slow heads get 408."""
+    client_keepalive_seconds: float = Field(default=75.0, gt=0)
+    """How long an idle client connection stays open between requests (nginx keepalive_timeout)."""
+    max_header_line: int = Field(default=8 * 1024, ge=256)
+    """Longest request line (414 beyond) and header line (431 beyond)."""
+    max_header_size: int = Field(default=32 * 1024, ge=1024)
+    """Largest request head (431 beyond); also the largest upstream response head (an invalid response beyond)."""
+    max_header_count: int = Field(default=100, ge=1)
+    """Most header fields in a request head (431 beyond) or an upstream response head (invalid beyond)."""
+    max_interim_responses: int = Field(default=10, ge=0)
+    """Most 1xx responses an upstream may send before its final one (an invalid response beyond)."""
+    trust_forwarded: bool = False
+    """Off (at the edge): X-Forwarded-For/-Proto/-Host and Forwarded are the proxy's own, the client's are dropped.
+    On (behind a trusted proxy): the proxy appends to the client's X-Forwarded-For and Forwarded and keeps its
+    X-Forwarded-Proto/-Host."""
     queue_size: int = Field(default=2_000, ge=1)
     """Exchanges handed to the analysis process and not yet stored, per worker; beyond it (or max(8 MiB,
     4 × max_response_body) of bodies) they are dropped and counted."""

@@ -8,10 +8,12 @@ in-flight mirrored requests for `drain_seconds`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator, MutableMapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +22,13 @@ from starlette.applications import Starlette
 
 from diffs.exchange import Exchange, RecordedRequest, Role, SideResponse
 from proxy.config import Settings
-from proxy.dataplane.bodies import ClientGone, Receive, Send, chain, read_body
+from proxy.dataplane.bodies import ClientGone, Message, Receive, Send, chain, read_body
 from proxy.dataplane.capture import Capture
 from proxy.dataplane.correlation import Created, IdCorrelator, created_ids
-from proxy.dataplane.forwarding import KEEPALIVE_SECONDS, Answer, Body, Upstream, error_kind
-from proxy.dataplane.headers import Inbound, RawHeaders, read_inbound, upstream_headers
+from proxy.dataplane.forwarding import Answer, Body, TlsOptions, Upstream, error_kind
+from proxy.dataplane.headers import Inbound, read_inbound, upstream_headers
+from proxy.dataplane.http1.client import Limits
+from proxy.dataplane.http1.server import CLIENT_GONE, HANDLER_TASK
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.mirroring import Flight, Job, Mirror, MirrorCall, answered, sent_request
 from proxy.dataplane.ordering import CausalOrder
@@ -69,19 +73,25 @@ class Proxy:
             order=CausalOrder(settings.causal_wait_seconds),
             shared=shared,
         )
-        connections = int(getattr(settings, "upstream_connections", 0))
-        keepalive = float(getattr(settings, "upstream_keepalive_seconds", KEEPALIVE_SECONDS))
-        self.upstreams = {
-            "v1": Upstream("v1", settings.v1_url, connections=connections, keepalive=keepalive),
-            "v2": Upstream("v2", settings.v2_url, connections=connections, keepalive=keepalive),
+        options: dict[str, Any] = {
+            "connections": settings.upstream_connections,
+            "keepalive": settings.upstream_keepalive_seconds,
+            "tls": TlsOptions(
+                settings.upstream_ca_bundle,
+                settings.upstream_client_cert,
+                settings.upstream_client_key,
+                settings.upstream_tls_verify,
+            ),
+            "limits": Limits(settings.max_header_size, settings.max_header_count, settings.max_interim_responses),
         }
-        self.secondary = (
-            Upstream("secondary", settings.secondary_url, connections=connections, keepalive=keepalive)
-            if settings.secondary_url
-            else None
-        )
+        self.upstreams = {
+            "v1": Upstream("v1", settings.v1_url, **options),
+            "v2": Upstream("v2", settings.v2_url, **options),
+        }
+        self.secondary = Upstream("secondary", settings.secondary_url, **options) if settings.secondary_url else None
         self._secondary_app = settings.secondary_app
         self._rewrite_host = settings.host_header == "rewrite"
+        self._trust_forwarded = settings.trust_forwarded
         self._max_request = settings.max_request_body
         self._max_response = settings.max_response_body
 
@@ -103,6 +113,18 @@ class Proxy:
         return None if self._rewrite_host else (inbound.host or upstream.host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The server protocol cancels this task when the client goes away mid-request (http1.server): the upstream
+        # exchange stops there and its connection is closed, instead of draining a body nobody will read.
+        task = asyncio.current_task()
+        scope[HANDLER_TASK] = task
+        try:
+            await self._proxy(scope, receive, send)
+        except asyncio.CancelledError:
+            if task is not None and scope.get(CLIENT_GONE) and task.uncancel() == 0:
+                return
+            raise
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         started_at = datetime.now(UTC)
         method: str = scope["method"]
         path: str = scope["path"]
@@ -112,11 +134,13 @@ class Proxy:
         service = self.routes.resolve(path)
         plan = self.routes.plan(service)
         client = scope.get("client")
+        scheme = scope.get("scheme", "http")
         inbound = read_inbound(
             scope["headers"],
             client_host=client[0] if client else None,
-            scheme=scope.get("scheme", "http"),
+            scheme=scheme,
             sample_key_header=plan.sample_key_header,
+            trust_forwarded=self._trust_forwarded,
         )
         try:
             body, rest = await read_body(receive, self._max_request)
@@ -138,12 +162,16 @@ class Proxy:
             if inbound.content_length is not None:
                 headers.append(("content-length", str(inbound.content_length)))
         target = f"{target_path}?{query}" if query else target_path
+        # With the default Host rewrite, upstreams name themselves in Location and Link: those go back to the proxy.
+        origin = f"{scheme}://{inbound.host}".encode("latin-1") if self._rewrite_host and inbound.host else None
         skip = self._skip_reason(plan, method, inbound, too_large)
         flight: Flight | None = None
         if skip is None:
-            flight = self._launch(plan, primary_app, inbound, recorded, target_path, started_at)
+            flight = self._launch(plan, primary_app, inbound, recorded, target_path, started_at, origin)
         else:
             self.metrics.skip(service, skip)
+        # A create whose ids are correlated is read whole before the client sees it (see `_created_ids`).
+        buffer = flight is not None and method == "POST" and self.correlator is not None and flight.job.ids is not None
         # From here on the `finally` resolves the flight, whatever happens: a flight left open would keep its task,
         # and the request it holds, until shutdown.
         sent = time.perf_counter()
@@ -158,13 +186,17 @@ class Proxy:
                     timeout=plan.primary_timeout,
                     max_body=self._max_response,
                     stream=True,
+                    wait_body=buffer,
                 )
             except UpstreamError as exc:
                 elapsed = time.perf_counter() - sent
                 result = await self._primary_failed(exc, service, method, primary_app, inbound, elapsed, send)
                 return
             sent_to = sent_request(primary, target, headers, None)
-            result, out_headers = answered(Role.PRIMARY, primary_app, method, answer, inbound.request_id, sent_to)
+            redirect = None if origin is None else (primary.origin.encode("latin-1"), origin)
+            result, out_headers = answered(
+                Role.PRIMARY, primary_app, method, answer, inbound.request_id, sent=sent_to, redirect=redirect
+            )
             if flight is not None:
                 created = self._created_ids(flight, method, answer)
                 if created:
@@ -173,23 +205,21 @@ class Proxy:
                     self.mirror.expect_creates(flight, created)
                     if self.shared is not None:
                         await self.shared.announce(service, primary_app, created)
-            self.metrics.upstream(service, "primary", primary_app, answer.latency)
+                else:
+                    self.mirror.primary_head(flight)
             self.metrics.request(service, method, answer.status)
-            try:
-                await self._respond(answer, out_headers, send, service)
-            except UpstreamError as exc:
-                # The primary failed while its large body was being streamed: the client's connection is cut.
-                result = SideResponse(
-                    Role.PRIMARY,
-                    primary_app,
-                    answer.status,
-                    result.headers,
-                    b"",
-                    (time.perf_counter() - sent) * 1000.0,
-                    error_kind(exc),
-                    body_truncated=True,
-                )
-                self.metrics.primary_error(service, result.error.value)
+            start = {"type": "http.response.start", "status": answer.status, "headers": out_headers}
+            if answer.rest is None:
+                self.metrics.upstream(service, "primary", primary_app, answer.latency)
+                if answer.truncated:
+                    self.metrics.too_large(service, "primary")
+                    result = replace(result, body=answer.body[: self._max_response])
+                await send(start)
+                await send({"type": "http.response.body", "body": answer.body})
+                return
+            # Streamed as it arrives; until the stream ends whole, the recorded side counts as cut short.
+            whole, result = result, replace(result, body_truncated=True)
+            result = await self._stream(answer, start, send, service, whole, sent)
         finally:
             # After the response: the client never waits for the bookkeeping.
             if flight is not None:
@@ -199,9 +229,54 @@ class Proxy:
                     Exchange(inbound.request_id, started_at, service, recorded, result, skip_reason=skip)
                 )
 
+    async def _stream(
+        self, answer: Answer, start: Message, send: Send, service: str, result: SideResponse, sent: float
+    ) -> SideResponse:
+        """Send the primary's body to the client as it arrives, keeping a copy up to `max_response_body`."""
+        rest = answer.rest
+        assert rest is not None
+        cap = self._max_response
+        copy = [answer.body]
+        size = len(answer.body)
+        truncated = answer.truncated or size > cap
+        finished = False
+        try:
+            await send(start)
+            if answer.body:
+                await send({"type": "http.response.body", "body": answer.body, "more_body": True})
+            while chunk := await rest.read():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if not truncated:
+                    size += len(chunk)
+                    truncated = size > cap
+                    if not truncated:
+                        copy.append(chunk)
+            await send({"type": "http.response.body", "body": b""})
+            finished = True
+        except UpstreamError as exc:
+            # The primary failed mid-stream: the client's connection is cut (the response cannot be completed).
+            kind = error_kind(exc)
+            self.metrics.primary_error(service, kind.value)
+            return replace(
+                result, body=b"", body_truncated=True, latency_ms=(time.perf_counter() - sent) * 1000.0, error=kind
+            )
+        finally:
+            if finished:
+                rest.close()
+            else:
+                rest.abort()  # the client went away or the upstream failed: its connection goes
+        latency = time.perf_counter() - sent
+        self.metrics.upstream(service, "primary", result.app, latency)
+        if truncated:
+            self.metrics.too_large(service, "primary")
+        body = copy[0] if len(copy) == 1 else b"".join(copy)
+        return replace(result, body=body, body_truncated=truncated, latency_ms=latency * 1000.0)
+
     def _skip_reason(self, plan: ServicePlan, method: str, inbound: Inbound, too_large: bool) -> str | None:
         if inbound.marked:
             return "loop_guard"
+        if inbound.upgrade:
+            return "upgrade"  # served as plain HTTP to the client (http1.server); never tunnelled, never mirrored
         if not plan.mirror:
             return "mirror_off"
         if method not in plan.methods:
@@ -220,6 +295,7 @@ class Proxy:
         recorded: RecordedRequest,
         target_path: str,
         started_at: datetime,
+        origin: bytes | None,
     ) -> Flight:
         shadow_app = _OTHER[primary_app]
         shadow = self.upstreams[shadow_app]
@@ -250,6 +326,7 @@ class Proxy:
             max_body=self._max_response,
             ids=plan.ids,
             primary_side=primary_app,
+            proxy_origin=origin,
         )
         return self.mirror.launch(job, calls)
 
@@ -263,6 +340,7 @@ class Proxy:
             or job.ids is None
             or not 200 <= answer.status < 300
             or answer.truncated
+            or answer.rest is not None
             or not answer.body
         ):
             return None
@@ -280,24 +358,6 @@ class Proxy:
         except orjson.JSONDecodeError:
             return None
         return created_ids(document, target.collection, job.ids.naming) or None
-
-    async def _respond(self, answer: Answer, headers: RawHeaders, send: Send, service: str) -> None:
-        start = {"type": "http.response.start", "status": answer.status, "headers": headers}
-        rest = answer.rest
-        if rest is None:
-            await send(start)
-            await send({"type": "http.response.body", "body": answer.body})
-            return
-        self.metrics.too_large(service, "primary")
-        try:
-            await send(start)
-            if answer.body:
-                await send({"type": "http.response.body", "body": answer.body, "more_body": True})
-            async for chunk in rest:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            await rest.aclose()
 
     async def _primary_failed(
         self,

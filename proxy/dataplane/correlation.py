@@ -7,7 +7,8 @@ named: its position in the path, query parameters and JSON body fields that refe
 it, `post_id` / `postId` anywhere, `IdNaming`). A value that merely equals a known id elsewhere is left alone.
 
 Typed: a JSON body gets the side's id with the type that side gave it. Validated: only id-shaped values
-(`[A-Za-z0-9._~:@-]{1,128}`) are written into a path or query; anything else is left as it was and counted.
+(`[A-Za-z0-9._~:@-]{1,128}`) are written into a path or query; anything else is counted and either left as it was
+or, with `strict` (the mirror's way), refused with `UnsafeId` so that request is not sent to that side at all.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ SAFE_ID = re.compile(r"[A-Za-z0-9._~:@-]{1,128}")
 """What may be written into a request line: characters that need no escaping and change no meaning there."""
 Created = dict[str, tuple[Resource, IdValue]]
 """JSON location in a create's response (`id`, `data.id`, `items[0].id`) → the resource and id found there."""
+
+
+class UnsafeId(ValueError):
+    """A paired id that is not id-shaped, so it cannot be written into a request line (`IdCorrelator.rewrite`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +158,16 @@ class IdCorrelator:
         request: Target,
         naming: IdNaming,
         json_body: bool,
+        strict: bool = False,
         misses: list[tuple[Resource, object]] | None = None,
     ) -> tuple[str, str, bytes]:
         """The request as `to_side` must get it: `from_side`'s ids replaced where their resource is named.
 
+        A paired id that may not go into the path or query is counted (`unsafe`) and left as it was, or with
+        `strict` raises UnsafeId: the request as it was would name another record of `to_side`, or none.
         `misses`, when given, collects the (resource, value) named where no pair is known: what a process that did
-        not see the create may have to ask the other processes about (`proxy.dataplane.shared_ids`)."""
+        not see the create may have to ask the other processes about (`proxy.dataplane.shared_ids`).
+        """
         pairs = self.pairs
 
         def other(resource: Resource, value: object) -> IdValue | None:
@@ -172,7 +181,7 @@ class IdCorrelator:
             changed = False
             for pid in request.ids:
                 found = other(pid.resource, unquote(pid.value))
-                if found is not None and self._safe(found):
+                if found is not None and self._safe(found, strict):
                     parts[pid.index + 1] = f"{found}{pid.suffix}"
                     changed = True
             if changed:
@@ -186,7 +195,7 @@ class IdCorrelator:
                 field = unquote_plus(name)
                 for resource in own if field == naming.key else naming.named_by(field, known):
                     found = other(resource, unquote_plus(value))
-                    if found is not None and self._safe(found):
+                    if found is not None and self._safe(found, strict):
                         params[index] = (name, sep, str(found))
                         hit = True
                         break
@@ -233,8 +242,10 @@ class IdCorrelator:
                     fields(item, mine)
         return changed
 
-    def _safe(self, value: IdValue) -> bool:
+    def _safe(self, value: IdValue, strict: bool) -> bool:
         if SAFE_ID.fullmatch(str(value)):
             return True
         self.unsafe += 1
+        if strict:
+            raise UnsafeId(f"paired id {str(value)[:60]!r} cannot go into a request line")
         return False

@@ -1,12 +1,14 @@
 """Forwarding: one keep-alive connection pool per upstream app; send one request, read its answer within bounds.
 
 The one module that touches the HTTP client (`proxy.dataplane.http1`) and its exceptions. They leave it as
-`UpstreamUnavailable` or `UpstreamTimeout` (`proxy.errors`) whose `kind` is the exchange's `ErrorKind`.
+`UpstreamUnavailable` or `UpstreamTimeout` (`proxy.errors`) whose `kind` is the exchange's `ErrorKind`, or as
+`UnsafeRequest` when the request was not sent because it would not have been valid HTTP/1.1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from urllib.parse import urlsplit
 
 from diffs.exchange import ErrorKind
 from proxy.dataplane import http1
-from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import ConfigError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 RawResponseHeaders = tuple[tuple[bytes, bytes], ...]
 Body = bytes | AsyncIterable[bytes] | None
@@ -39,11 +41,49 @@ class TimedOut(UpstreamTimeout):
     kind: ClassVar[ErrorKind] = ErrorKind.TIMEOUT
 
 
+class UnsafeRequest(UpstreamUnavailable):
+    """Not sent: a request line or header would not be valid HTTP/1.1 (a rewritten id holding CR/LF, ...)."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.RESET
+
+
 def error_kind(exc: UpstreamError) -> ErrorKind:
     kind = getattr(exc, "kind", None)
     if isinstance(kind, ErrorKind):
         return kind
     return ErrorKind.TIMEOUT if isinstance(exc, UpstreamTimeout) else ErrorKind.RESET
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """How https:// upstreams are trusted and what this proxy shows them."""
+
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+
+    def context(self) -> ssl.SSLContext:
+        """The client context; ConfigError naming the setting when a file cannot be used."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"Config 'upstream_ca_bundle' has value {self.ca_bundle!r}. {_why(exc)}.") from None
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.client_cert is not None:
+            try:
+                context.load_cert_chain(self.client_cert, self.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"Config 'upstream_client_cert' has value {self.client_cert!r}. {_why(exc)}."
+                ) from None
+        return context
+
+
+def _why(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,51 +94,74 @@ class Answer:
     headers: RawResponseHeaders
     body: bytes
     latency: float
-    """Seconds from sending to the last byte read here (the head and prefix, when `rest` is streamed)."""
+    """Seconds from sending to the last byte read here (to the head and what came with it, when `rest` follows)."""
     truncated: bool = False
-    """The body is larger than the cap: `body` is empty or a prefix, and the rest was streamed or discarded."""
+    """The body is known to be larger than the cap: `body` is empty or a prefix, and the rest streamed or dropped."""
     rest: BodyStream | None = None
+    """The body still to come, when it did not arrive whole with the head (or was over the cap)."""
 
 
 class BodyStream:
-    """The rest of a too-large body, streamed chunk by chunk; always `aclose()` it."""
+    """The rest of a body, chunk by chunk as it arrives; always `close()` (read to its end) or `abort()` it."""
 
     def __init__(self, upstream: Upstream, response: http1.Response, timeout: float) -> None:
         self._upstream = upstream
         self._response = response
         self._timeout = timeout
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def read(self) -> bytes:
+        """The next chunk, or b"" at the end of the body; UpstreamError when the upstream fails or falls silent."""
         response = self._response
         try:
-            while True:
-                # Each chunk within the timeout, not the whole body: a large body to a slow client takes long.
-                async with asyncio.timeout(self._timeout):
-                    chunk = await response.read_chunk(STREAM_CHUNK)
-                if not chunk:
-                    return
-                yield chunk
+            # Each chunk within the timeout, not the whole body: a stream of events or a large body to a slow
+            # client may take long; an upstream silent for the whole timeout is cut (nginx proxy_read_timeout).
+            async with asyncio.timeout(self._timeout):
+                return await response.read_chunk(STREAM_CHUNK)
         except (http1.ConnectionLost, OSError, TimeoutError) as exc:
-            response.close()
+            response.abort()
             raise self._upstream.failure(exc, self._timeout) from exc
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await self.read():
+            yield chunk
+
+    def close(self) -> None:
+        """Done: back to the pool when the body was read to its end, else closed."""
+        self._response.close()
 
     async def aclose(self) -> None:
         self._response.close()
+
+    def abort(self) -> None:
+        """Stop reading and close the upstream connection (the client went away, or the stream failed)."""
+        self._response.abort()
 
 
 class Upstream:
     """One upstream app (v1, v2 or the secondary) and its keep-alive connection pool."""
 
-    def __init__(self, app: str, base_url: str, *, connections: int = 0, keepalive: float = KEEPALIVE_SECONDS) -> None:
+    def __init__(
+        self,
+        app: str,
+        base_url: str,
+        *,
+        connections: int = 0,
+        keepalive: float = KEEPALIVE_SECONDS,
+        tls: TlsOptions | None = None,
+        limits: http1.Limits | None = None,
+    ) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self.host = parts.netloc
-        self._tls = parts.scheme == "https"
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        """scheme://host:port as the upstream names itself in absolute URLs (Location, Link)."""
+        self._tls = (tls or TlsOptions()).context() if parts.scheme == "https" else None
         self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if self._tls else 80))
         self._prefix = parts.path
         self._connections = connections
         self._keepalive = keepalive
+        self._limits = limits or http1.Limits()
         self._pool: http1.Pool | None = None
 
     def __repr__(self) -> str:
@@ -107,7 +170,14 @@ class Upstream:
     async def open(self) -> None:
         if self._pool is None:
             host, port = self._address
-            self._pool = http1.Pool(host, port, tls=self._tls, limit=self._connections, keepalive=self._keepalive)
+            self._pool = http1.Pool(
+                host,
+                port,
+                tls=self._tls or False,
+                limit=self._connections,
+                keepalive=self._keepalive,
+                limits=self._limits,
+            )
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -123,8 +193,10 @@ class Upstream:
             if isinstance(exc.os_error, ConnectionRefusedError):
                 return ConnectFailed(self.app, f"{where} refused the connection")
             return ConnectFailed(self.app, f"{where} could not be reached: {exc}")
+        if isinstance(exc, http1.UnsafeRequest):
+            return UnsafeRequest(self.app, f"request to {where} not sent: {exc}")
         if isinstance(exc, http1.ConnectionLost) and exc.invalid:
-            return ConnectionLost(self.app, f"{where} sent an invalid HTTP response")
+            return ConnectionLost(self.app, f"{where} sent an invalid HTTP response ({exc})")
         return ConnectionLost(self.app, f"{where} closed the connection before the response was complete")
 
     async def send(
@@ -137,12 +209,15 @@ class Upstream:
         timeout: float,
         max_body: int,
         stream: bool,
+        wait_body: bool = True,
     ) -> Answer:
         """Send `method target` and read the answer within `timeout` seconds.
 
-        A body above `max_body` bytes is handed back as `rest` to stream when `stream` is true, or else
-        discarded (the connection is closed rather than read to the end). `headers` without a Host get the
-        upstream's own host:port.
+        `wait_body`: the body is read (up to `max_body` bytes) before returning; a body above `max_body` is handed
+        back as `rest` to stream when `stream` is true, or else discarded (the connection is closed rather than read
+        to the end). Without `wait_body` (`stream` must then be true), a body of unknown length is not waited for:
+        what came with the head is `body`, and `rest` streams the remainder as it arrives. `headers` without a Host
+        get the upstream's own host:port.
         """
         pool = self._pool
         if pool is None:
@@ -154,16 +229,23 @@ class Upstream:
         try:
             async with asyncio.timeout(timeout):
                 response = await pool.request(method, self._prefix + target, headers, body)
-                data, whole = await response.read_up_to(max_body)
+                length = response.content_length
+                if wait_body or (length is not None and length <= max_body):
+                    # A known, small body is read whole (one response to the client, with its length): streaming
+                    # is for bodies of unknown length (events) and bodies over the cap.
+                    data, whole = await response.read_up_to(max_body)
+                else:
+                    data, whole = response.take_buffered(), response.complete
             latency = time.perf_counter() - started
             if whole:
-                return Answer(response.status, response.headers, data, latency)
+                # Arrived whole with the head, yet over the cap: relayed whole, but not a comparable copy.
+                return Answer(response.status, response.headers, data, latency, truncated=len(data) > max_body)
             if stream:
                 rest = BodyStream(self, response, timeout)
                 held, response = response, None  # the stream owns it now
-                return Answer(held.status, held.headers, data, latency, truncated=True, rest=rest)
+                return Answer(held.status, held.headers, data, latency, truncated=wait_body, rest=rest)
             return Answer(response.status, response.headers, b"", latency, truncated=True)
-        except (http1.ConnectFailed, http1.ConnectionLost, OSError, TimeoutError) as exc:
+        except (http1.ConnectFailed, http1.ConnectionLost, http1.UnsafeRequest, OSError, TimeoutError) as exc:
             raise self.failure(exc, timeout) from exc
         finally:
             if response is not None:

@@ -21,7 +21,21 @@ REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(("authorization", "proxy-authorization", "cookie", "set-cookie"))
 # Request headers the proxy rebuilds for each upstream rather than copies. Expect is answered by the proxy's own
 # server before the body is read; the upstreams get the whole body at once.
-_REBUILT = frozenset((b"host", b"content-length", b"x-forwarded-for", b"x-request-id", b"x-shadow-request", b"expect"))
+_REBUILT = frozenset(
+    (
+        b"host",
+        b"content-length",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-request-id",
+        b"x-shadow-request",
+        b"expect",
+    )
+)
+# Response fields that may name the upstream's own address (nginx `proxy_redirect default` rewrites Location).
+_REDIRECTING = frozenset((b"location", b"content-location", b"link"))
 _PLAIN_CONNECTION = frozenset((b"close", b"keep-alive"))
 
 
@@ -83,6 +97,8 @@ class Inbound:
     content_type: str
     content_length: int | None
     sample_key: str | None
+    upgrade: bool = False
+    """The client asked to switch protocols: the request is answered as plain HTTP and not mirrored."""
 
 
 def read_inbound(
@@ -91,13 +107,20 @@ def read_inbound(
     client_host: str | None,
     scheme: str,
     sample_key_header: bytes | None = None,
+    trust_forwarded: bool = False,
 ) -> Inbound:
-    """Sort the client's headers (ASGI: lower-case bytes names) in one pass."""
+    """Sort the client's headers (ASGI: lower-case bytes names) in one pass.
+
+    X-Forwarded-For/-Proto/-Host and Forwarded are the proxy's own: at the edge (`trust_forwarded` off) the client's
+    are dropped; behind a trusted proxy the client's X-Forwarded-For and Forwarded are appended to and its
+    X-Forwarded-Proto/-Host kept. Either way they are added after the fields the Connection header names are
+    removed, so a client cannot strip them.
+    """
     forward: list[tuple[str, str]] = []
     recorded: list[tuple[str, str]] = []
-    host = xff = request_id = content_type = sample_key = None
+    host = xff = proto = fwd_host = forwarded = request_id = content_type = sample_key = None
     content_length: int | None = None
-    marked = has_proto = has_fwd_host = False
+    marked = upgrade = False
     named: set[bytes] = set()
     for name, value in raw:
         text = value.decode("latin-1")
@@ -108,37 +131,48 @@ def read_inbound(
                 host = text
             elif name == b"content-length":
                 content_length = int(text) if text.isdigit() else None
-            elif name == b"x-forwarded-for":
-                xff = text if xff is None else f"{xff}, {text}"
             elif name == b"x-request-id":
                 request_id = text
             elif name == b"x-shadow-request":
                 marked = True
+            elif trust_forwarded:
+                if name == b"x-forwarded-for":
+                    xff = text if xff is None else f"{xff}, {text}"
+                elif name == b"forwarded":
+                    forwarded = text if forwarded is None else f"{forwarded}, {text}"
+                elif name == b"x-forwarded-proto":
+                    proto = text
+                elif name == b"x-forwarded-host":
+                    fwd_host = text
             continue
         if name in HOP_BY_HOP or name.startswith(b"proxy-"):
             if name == b"connection":
                 named |= _named_by_connection(value)
+            elif name == b"upgrade":
+                upgrade = True
             continue
         if name == b"content-type":
             content_type = text
-        elif name == b"x-forwarded-proto":
-            has_proto = True
-        elif name == b"x-forwarded-host":
-            has_fwd_host = True
         if name == sample_key_header:
             sample_key = text
         forward.append((key, text))
     if named:
         forward = [(k, v) for k, v in forward if k.encode("latin-1") not in named]
+        if trust_forwarded:
+            # Hop-by-hop by the client's word: the proxy's own values stand in for them.
+            xff = None if b"x-forwarded-for" in named else xff
+            forwarded = None if b"forwarded" in named else forwarded
+            proto = None if b"x-forwarded-proto" in named else proto
+            fwd_host = None if b"x-forwarded-host" in named else fwd_host
     if client_host is not None:
         forward.append(("x-forwarded-for", client_host if xff is None else f"{xff}, {client_host}"))
     elif xff is not None:
         forward.append(("x-forwarded-for", xff))
-    # An outer proxy's X-Forwarded-Proto/-Host describe the original request better than we can: keep them.
-    if not has_proto:
-        forward.append(("x-forwarded-proto", scheme))
-    if not has_fwd_host and host is not None:
-        forward.append(("x-forwarded-host", host))
+    forward.append(("x-forwarded-proto", proto or scheme))
+    if fwd_host is not None or host is not None:
+        forward.append(("x-forwarded-host", fwd_host or host))  # type: ignore[arg-type]
+    element = _forwarded_element(client_host, host, scheme)
+    forward.append(("forwarded", element if forwarded is None else f"{forwarded}, {element}"))
     given = bool(request_id)
     rid = request_id if request_id else new_request_id()
     forward.append(("x-request-id", rid))
@@ -152,7 +186,21 @@ def read_inbound(
         content_type=content_type or "",
         content_length=content_length,
         sample_key=sample_key,
+        upgrade=upgrade,
     )
+
+
+def _forwarded_element(client_host: str | None, host: str | None, scheme: str) -> str:
+    """This hop as an RFC 7239 Forwarded element: for=...;host="...";proto=... (host always quoted: a port's colon
+    is not a token character, and quoting is always allowed)."""
+    element = ""
+    if client_host is not None:
+        element = f'for="[{client_host}]";' if ":" in client_host else f"for={client_host};"
+    if host is not None:
+        if '"' in host or "\\" in host:
+            host = host.replace("\\", "\\\\").replace('"', '\\"')
+        element += f'host="{host}";'
+    return f"{element}proto={scheme}"
 
 
 def upstream_headers(inbound: Inbound, *, host: str | None, shadow: bool) -> list[tuple[str, str]]:
@@ -166,13 +214,21 @@ def upstream_headers(inbound: Inbound, *, host: str | None, shadow: bool) -> lis
 
 
 def response_headers(
-    raw: tuple[tuple[bytes, bytes], ...], request_id: str, body_length: int | None = None
+    raw: tuple[tuple[bytes, bytes], ...],
+    request_id: str,
+    body_length: int | None = None,
+    redirect: tuple[bytes, bytes] | None = None,
+    bodiless_status: bool = False,
 ) -> tuple[RawHeaders, Headers]:
     """An upstream's response headers as the client gets them, and as the exchange records them, in one pass.
 
     Hop-by-hop fields are removed (with any the Connection header names), X-Request-ID is added when the upstream
     sent none, and with `body_length` (a buffered body) Content-Length is added when the upstream sent none (it was
-    chunked). The recorded copy has lower-case text names and secrets redacted.
+    chunked). `redirect` is (the upstream's origin, the proxy's origin as the client named it): Location,
+    Content-Location and Link URLs on the upstream's origin are rewritten onto the proxy's, as nginx's
+    `proxy_redirect default` does, so a client that follows them stays behind the proxy. `bodiless_status` (204,
+    304): Content-Length is dropped; it describes a body this response does not have, and a server relaying it
+    would wait for that body. The recorded copy has lower-case text names and secrets redacted.
     """
     out: RawHeaders = []
     recorded: list[tuple[str, str]] = []
@@ -187,7 +243,11 @@ def response_headers(
         if lower == b"x-request-id":
             has_id = True
         elif lower == b"content-length":
+            if bodiless_status:
+                continue
             has_length = True
+        elif redirect is not None and lower in _REDIRECTING:
+            value = _redirected(lower, value, *redirect)
         out.append((lower, value))
         key = lower.decode("latin-1")
         recorded.append((key, REDACTED if key in SECRET_HEADERS else value.decode("latin-1")))
@@ -204,9 +264,28 @@ def response_headers(
     return out, tuple(recorded)
 
 
-def client_headers(raw: tuple[tuple[bytes, bytes], ...], request_id: str, body_length: int | None = None) -> RawHeaders:
+def _redirected(name: bytes, value: bytes, upstream: bytes, proxy: bytes) -> bytes:
+    """`value` with URLs on the upstream's origin moved onto the proxy's (the whole origin must match)."""
+    if name == b"link":
+        # Link: <url>; rel=next, <url>; ... — each target between angle brackets.
+        return value.replace(b"<" + upstream + b"/", b"<" + proxy + b"/").replace(
+            b"<" + upstream + b">", b"<" + proxy + b"/>"
+        )
+    if value == upstream:
+        return proxy + b"/"
+    if value.startswith(upstream) and value[len(upstream) : len(upstream) + 1] in (b"/", b"?", b"#"):
+        return proxy + value[len(upstream) :]
+    return value
+
+
+def client_headers(
+    raw: tuple[tuple[bytes, bytes], ...],
+    request_id: str,
+    body_length: int | None = None,
+    redirect: tuple[bytes, bytes] | None = None,
+) -> RawHeaders:
     """The response headers the client gets (see `response_headers`)."""
-    return response_headers(raw, request_id, body_length)[0]
+    return response_headers(raw, request_id, body_length, redirect)[0]
 
 
 def recorded_headers(raw: RawHeaders | tuple[tuple[bytes, bytes], ...]) -> Headers:

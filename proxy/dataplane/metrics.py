@@ -86,7 +86,8 @@ class ProxyMetrics:
         )
         self.skipped = Counter(
             "shadowdiff_skipped",
-            "Requests not mirrored, by reason (sampled_out, request_too_large, mirror_off, method, loop_guard).",
+            "Requests not mirrored, by reason (sampled_out, request_too_large, mirror_off, method, loop_guard, "
+            "unsafe_rewrite, upgrade).",
             ("service", "reason"),
             registry=r,
         )

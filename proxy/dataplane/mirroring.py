@@ -21,8 +21,8 @@ import structlog
 from diffs.decoding import decode_body
 from diffs.exchange import ErrorKind, Exchange, Headers, RecordedRequest, Role, SentRequest, SideResponse
 from diffs.resources import Resource, Target
-from proxy.dataplane.correlation import Created, IdCorrelator, ServiceIds, created_ids
-from proxy.dataplane.forwarding import Answer, Upstream, error_kind
+from proxy.dataplane.correlation import Created, IdCorrelator, ServiceIds, UnsafeId, created_ids
+from proxy.dataplane.forwarding import Answer, UnsafeRequest, Upstream, error_kind
 from proxy.dataplane.headers import RawHeaders, response_headers
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.ordering import CausalOrder, Write, read_keys, write_keys
@@ -62,6 +62,8 @@ class Job:
     """How this service names resources; None: no correlation and no ordering (no correlator in this proxy)."""
     primary_side: str = "v1"
     """The primary's app: the side whose ids the client uses."""
+    proxy_origin: bytes | None = None
+    """scheme://host the client used, for Location/Link rewriting (None: not rewritten)."""
 
 
 class Flight:
@@ -97,23 +99,36 @@ class Flight:
         """Per side, the earlier writes to wait for before sending."""
         self.writes: dict[Role, Write] = {}
         """Per side, this request's own write in flight, released once that side answered."""
-        self.answers: dict[Role, SideResponse] = {}
+        self.answers: dict[Role, SideResponse | None] = {}
+        """Per side, its answer once it has one (None: it was not sent, see `Mirror._send`)."""
         self.created: Created | None = None
         """The ids the primary's create answered with."""
         self.primary_known = False
 
 
 def answered(
-    role: Role, app: str, method: str, answer: Answer, request_id: str, sent: SentRequest | None = None
+    role: Role,
+    app: str,
+    method: str,
+    answer: Answer,
+    request_id: str,
+    *,
+    sent: SentRequest | None = None,
+    redirect: tuple[bytes, bytes] | None = None,
 ) -> tuple[SideResponse, RawHeaders]:
     """A side's answer as the exchange records it, and the headers the client gets (or would get) with it.
 
     Recorded headers are those client headers with secrets redacted, the same treatment on every side so that
-    only real differences show.
+    only real differences show. `sent`: what the side was sent (`sent_request`); `redirect`: see `response_headers`.
     """
-    bodyless = method == "HEAD" or answer.status in _BODYLESS_STATUS or answer.status < 200 or answer.rest is not None
+    bodiless_status = answer.status in _BODYLESS_STATUS
+    bodyless = method == "HEAD" or bodiless_status or answer.rest is not None
     headers, recorded_headers = response_headers(
-        answer.headers, request_id, None if bodyless or answer.truncated else len(answer.body)
+        answer.headers,
+        request_id,
+        None if bodyless or answer.truncated else len(answer.body),
+        redirect,
+        bodiless_status,
     )
     recorded = SideResponse(
         role,
@@ -240,6 +255,11 @@ class Mirror:
                     self._order.extend(call.upstream.app, write, keys)
         self._primary_done(flight)
 
+    def primary_head(self, flight: Flight) -> None:
+        """The primary's head is in, its body may still be streaming to the client: the write it answered is done
+        there, so each side that has answered too releases its own write now, not when the client has read it all."""
+        self._primary_done(flight)
+
     def primary_answered(self, flight: Flight, primary: SideResponse | None) -> None:
         """Resolve the flight with the primary's side (None: there is none, the exchange is not recorded)."""
         if not flight.sent:
@@ -283,11 +303,14 @@ class Mirror:
     async def _fly(self, flight: Flight) -> None:
         job = flight.job
         results: list[SideResponse] = []
+        unsafe = False
         try:
             if len(flight.sent) == 1:
-                results.append(await self._call(flight, flight.sent[0]))
-            elif flight.sent:
-                results.extend(await asyncio.gather(*(self._call(flight, call) for call in flight.sent)))
+                answers = [await self._call(flight, flight.sent[0])]
+            else:
+                answers = await asyncio.gather(*(self._call(flight, call) for call in flight.sent))
+            results.extend(answer for answer in answers if answer is not None)
+            unsafe = len(results) < len(answers)
             primary = await flight.primary
         finally:
             flight.closed = True
@@ -300,9 +323,13 @@ class Mirror:
         if primary is None:
             self._metrics.drop("primary_cancelled")
             return
-        self._finish(flight, primary, results)
+        if unsafe:
+            self._metrics.skip(job.service, "unsafe_rewrite")
+        self._finish(flight, primary, results, "unsafe_rewrite" if unsafe else None)
 
-    def _finish(self, flight: Flight, primary: SideResponse, results: Sequence[SideResponse]) -> None:
+    def _finish(
+        self, flight: Flight, primary: SideResponse, results: Sequence[SideResponse], skip_reason: str | None = None
+    ) -> None:
         job = flight.job
         shadow = secondary = None
         for result in (*results, *flight.not_sent):
@@ -312,16 +339,18 @@ class Mirror:
                 secondary = result
         if shadow is not None and shadow.ok and primary.ok:
             self._metrics.delta(job.service, (shadow.latency_ms - primary.latency_ms) / 1000.0)
-        self.submit(Exchange(job.id, job.started_at, job.service, job.request, primary, shadow, secondary))
+        self.submit(Exchange(job.id, job.started_at, job.service, job.request, primary, shadow, secondary, skip_reason))
 
-    async def _call(self, flight: Flight, call: MirrorCall) -> SideResponse:
+    async def _call(self, flight: Flight, call: MirrorCall) -> SideResponse | None:
         result = await self._send(flight, call)
         flight.answers[call.role] = result
         if flight.primary_known:
             self._settle(flight, call)
         return result
 
-    async def _send(self, flight: Flight, call: MirrorCall) -> SideResponse:
+    async def _send(self, flight: Flight, call: MirrorCall) -> SideResponse | None:
+        """The side's answer, or None when it was not sent: the request (rewritten) would not be valid HTTP/1.1,
+        or would have had to name this side's record by an id that cannot go into a request line."""
         job = flight.job
         request = job.request
         service = job.service
@@ -345,17 +374,24 @@ class Mirror:
             if correlator is not None and job.ids is not None and correlator.active(service):
                 target = self.target(flight)
                 assert target is not None
-                path, query, body = correlator.rewrite(
-                    service,
-                    job.primary_side,
-                    call.upstream.app,
-                    path,
-                    query,
-                    body,
-                    request=target,
-                    naming=job.ids.naming,
-                    json_body=job.json_body,
-                )
+                try:
+                    path, query, body = correlator.rewrite(
+                        service,
+                        job.primary_side,
+                        call.upstream.app,
+                        path,
+                        query,
+                        body,
+                        request=target,
+                        naming=job.ids.naming,
+                        json_body=job.json_body,
+                        strict=True,
+                    )
+                except UnsafeId as exc:
+                    # This side's record is named by an id that cannot go into a request line: the primary's id
+                    # would name another record (or none), so the side is not sent at all.
+                    log.warning("mirrored request not sent", exchange_id=job.id, role=call.role.value, reason=str(exc))
+                    return None
             target_line = f"{path}?{query}" if query else path
             sent = sent_request(call.upstream, target_line, call.headers, body if body is not request.body else None)
             started = time.perf_counter()
@@ -369,6 +405,10 @@ class Mirror:
                     max_body=job.max_body,
                     stream=False,
                 )
+            except UnsafeRequest as exc:
+                # A rewritten id or value that would have split the request line or a header: never sent.
+                log.warning("mirrored request not sent", exchange_id=job.id, role=call.role.value, reason=str(exc))
+                return None
             except UpstreamError as exc:
                 kind = error_kind(exc)
                 self._metrics.shadow_error(service, kind.value)
@@ -377,7 +417,8 @@ class Mirror:
             self._metrics.upstream(service, call.role.value, call.app, answer.latency)
             if answer.truncated:
                 self._metrics.too_large(service, call.role.value)
-            return answered(call.role, call.app, request.method, answer, job.id, sent)[0]
+            redirect = None if job.proxy_origin is None else (call.upstream.origin.encode("latin-1"), job.proxy_origin)
+            return answered(call.role, call.app, request.method, answer, job.id, sent=sent, redirect=redirect)[0]
         except Exception:
             # A bug here must cost one exchange, never the proxy: record it like a failed side.
             log.exception("mirrored request failed unexpectedly", exchange_id=job.id, role=call.role.value)

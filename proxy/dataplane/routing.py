@@ -78,6 +78,10 @@ class RouteTable:
             self._plans[DEFAULT_SERVICE] = ServicePlan.from_config(DEFAULT_SERVICE, ServiceConfig(prefixes=("/",)))
 
     def resolve(self, path: str) -> str:
+        """The service of a (decoded) path, matched with its dot-segments resolved and repeated slashes merged, as
+        nginx matches locations: `/api/products/../orders/1` is an orders request, whatever the raw path says."""
+        if "/." in path or "//" in path:
+            path = normalized_path(path)
         for prefix, with_slash, name in self._prefixes:
             if path.startswith(with_slash) or path == prefix:
                 return name
@@ -85,3 +89,18 @@ class RouteTable:
 
     def plan(self, service: str) -> ServicePlan:
         return self._plans[service]
+
+
+def normalized_path(path: str) -> str:
+    """`path` with "." and ".." segments resolved (RFC 3986 §5.2.4) and empty segments dropped; never above "/"."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    normal = "/" + "/".join(segments)
+    if segments and (path.endswith("/") or path.endswith("/.") or path.endswith("/..")):
+        normal += "/"
+    return normal

@@ -34,6 +34,7 @@ from proxy.config import Settings
 from proxy.control.promotion import PrimaryState
 from proxy.dataplane.app import Proxy
 from proxy.dataplane.correlation import IdCorrelator
+from proxy.dataplane.http1.server import ServerLimits
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.routing import RouteTable
 from proxy.dataplane.sink import ExchangeSink
@@ -207,6 +208,11 @@ async def replay(
             session_cookie=options.session_cookie or settings.capture.session_cookie,
             filters=options.filters,
             services=settings.services,
+            limits=ServerLimits(
+                max_header_line=settings.max_header_line,
+                max_header_size=settings.max_header_size,
+                max_header_count=settings.max_header_count,
+            ),
         )
         await count(source, preparer, view, tally)
         if stop.is_set() or not tally.total:

@@ -1,8 +1,10 @@
 """Recorded requests, checked as the proxy's HTTP server would check them, and turned into ASGI scopes.
 
-A replayed request never passes through uvicorn's parser, so what it would refuse is refused here, with a reason:
-a method or header name that is not a token, a target or header value with control characters, an upgrade
-(WebSocket) request. Headers the data plane rebuilds for each request (Content-Length, Transfer-Encoding and the
+A replayed request never passes through uvicorn's parser or the proxy's server protocol (`http1.server`), so what
+they would refuse is refused here, with a reason: a method or header name that is not a token, a target or header
+value with control characters, an upgrade (WebSocket) request, a head over the proxy's limits (`max_header_line`,
+`max_header_size`, `max_header_count`: 414/431 live), two Host fields (400), a transfer coding other than chunked
+(501). Headers the data plane rebuilds for each request (Content-Length, Transfer-Encoding and the
 other hop-by-hop fields, X-Request-ID: every replayed request gets a fresh id) are left out, and so are headers a
 recording redacted: a replay sends no "[REDACTED]" credentials (`--set-header` supplies real ones).
 """
@@ -18,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 from diffs.redaction import REDACTED
 from proxy.dataplane.capture import session_key
 from proxy.dataplane.headers import HOP_BY_HOP
+from proxy.dataplane.http1.server import ServerLimits
 from proxy.dataplane.routing import RouteTable
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -108,8 +111,10 @@ class Preparer:
         session_cookie: str | None = None,
         filters: Sequence[str] = (),
         services: Iterable[str] = (),
+        limits: ServerLimits | None = None,
     ) -> None:
         self.routes = routes
+        self.limits = limits or ServerLimits()
         self.set_headers = tuple(set_headers)
         self._replaced = frozenset(name for name, _ in self.set_headers)
         self.session_header = session_header
@@ -130,6 +135,9 @@ class Preparer:
             return Bad(recorded.where, f"target {recorded.target[:80]!r} is not a path or an http(s) URL")
         if _BAD_TARGET.search(target):
             return Bad(recorded.where, f"target {target[:80]!r} has a space or a control character")
+        refused = self._over_limits(method, target, recorded.headers)
+        if refused is not None:
+            return Bad(recorded.where, refused)
         raw_path, _, query = target.partition("?")
         raw_path = quote(raw_path, safe="/:@!$&'()*+,;=-._~%")  # non-ASCII as UTF-8, as browsers send it
         query = quote(query, safe="/?:@!$&'()*+,;=-._~%[]")
@@ -169,6 +177,30 @@ class Preparer:
             session or _ALL_SESSIONS,
             service,
         )
+
+    def _over_limits(self, method: str, target: str, headers: Sequence[tuple[str, str]]) -> str | None:
+        """Why the proxy's server would refuse this head as recorded (its status in the reason), or None."""
+        limits = self.limits
+        if len(target) > limits.max_header_line:  # as http1.server measures them: the target, each "name: value\r\n"
+            return f"request line longer than max_header_line ({limits.max_header_line} bytes; live: 414)"
+        if len(headers) > limits.max_header_count:
+            return f"{len(headers)} header fields, over max_header_count ({limits.max_header_count}; live: 431)"
+        size, hosts = 0, 0
+        for name, value in headers:
+            line = len(name) + len(value) + 4
+            if line > limits.max_header_line:
+                return f"header {name[:60]} longer than max_header_line ({limits.max_header_line} bytes; live: 431)"
+            size += line
+            lower = name.strip().lower()
+            if lower == "host":
+                hosts += 1
+            elif lower == "transfer-encoding" and value.strip().lower() != "chunked":
+                return f"transfer coding {value.strip()[:30]!r} (only chunked is accepted; live: 501)"
+        if size > limits.max_header_size:
+            return f"header fields of {size} bytes, over max_header_size ({limits.max_header_size}; live: 431)"
+        if hosts > 1:
+            return "two Host header fields (live: 400)"
+        return None
 
     def _wanted(self, service: str, method: str, raw_path: str) -> bool:
         if not self._services and not self._endpoints:

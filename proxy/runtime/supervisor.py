@@ -206,7 +206,7 @@ async def _serve_worker(settings: Settings, sock: socket.socket, parent_pid: int
     async with AsyncExitStack() as stack:
         store, state = await open_state(settings, stack, environ=None)
         app = await build_proxy(settings, stack, store, state, CollectorRegistry())
-        server = listener(app, settings)
+        server = listener(app, settings, proxy=True)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, _stop, server)
         stack.callback(loop.remove_signal_handler, signal.SIGTERM)

@@ -13,9 +13,9 @@ from bench.large_bodies import Result as LargeBodiesResult
 from bench.load import LoadResult, percentile, run_python
 from bench.nginx import render_config
 from bench.procs import free_port
-from bench.report import BEGIN, END, markdown_table, write_results
-from bench.runner import SUSTAINED, Outcome, Row, StallRow, best
-from bench.upstream import BODY, big_body, serve
+from bench.report import BEGIN, END, bodies_table, markdown_table, write_results
+from bench.runner import SUSTAINED, Outcome, Row, StallRow, best, best_bodies
+from bench.upstream import BIG_BODY, BODY, STREAM_CHUNK, STREAM_CHUNKS, big_body, serve
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -201,12 +201,56 @@ async def test_big_bodies_differ_in_every_item_by_seed_and_not_otherwise() -> No
             await writer.wait_closed()
 
 
+async def test_upstream_answers_a_big_body_and_a_stream_on_their_paths() -> None:
+    async with serve() as upstream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        try:
+            writer.write(get("/bench/big"))
+            status, headers, body = await read_response(reader)
+            assert status == b"HTTP/1.1 200 OK" and body == BIG_BODY and len(body) == 700 * 1024
+            writer.write(get("/bench/stream"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert b"Transfer-Encoding: chunked" in head and b"text/event-stream" in head
+            streamed = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+            assert streamed == STREAM_CHUNK * STREAM_CHUNKS + b"0\r\n\r\n"
+            writer.write(get("/after"))  # the connection is still good for the next request
+            assert (await read_response(reader))[2] == BODY
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
 @pytest.mark.parametrize(("base", "beside", "met"), [(10.0, 14.9, True), (10.0, 15.1, False), (100.0, 109.0, True)])
 def test_large_bodies_target_is_10_percent_or_5_ms(base: float, beside: float, met: bool) -> None:
     def result(p99: float) -> LoadResult:
         return LoadResult("python-paced", 16, 1.0, 100, 0, 1.0, p99, p99)
 
     assert LargeBodiesResult("identical", result(base), result(beside), None).met is met
+
+
+def test_body_rows_are_compared_with_nginx_on_the_same_response(tmp_path: Path) -> None:
+    def row(key: str, workload: str, rps: float) -> Row:
+        return Row(key, key, 16, LoadResult("wrk", 16, 1.0, int(rps), 0, 1.0, 2.0, 3.0), workload=workload)
+
+    every = [
+        row("shadowdiff-2w", "700 KiB body", 40),
+        row("shadowdiff-2w", "700 KiB body", 50),
+        row("nginx-mirror", "700 KiB body", 100),
+        row("nginx-mirror", "streamed, 8 × 1 KiB", 1000),
+        row("shadowdiff-2w", "streamed, 8 × 1 KiB", 300),
+    ]
+    outcome = Outcome(bodies=best_bodies(every), all_bodies=every)
+    header, rows = bodies_table(outcome)
+    by = {(cells[0], cells[1]): dict(zip(header, cells, strict=True)) for cells in rows}
+    assert [cells[:2] for cells in rows] == [
+        ["shadowdiff-2w", "700 KiB body"],
+        ["nginx-mirror", "700 KiB body"],
+        ["shadowdiff-2w", "streamed, 8 × 1 KiB"],
+        ["nginx-mirror", "streamed, 8 × 1 KiB"],
+    ]
+    assert by[("shadowdiff-2w", "700 KiB body")]["× nginx"] == "0.50×"  # the best of its two runs
+    assert by[("shadowdiff-2w", "streamed, 8 × 1 KiB")]["× nginx"] == "0.30×"
+    assert by[("shadowdiff-2w", "700 KiB body")]["MiB/s"] == "34"
 
 
 def test_rollup_bench_fills_a_store_and_times_every_report(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from proxy.dataplane.app import create_proxy_app
 from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.routing import StaticPrimaries
+from proxy.runtime.server import server_options
 from tests.servers import free_port, run_server
 
 Scope = dict[str, Any]
@@ -199,8 +200,11 @@ async def raw_server(
     """A plain TCP server, for upstreams that misbehave below HTTP."""
 
     async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            await handle(reader, writer)
+        try:
+            with contextlib.suppress(ConnectionError):
+                await handle(reader, writer)
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(guarded, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -298,8 +302,11 @@ async def proxy_stack(
         correlator=correlator,
         **options,
     )
-    # As the real server runs it: the client gets the primary's Date and Server headers, not a second pair.
-    async with run_server(app, server_header=False, date_header=False) as url:
+    # As the real server runs it (the proxy's HTTP/1.1 protocol and limits; the client gets the primary's Date and
+    # Server headers, not a second pair).
+    options = server_options(settings, proxy=True)
+    options["log_level"] = "warning"
+    async with run_server(app, **options) as url:
         yield Stack(url, sink, metrics, app, correlator)
 
 

@@ -88,13 +88,36 @@ async def test_hop_by_hop_response_headers_are_removed() -> None:
         assert name not in response.headers
 
 
-async def test_a_chunked_primary_body_is_buffered_with_a_length() -> None:
-    async with run_server(Recorder("v1", chunked([b"ab", b"cd"]))) as u1:
+async def test_a_chunked_primary_body_that_came_whole_gets_a_length() -> None:
+    async def whole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(whole) as u1:
         async with proxy_stack(settings_for(u1, down_url())) as stack, httpx.AsyncClient() as client:
             response = await client.get(f"{stack.url}/x")
     assert response.content == b"abcd"
     assert response.headers["content-length"] == "4"
     assert "transfer-encoding" not in response.headers
+
+
+async def test_a_chunked_primary_body_still_coming_is_streamed_chunked() -> None:
+    async def parts(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"2\r\ncd\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(parts) as u1:
+        async with proxy_stack(settings_for(u1, down_url())) as stack, httpx.AsyncClient() as client:
+            response = await client.get(f"{stack.url}/x")
+            [exchange] = await stack.sink.wait(1)
+    assert response.content == b"abcd"
+    assert response.headers["transfer-encoding"] == "chunked" and "content-length" not in response.headers
+    assert exchange.primary.body == b"abcd" and not exchange.primary.body_truncated
 
 
 async def test_primary_and_shadow_receive_the_request_together() -> None:

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from diffs.id_pairs import IdPair
 from diffs.resources import IdNaming, Resource
-from proxy.dataplane.correlation import IdCorrelator, ServiceIds, created_ids
+from proxy.dataplane.correlation import IdCorrelator, ServiceIds, UnsafeId, created_ids
 from tests.proxy.upstreams import OrdersApp, proxy_stack, settings_for
 from tests.servers import run_server
 
@@ -120,6 +120,24 @@ def test_only_id_shaped_values_are_written_into_a_request_line(value: str) -> No
     assert correlator.unsafe == 2
     body = rewrite(correlator, "POST", "/comments", body=b'{"post_id": 6}')[2]
     assert orjson.loads(body) == {"post_id": value}  # JSON escapes what it needs: a body may take it
+
+
+@pytest.mark.parametrize(("path", "query"), [("/posts/6", ""), ("/comments", "post_id=6")])
+def test_strict_refuses_a_request_whose_paired_id_cannot_go_into_its_request_line(path: str, query: str) -> None:
+    # The mirror's way: the side is not sent the request rather than sent the primary's id (another record there).
+    correlator = correlator_with(IdPair("shop", "/posts", "v1", 6, "v2", "a\r\nX-Injected: 1"))
+    request = ServiceIds.of(NAMING).target("GET", path, correlator.resources("shop"))
+    with pytest.raises(UnsafeId):
+        correlator.rewrite(
+            "shop", "v1", "v2", path, query, b"", request=request, naming=NAMING, json_body=False, strict=True
+        )
+    assert correlator.unsafe == 1
+    safe = correlator_with(POST_6)
+    request = ServiceIds.of(NAMING).target("GET", path, safe.resources("shop"))
+    rewritten = safe.rewrite(
+        "shop", "v1", "v2", path, query, b"", request=request, naming=NAMING, json_body=False, strict=True
+    )
+    assert "5rCadNROXW8" in rewritten[0] + rewritten[1] and safe.unsafe == 0
 
 
 def test_pairs_are_learned_by_location_and_persisted_through_the_hook() -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from diffs.exchange import ErrorKind
-from proxy.dataplane.forwarding import Upstream, error_kind
+from proxy.dataplane.forwarding import UnsafeRequest, Upstream, error_kind
 from proxy.errors import UpstreamTimeout, UpstreamUnavailable
 from tests.proxy.upstreams import (
     GZIP_BODY,
@@ -188,3 +188,61 @@ async def test_idle_connections_are_closed_before_the_upstream_would(opened: lis
 async def test_send_before_open_is_a_programmer_error() -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await send(Upstream("v1", "http://127.0.0.1:1"))
+
+
+async def _head_then_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(head)
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(body)
+    await writer.drain()
+
+
+async def test_without_wait_body_a_body_of_unknown_length_is_handed_over_as_it_comes(opened: list[Upstream]) -> None:
+    async def events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+        await _head_then_body(reader, writer, head, b"6\r\nsecond\r\n0\r\n\r\n")
+
+    async with raw_server(events) as url:
+        upstream = await make(opened, url)
+        started = asyncio.get_running_loop().time()
+        answer = await send(upstream, stream=True, wait_body=False)
+        assert asyncio.get_running_loop().time() - started < 0.15  # the head, not the whole body
+        assert answer.body == b"first" and answer.rest is not None and not answer.truncated
+        assert await answer.rest.read() == b"second"
+        assert await answer.rest.read() == b""
+        answer.rest.close()
+
+
+async def test_without_wait_body_a_small_body_of_known_length_is_still_read_whole(opened: list[Upstream]) -> None:
+    async def late_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _head_then_body(reader, writer, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", b"late")
+
+    async with raw_server(late_body) as url:
+        answer = await send(await make(opened, url), stream=True, wait_body=False)
+    assert answer.body == b"late" and answer.rest is None
+
+
+async def test_a_body_that_falls_silent_for_the_timeout_fails_the_stream(opened: list[Upstream]) -> None:
+    async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    async with raw_server(stalls) as url:
+        answer = await send(await make(opened, url), stream=True, wait_body=False, timeout=0.2)
+        assert answer.rest is not None
+        with pytest.raises(UpstreamTimeout):
+            await answer.rest.read()
+
+
+async def test_an_unsafe_request_is_not_sent(opened: list[Upstream]) -> None:
+    recorder = Recorder("v1")
+    async with run_server(recorder) as url:
+        upstream = await make(opened, url)
+        with pytest.raises(UnsafeRequest, match="not sent"):
+            await send(upstream, "/orders/1\r\nX-Injected: 1")
+        await send(upstream)
+    assert [seen.path for seen in recorder.seen] == ["/x"]

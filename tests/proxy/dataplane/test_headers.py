@@ -12,6 +12,7 @@ from proxy.dataplane.headers import (
     new_request_id,
     read_inbound,
     recorded_headers,
+    response_headers,
     upstream_headers,
 )
 
@@ -44,20 +45,42 @@ def test_hop_by_hop_request_headers_are_not_forwarded() -> None:
     assert got.content_length == 10
 
 
-def test_forwarded_headers_are_added_and_x_forwarded_for_appended() -> None:
-    got = inbound((b"host", b"shop.example"), (b"x-forwarded-for", b"1.2.3.4"))
-    forwarded = dict(got.forward)
-    assert forwarded["x-forwarded-for"] == "1.2.3.4, 10.0.0.9"
-    assert forwarded["x-forwarded-proto"] == "https"
-    assert forwarded["x-forwarded-host"] == "shop.example"
+def test_at_the_edge_the_forwarded_headers_are_the_proxys_own() -> None:
+    got = inbound(
+        (b"host", b"shop.example"),
+        (b"x-forwarded-for", b"1.2.3.4"),
+        (b"x-forwarded-proto", b"http"),
+        (b"x-forwarded-host", b"outer"),
+        (b"forwarded", b"for=1.2.3.4"),
+    )
+    forwarded = got.forward
+    assert [v for k, v in forwarded if k == "x-forwarded-for"] == ["10.0.0.9"]
+    assert [v for k, v in forwarded if k == "x-forwarded-proto"] == ["https"]
+    assert [v for k, v in forwarded if k == "x-forwarded-host"] == ["shop.example"]
+    assert [v for k, v in forwarded if k == "forwarded"] == ['for=10.0.0.9;host="shop.example";proto=https']
     assert got.host == "shop.example"
 
 
-def test_an_outer_proxys_forwarded_proto_and_host_are_kept() -> None:
-    got = inbound((b"host", b"inner"), (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", b"outer"))
+def test_behind_a_trusted_proxy_its_forwarded_headers_are_kept_and_appended_to() -> None:
+    got = read_inbound(
+        [
+            (b"host", b"inner:8443"),
+            (b"x-forwarded-for", b"1.2.3.4"),
+            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-host", b"outer"),
+            (b"forwarded", b"for=1.2.3.4;proto=http"),
+        ],
+        client_host="::1",
+        scheme="https",
+        trust_forwarded=True,
+    )
     forwarded = got.forward
+    assert [v for k, v in forwarded if k == "x-forwarded-for"] == ["1.2.3.4, ::1"]
     assert [v for k, v in forwarded if k == "x-forwarded-proto"] == ["http"]
     assert [v for k, v in forwarded if k == "x-forwarded-host"] == ["outer"]
+    assert [v for k, v in forwarded if k == "forwarded"] == [
+        'for=1.2.3.4;proto=http, for="[::1]";host="inner:8443";proto=https'
+    ]
 
 
 def test_request_id_is_kept_or_generated() -> None:
@@ -145,3 +168,42 @@ def test_a_forked_child_does_not_repeat_its_parents_random_digits() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child and child != new_request_id()[12:]
+
+
+REDIRECT = (b"http://127.0.0.1:8001", b"https://shop.example")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "rewritten"),
+    [
+        (b"location", b"http://127.0.0.1:8001/api/orders/7", b"https://shop.example/api/orders/7"),
+        (b"location", b"http://127.0.0.1:8001?x=1", b"https://shop.example?x=1"),
+        (b"location", b"http://127.0.0.1:8001", b"https://shop.example/"),
+        (b"location", b"/api/orders/7", b"/api/orders/7"),
+        (b"location", b"http://127.0.0.1:80010/x", b"http://127.0.0.1:80010/x"),  # another port entirely
+        (b"location", b"https://docs.example/x", b"https://docs.example/x"),
+        (b"content-location", b"http://127.0.0.1:8001/a", b"https://shop.example/a"),
+        (
+            b"link",
+            b"<http://127.0.0.1:8001/p?page=2>; rel=next, <http://other/x>; rel=help",
+            b"<https://shop.example/p?page=2>; rel=next, <http://other/x>; rel=help",
+        ),
+        (b"x-location", b"http://127.0.0.1:8001/a", b"http://127.0.0.1:8001/a"),
+    ],
+)
+def test_urls_naming_the_upstream_are_rewritten_to_the_proxy(name: bytes, value: bytes, rewritten: bytes) -> None:
+    out, recorded = response_headers(((name, value),), "rid", redirect=REDIRECT)
+    assert out[0] == (name, rewritten)
+    assert recorded[0] == (name.decode(), rewritten.decode())
+
+
+def test_without_a_redirect_locations_are_left_alone() -> None:
+    out = client_headers(((b"location", b"http://127.0.0.1:8001/a"),), "rid")
+    assert out[0] == (b"location", b"http://127.0.0.1:8001/a")
+
+
+def test_a_bodiless_status_loses_its_content_length() -> None:
+    raw = ((b"etag", b'"v1"'), (b"content-length", b"1234"))
+    out, recorded = response_headers(raw, "rid", None, None, True)
+    assert out == [(b"etag", b'"v1"'), (b"x-request-id", b"rid")]
+    assert ("content-length", "1234") not in recorded

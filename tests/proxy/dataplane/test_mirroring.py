@@ -136,6 +136,22 @@ async def test_a_create_whose_side_answered_before_the_primary_is_paired_when_th
     assert not order.busy("v2", "orders")
 
 
+async def test_a_side_whose_request_head_would_not_be_valid_is_not_sent_and_is_recorded_skipped(
+    shadow: tuple[Recorder, Upstream],
+) -> None:
+    # What the HTTP/1.1 client refuses to write (a CR/LF that would split the request line) never reaches the wire;
+    # the write it was is released at once, so later requests to the resource do not wait for it.
+    recorder, upstream = shadow
+    sink, order = ListSink(), CausalOrder(5.0)
+    m, metrics = mirror(sink, order=order)
+    flight = m.launch(job(method="PUT", path="/api/orders/1\r\nX-Injected: 1"), [call(upstream)])
+    m.primary_answered(flight, PRIMARY)
+    [exchange] = await sink.wait(1)
+    assert exchange.skip_reason == "unsafe_rewrite" and exchange.shadow is None and exchange.primary is PRIMARY
+    assert sample(metrics, "shadowdiff_skipped_total", service="orders", reason="unsafe_rewrite") == 1
+    assert recorder.seen == [] and not order.busy("v2", "orders") and m.inflight == 0
+
+
 async def test_an_unexpected_bug_on_the_mirrored_side_is_recorded_not_raised() -> None:
     class Broken(Upstream):
         async def send(self, *args: Any, **kwargs: Any) -> Any:

@@ -134,3 +134,65 @@ async def test_past_the_bound_the_read_is_sent_anyway_and_counted() -> None:
     read = next(e for e in exchanges if e.request.method == "GET")
     assert read.shadow is not None and orjson.loads(read.shadow.body) == {"id": 3, "stock": 28}  # the race, counted
     assert sample(stack.metrics, "shadowdiff_causal_waits_total", service="products", outcome="timeout") == 1
+
+
+def streams_patches(parts: int, pause: float, ended: list[float] | None = None) -> Recorder:
+    """A primary that answers a PATCH with a body of unknown length, one part every `pause` seconds (the proxy
+    streams it to the client), and reads at once; `ended` gets the time each streamed body ended."""
+    stock = {"3": 28}
+
+    async def handle(seen: Seen, send: Send) -> None:
+        product = seen.path.rsplit("/", 1)[-1]
+        if seen.method != "PATCH":
+            await respond(send, 200, orjson.dumps({"id": int(product), "stock": stock[product]}))
+            return
+        stock[product] = orjson.loads(seen.body)["stock"]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for n in range(parts):
+            await send({"type": "http.response.body", "body": b"part %d\n" % n, "more_body": True})
+            await asyncio.sleep(pause)
+        await send({"type": "http.response.body", "body": b""})
+        if ended is not None:
+            ended.append(time.perf_counter())
+
+    return Recorder("v1", handle)
+
+
+async def test_a_write_whose_response_streams_holds_later_mirrored_reads_only_until_its_head() -> None:
+    # The primary's head says the write is done; how long the client takes to read the body is the client's affair,
+    # not a reason to hold the shadow's next reads of that product.
+    ended: list[float] = []
+    v1, v2 = streams_patches(4, 0.4, ended), applied_at_once()
+    async with run_server(v1) as u1, run_server(v2) as u2:
+        settings = settings_for(u1, u2, causal_wait_seconds=5.0)
+        async with proxy_stack(settings) as stack, httpx.AsyncClient() as client:
+            async with client.stream("PATCH", f"{stack.url}/api/products/3", json={"stock": 83}) as patched:
+                read = await client.get(f"{stack.url}/api/products/3")
+                streamed = await patched.aread()
+            exchanges = await stack.sink.wait(2)
+    assert read.json() == {"id": 3, "stock": 83} and streamed == b"part 0\npart 1\npart 2\npart 3\n"
+    assert [seen.method for seen in v2.seen] == ["PATCH", "GET"]
+    assert v2.seen[1].at < ended[0]  # the read reached the shadow while the primary was still streaming
+    get = next(e for e in exchanges if e.request.method == "GET")
+    assert get.shadow is not None and orjson.loads(get.shadow.body) == {"id": 3, "stock": 83}
+    assert sample(stack.metrics, "shadowdiff_causal_waits_total", service="products", outcome="timeout") == 0
+
+
+async def test_a_client_that_leaves_mid_stream_leaves_the_mirrored_write_to_finish_and_be_recorded() -> None:
+    v1, v2 = streams_patches(50, 0.1), applied_at_once()
+    v2.delay = 0.3  # the shadow's write is still in flight when the client goes
+    async with run_server(v1) as u1, run_server(v2) as u2:
+        settings = settings_for(u1, u2, causal_wait_seconds=5.0)
+        async with proxy_stack(settings) as stack, httpx.AsyncClient() as client:
+            async with client.stream("PATCH", f"{stack.url}/api/products/3", json={"stock": 83}) as patched:
+                await anext(patched.aiter_raw())
+            # httpx closed that connection (the body was not read): the proxy cancels the primary's exchange.
+            read = await client.get(f"{stack.url}/api/products/3")
+            exchanges = await stack.sink.wait(2)
+    assert read.json() == {"id": 3, "stock": 83}
+    patch = next(e for e in exchanges if e.request.method == "PATCH")
+    assert patch.primary.status == 200 and patch.primary.body_truncated  # cut short by the client
+    assert patch.shadow is not None and patch.shadow.status == 200  # the shadow's write was not cancelled with it
+    get = next(e for e in exchanges if e.request.method == "GET")
+    assert get.shadow is not None and orjson.loads(get.shadow.body) == {"id": 3, "stock": 83}  # after the write
+    assert sample(stack.metrics, "shadowdiff_dropped_total", reason="primary_cancelled") == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.config import ServiceConfig, default_services
-from proxy.dataplane.routing import RouteTable, StaticPrimaries
+from proxy.dataplane.routing import RouteTable, StaticPrimaries, normalized_path
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,34 @@ def test_static_primaries() -> None:
     assert primaries.primary("orders") == "v2"
     assert primaries.primary("products") == "v1"
     assert primaries.primary("unknown") == "v1"
+
+
+@pytest.mark.parametrize(
+    ("path", "normal"),
+    [
+        ("/api/products/../orders/1", "/api/orders/1"),
+        ("/api/./orders", "/api/orders"),
+        ("/api//orders/", "/api/orders/"),
+        ("/../../etc", "/etc"),
+        ("/api/orders/..", "/api/"),
+        ("/a/b/.", "/a/b/"),
+        ("/", "/"),
+        ("/..", "/"),
+    ],
+)
+def test_paths_are_normalised_as_nginx_matches_locations(path: str, normal: str) -> None:
+    assert normalized_path(path) == normal
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/api/products/../orders/1", "orders"),
+        ("/api/orders/../products/1", "products"),
+        ("/api//orders/1", "orders"),
+        ("/api/orders/./1", "orders"),
+        ("/api/orders/../../health", "default"),
+    ],
+)
+def test_routing_uses_the_normalised_path(path: str, service: str) -> None:
+    assert RouteTable(default_services()).resolve(path) == service

@@ -6,6 +6,7 @@ import asyncio
 import io
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -121,6 +122,38 @@ async def test_ids_correlate_and_each_session_reads_after_its_write(tmp_path: Pa
     assert shadow_read.arrived >= v2.hits[0].answered  # it waited for the shadow's own create (causal order)
     browsing = [h for h in v1.hits if h.path.startswith("/api/products")]
     assert browsing[0].arrived < ordering[1].arrived  # the other session did not wait for the slow create
+
+
+class Feed(Shop):
+    """Answers GET /api/feed with a JSON body of unknown length, in parts some time apart: the data plane streams it
+    (issue 10) while it keeps the copy that is compared. `last` is the value in the last part."""
+
+    def __init__(self, name: str, last: int) -> None:
+        super().__init__(name)
+        self.last = last
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/feed":
+            await super().__call__(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        for part in (b'{"items": [1, 2, ', b"3, 4, ", b"%d]}" % self.last):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_streamed_response_is_compared_whole_in_a_replay(tmp_path: Path) -> None:
+    # A replayed request has no client that could go away: the stream is read to its end, and the copy compared.
+    v1, v2 = Feed("v1", last=5), Feed("v2", last=6)
+    source = har_file(tmp_path / "feed.har", [("GET", "/api/feed", {}, None), ("GET", "/api/products/1", {}, None)])
+    async with run_server(v1) as u1, run_server(v2) as u2:
+        settings = replay_settings(u1, u2, tmp_path / "store.db")
+        tally = await run(settings, str(source), concurrency=1)
+    assert (tally.total, tally.answered, tally.failed) == (2, 2, 0)
+    found = verdicts(await report(settings.database_url, "r1"))
+    assert found["GET /api/feed"] == ({"diff": 1}, ["root.items[*]"])  # the difference came in the last part
+    assert found["GET /api/products/{id}"] == ({"match": 1}, [])
 
 
 async def test_capture_then_replay_into_a_fresh_store_finds_the_same(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from proxy.config import load_settings
 from proxy.dataplane.capture import session_key
+from proxy.dataplane.http1.server import ServerLimits
 from proxy.dataplane.routing import RouteTable
 from proxy.replay.requests import Bad, Preparer, Recorded, Request, parse_set_header
 
@@ -80,6 +81,39 @@ def test_non_ascii_in_a_target_is_sent_as_utf8_like_browsers_do() -> None:
 )
 def test_what_the_http_layer_refuses_is_a_bad_entry_with_its_reason(item: Recorded, reason: str) -> None:
     assert preparer().prepare(item) == Bad("entry 1", reason)
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (recorded(target="/" + "a" * 8192), "request line longer than max_header_line (8192 bytes; live: 414)"),
+        (recorded(headers=(("x-a", "v" * 8189),)), "header x-a longer than max_header_line (8192 bytes; live: 431)"),
+        (
+            recorded(headers=tuple((f"x-{n}", "v" * 4000) for n in range(9))),
+            "header fields of 36063 bytes, over max_header_size (32768; live: 431)",
+        ),
+        (
+            recorded(headers=tuple((f"x-{n}", "1") for n in range(101))),
+            "101 header fields, over max_header_count (100; live: 431)",
+        ),
+        (recorded(headers=(("Host", "a"), ("host", "b"))), "two Host header fields (live: 400)"),
+        (
+            recorded(headers=(("Transfer-Encoding", "gzip, chunked"),)),
+            "transfer coding 'gzip, chunked' (only chunked is accepted; live: 501)",
+        ),
+    ],
+)
+def test_what_the_proxys_server_protocol_refuses_is_a_bad_entry_too(item: Recorded, reason: str) -> None:
+    assert preparer().prepare(item) == Bad("entry 1", reason)
+
+
+def test_heads_within_the_limits_are_replayed_and_the_limits_are_the_settings() -> None:
+    within = recorded(target="/" + "a" * 8100, headers=(("x-a", "v" * 8185), ("Transfer-Encoding", "chunked")))
+    assert isinstance(preparer().prepare(within), Request)
+    tight = preparer(limits=ServerLimits(max_header_line=256, max_header_size=1024, max_header_count=2))
+    assert tight.prepare(recorded(headers=(("a", "1"), ("b", "2"), ("c", "3")))) == Bad(
+        "entry 1", "3 header fields, over max_header_count (2; live: 431)"
+    )
 
 
 def test_set_header_replaces_the_recorded_value_whatever_its_case() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -97,7 +98,8 @@ async def test_one_process_serves_proxy_and_admin_and_promotes_without_restart(
         assert 'shadowdiff_requests_total{method="GET",service="orders",status_class="2xx"} 3.0' in metrics
 
 
-async def test_the_peer_is_appended_to_x_forwarded_for_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("trust", "expected"), [(True, "203.0.113.7, 127.0.0.1"), (False, "127.0.0.1")])
+async def test_the_peer_is_appended_to_x_forwarded_for_once(tmp_path: Path, trust: bool, expected: str) -> None:
     seen: list[str] = []
 
     async def echo(request: Request) -> JSONResponse:
@@ -106,14 +108,15 @@ async def test_the_peer_is_appended_to_x_forwarded_for_once(tmp_path: Path) -> N
 
     upstream = Starlette(routes=[Route("/{path:path}", echo)])
     async with run_server(upstream) as v1, run_server(upstream) as v2:
-        settings = make_settings(tmp_path, (v1, v2))
+        settings = make_settings(tmp_path, (v1, v2), trust_forwarded=trust)
         async with serving(settings) as server, httpx.AsyncClient(timeout=5) as client:
             await client.get(f"{server.proxy_url}/api/products/1", headers={"x-forwarded-for": "203.0.113.7"})
             for _ in range(100):
                 if len(seen) == 2:
                     break
                 await asyncio.sleep(0.02)
-    assert seen == ["203.0.113.7, 127.0.0.1"] * 2  # primary and shadow alike
+    # primary and shadow alike; at the edge (the default) the client's own entries are not believed
+    assert seen == [expected] * 2
 
 
 async def test_the_server_stores_exchanges_with_the_configured_redaction(
@@ -368,3 +371,21 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_event_loop_says_so_when_uvloop_is_missing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from proxy.runtime.server import event_loop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` now raises ImportError
+    with caplog.at_level(logging.WARNING, logger="shadowdiff.server"), event_loop() as runner:
+        assert type(runner.get_loop()).__module__.startswith("asyncio")
+    assert "uvloop is not available" in caplog.text
+
+
+def test_event_loop_is_uvloop_when_installed() -> None:
+    from proxy.runtime.server import event_loop
+
+    with event_loop() as runner:
+        assert type(runner.get_loop()).__module__.startswith("uvloop")

@@ -169,6 +169,7 @@ async def test_a_reset_during_a_body_until_close_is_a_failure(pools: Callable[..
             await get(pools(port))
 
 
+@pytest.mark.both_loops
 async def test_head_does_not_wait_for_the_body_its_length_announces(pools: Callable[..., http1.Pool]) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"
     async with scripted(keep_alive(head, ok())) as (port, peer):
@@ -176,7 +177,7 @@ async def test_head_does_not_wait_for_the_body_its_length_announces(pools: Calla
         async with asyncio.timeout(1):
             assert await get(pool, "HEAD") == (200, b"")
         assert await get(pool) == (200, b"hello")
-    assert len(peer.connections) == 2  # never reused after HEAD: the parser cannot be told it had no body
+    assert len(peer.connections) == 1  # reused after HEAD: the next response gets a parser of its own
 
 
 async def test_204_and_304_have_no_body_and_keep_the_connection(pools: Callable[..., http1.Pool]) -> None:
@@ -411,3 +412,196 @@ async def test_an_untrusted_certificate_fails_to_connect(
         with pytest.raises(http1.ConnectFailed, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
             await get(pools(port, tls=True))
     assert peer.connections in ([], [[]])  # nothing was ever sent in the clear
+
+
+# -- issue 10: the audit's client-side defects ----------------------------------------------------------------------
+
+
+@pytest.mark.both_loops
+async def test_a_body_between_the_high_water_mark_and_the_cap_is_read_whole(pools: Callable[..., http1.Pool]) -> None:
+    body = b"z" * (710 * 1024)
+
+    async def handler(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, peer, [])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for start in range(0, len(body), 65536):
+            writer.write(body[start : start + 65536])
+            await writer.drain()
+
+    async with scripted(handler) as (port, _):
+        async with asyncio.timeout(5):
+            response = await pools(port).request("GET", "/x", [], None)
+            try:
+                await asyncio.sleep(0.2)  # nobody reads: reading pauses past the high-water mark
+                data, whole = await response.read_up_to(1024 * 1024)  # then someone wants it all: reading resumes
+            finally:
+                response.close()
+    assert whole and data == body
+
+
+@pytest.mark.both_loops
+async def test_trailers_are_kept_apart_from_the_head(pools: Callable[..., http1.Pool]) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Head: 1\r\n\r\n5\r\nhello\r\n0\r\n"
+        b"Set-Cookie: injected=1\r\nLocation: http://evil.example/\r\n\r\n"
+    )
+    async with scripted(keep_alive(chunked, ok())) as (port, peer):
+        pool = pools(port)
+        response = await pool.request("GET", "/x", [], None)
+        try:
+            assert await response.read_all() == b"hello"
+            assert response.headers == ((b"Transfer-Encoding", b"chunked"), (b"X-Head", b"1"))
+            assert response.trailers == ((b"Set-Cookie", b"injected=1"), (b"Location", b"http://evil.example/"))
+        finally:
+            response.close()
+        assert await get(pool) == (200, b"hello")
+    assert len(peer.connections) == 1
+
+
+@pytest.mark.both_loops
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nHTTP/1.1 200 OK\r\n"
+        b"Content-Length: 23\r\n\r\nBYTES-FROM-OTHER-CLIENT",
+        b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 100 Continue\r\n\r\n" * 11 + ok(),
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 40_000 + b"\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"Content-Length: 2\r\n\r\nok",
+    ],
+    ids=["101", "999", "600", "099", "11 interim", "40 kB head", "101 fields"],
+)
+async def test_invalid_responses_fail_and_their_connection_is_never_reused(
+    pools: Callable[..., http1.Pool], response: bytes
+) -> None:
+    async with scripted(keep_alive(response, ok(b"next"))) as (port, peer):
+        pool = pools(port)
+        with pytest.raises(http1.ConnectionLost) as caught:
+            await get(pool)
+        assert caught.value.invalid and pool.open_connections == 0
+        assert await get(pool) == (200, b"next")
+    assert [len(conn) for conn in peer.connections] == [1, 1]
+
+
+@pytest.mark.both_loops
+async def test_interim_responses_up_to_the_cap_are_skipped(pools: Callable[..., http1.Pool]) -> None:
+    async with scripted(keep_alive(b"HTTP/1.1 100 Continue\r\n\r\n" * 10 + ok())) as (port, _):
+        assert await get(pools(port)) == (200, b"hello")
+
+
+@pytest.mark.both_loops
+async def test_a_cancelled_waiter_passes_its_turn_on(pools: Callable[..., http1.Pool]) -> None:
+    async with scripted(keep_alive(ok())) as (port, peer):
+        pool = pools(port, limit=1)
+        response = await pool.request("GET", "/x", [], None)
+        assert await response.read_all() == b"hello"
+        second = asyncio.get_running_loop().create_task(get(pool))
+        third = asyncio.get_running_loop().create_task(get(pool))
+        await asyncio.sleep(0.05)  # both wait for the one connection
+        response.close()  # back to the pool: `second` is woken ...
+        second.cancel()  # ... and cancelled before it runs
+        async with asyncio.timeout(2):
+            assert await third == (200, b"hello")  # the turn passed on: no stall with an idle connection free
+    assert second.cancelled()
+    assert len(peer.connections) == 1
+
+
+@pytest.mark.both_loops
+async def test_every_idle_connection_is_closed_when_it_expires(pools: Callable[..., http1.Pool]) -> None:
+    closed: list[int] = []
+
+    async def handler(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn: list[bytes] = []
+        peer.connections.append(conn)
+        while await read_request(reader, peer, conn) is not None:
+            await asyncio.sleep(0.05)  # so that the burst needs a connection per request
+            writer.write(ok())
+            await writer.drain()
+        closed.append(len(conn))
+
+    async with scripted(handler) as (port, peer):
+        pool = pools(port, keepalive=0.3)
+        assert await asyncio.gather(*(get(pool) for _ in range(20))) == [(200, b"hello")] * 20
+        assert pool.open_connections == 20
+        async with asyncio.timeout(3):
+            while len(closed) < 20:  # with no further request: the sweep, not a pop, closes them
+                await asyncio.sleep(0.05)
+        assert pool.open_connections == 0
+    assert len(peer.connections) == 20
+
+
+@pytest.mark.both_loops
+async def test_an_announced_keep_alive_timeout_closes_the_connection_sooner(
+    pools: Callable[..., http1.Pool],
+) -> None:
+    async with scripted(keep_alive(ok(b"hello", b"Keep-Alive: timeout=1\r\n"))) as (port, peer):
+        pool = pools(port, keepalive=30.0)
+        assert await get(pool) == (200, b"hello")
+        await asyncio.sleep(0.7)  # past half the announced second: the proxy must not risk the upstream's close
+        assert pool.open_connections == 0
+        assert await get(pool) == (200, b"hello")
+    assert len(peer.connections) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(b"timeout=5, max=100", 5.0), (b"max=3,timeout=2", 2.0), (b"timeout=x", None), (b"max=1", None)],
+)
+def test_keep_alive_timeouts_are_parsed(value: bytes, seconds: float | None) -> None:
+    from proxy.dataplane.http1.client import _keepalive_timeout
+
+    assert _keepalive_timeout(value) == seconds
+
+
+@pytest.mark.both_loops
+async def test_an_unsafe_target_or_header_is_never_written(pools: Callable[..., http1.Pool]) -> None:
+    async with scripted(keep_alive(ok())) as (port, peer):
+        pool = pools(port)
+        with pytest.raises(http1.UnsafeRequest):
+            await pool.request("GET", "/orders/1007\r\nX-Injected: yes", [], None)
+        with pytest.raises(http1.UnsafeRequest):
+            await pool.request("GET", "/orders/1", [("x-id", "1\r\nX-Injected: yes")], None)
+        with pytest.raises(http1.UnsafeRequest):
+            await pool.request("GET", "/orders/1 HTTP/1.0", [], None)
+        assert await get(pool) == (200, b"hello")
+    assert len(peer.connections) == 1 and len(peer.connections[0]) == 1
+
+
+@pytest.mark.both_loops
+async def test_a_client_certificate_is_shown_when_asked(pools: Callable[..., http1.Pool], tmp_path: Path) -> None:
+    from proxy.dataplane.forwarding import TlsOptions
+
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    authority.configure_trust(server)
+    server.verify_mode = ssl.CERT_REQUIRED  # only clients with a certificate from this CA
+    bundle, cert = tmp_path / "ca.pem", tmp_path / "client.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    authority.issue_cert("shadowdiff.client").private_key_and_cert_chain_pem.write_to_path(str(cert))
+    async with scripted(keep_alive(ok()), tls=server) as (port, peer):
+        with pytest.raises((http1.ConnectFailed, http1.ConnectionLost)):
+            await get(pools(port, tls=TlsOptions(ca_bundle=str(bundle)).context()))
+        options = TlsOptions(ca_bundle=str(bundle), client_cert=str(cert))
+        assert await get(pools(port, tls=options.context())) == (200, b"hello")
+
+
+@pytest.mark.both_loops
+async def test_verification_can_be_turned_off_for_a_test_bed(
+    pools: Callable[..., http1.Pool], tls_server: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy.dataplane.forwarding import TlsOptions
+
+    monkeypatch.delenv("SSL_CERT_FILE")
+    async with scripted(keep_alive(ok()), tls=tls_server) as (port, _):
+        assert await get(pools(port, tls=TlsOptions(verify=False).context())) == (200, b"hello")
+
+
+def test_an_unreadable_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
+    from proxy.dataplane.forwarding import TlsOptions
+    from proxy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'upstream_ca_bundle' has value"):
+        TlsOptions(ca_bundle=str(tmp_path / "missing.pem")).context()

@@ -5,15 +5,16 @@ and aiohttp spends ~70 µs of CPU on each (measured on the benchmark's stand-in,
 does not use: cookie jars, redirects, auto headers, decompression, tracing, timers per read. One request on an
 `asyncio.Protocol` with httptools (uvicorn's own parser) costs ~15 µs. What is left is only what a proxy needs:
 
-- one request at a time per connection, idle connections reused newest first, closed after `keepalive` seconds idle
-  (before the upstream would close them, so a request is never written into a closing connection);
-- the body either buffered (up to a threshold) or read chunk by chunk with back-pressure (reading pauses while the
-  consumer is behind);
+- one request at a time per connection; idle connections reused newest first and closed when they expire: after
+  `keepalive` seconds, or sooner when the upstream announced `Keep-Alive: timeout=N` (a sweep closes every expired
+  one, so a burst does not leave its sockets open);
+- the body read with back-pressure: reading pauses while more than `HIGH_WATER` bytes wait for the consumer and
+  resumes whenever the consumer needs more;
 - a request body as bytes, or streamed (with the client's Content-Length, else chunked);
+- a response held to `Limits`: the head's size and field count, the number of interim (1xx) responses; trailers
+  kept apart from the head; a 101 (never asked for), or a status outside 100-599, is an invalid response;
 - failures as `ConnectFailed`, `ConnectionLost` (reset, early close, not HTTP) and no timeout of its own: the caller
   bounds each call with `asyncio.timeout`, and any call that does not finish cleanly closes its connection.
-
-Only `proxy.dataplane.forwarding` uses it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-import time
 from collections.abc import AsyncIterable
-from urllib.parse import quote
+from dataclasses import dataclass
 
 import httptools
+
+from proxy.dataplane.http1 import wire
 
 Headers = list[tuple[str, str]]
 RawHeaders = tuple[tuple[bytes, bytes], ...]
@@ -34,8 +36,20 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 # A small request body goes out in the same write as the head.
 _JOIN_LIMIT = 64 * 1024
-_TARGET_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+_NO_LENGTH_STATUS = frozenset((204, 304))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one upstream response may hold before it counts as invalid."""
+
+    max_head: int = 32 * 1024
+    """Bytes of status line and header fields (and of the interim responses before them)."""
+    max_fields: int = 100
+    """Header fields in the head; also trailer fields after a chunked body."""
+    max_interim: int = 10
+    """1xx responses before the final one (100 Continue, 103 Early Hints)."""
 
 
 class ConnectFailed(Exception):
@@ -56,20 +70,29 @@ class ConnectionLost(Exception):
         """Not one byte of the response arrived: a stale pooled connection, safe to retry when idempotent."""
 
 
+class _Invalid(Exception):
+    """Raised inside a parser callback to stop parsing an invalid response."""
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection, one request at a time. The pool owns it between requests."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._loop = pool.loop
+        self._limits = pool.limits
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.idle_since = 0.0
+        self.expires = 0.0
+        """When an idle connection is closed rather than reused (loop time)."""
+        self.keepalive_hint: float | None = None
+        """The upstream's own idle timeout, when it announced one (`Keep-Alive: timeout=N`)."""
         self.used = False
         # The current response; reset by `begin`.
         self._parser: httptools.HttpResponseParser | None = None
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] = []
         self._chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.content_length: int | None = None
@@ -78,11 +101,19 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         self._head_only = False
         self._informational = False
+        self._interim = 0
+        self._head_bytes = 0
+        self._head_size = 0
+        self._trailer_size = 0
+        self._read_size = 0
+        self._in_trailers = False
         self._until_eof = False
         self._has_length = False
         self._chunked = False
+        self._close_token = False
         self._received = False
         self._error: ConnectionLost | None = None
+        self._invalid: str | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._want = 0
         self._reading_paused = False
@@ -105,13 +136,24 @@ class Connection(asyncio.Protocol):
                 self._close()
             return
         self._received = True
+        head_done = self.head_done
+        self._read_size = len(data)
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(ConnectionLost("switched protocols", invalid=True))
+            self._invalid = self._invalid or "switched protocols without being asked to"
         except httptools.HttpParserError:
-            self._fail(ConnectionLost("sent an invalid HTTP response", invalid=True))
+            self._invalid = self._invalid or "sent an invalid HTTP response"
+        if not head_done and not self.head_done and self._invalid is None:
+            # Counted per read, not per field: a single huge field is refused before it is held whole.
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_head:
+                self._invalid = f"sent a response head over {self._limits.max_head} bytes"
+        if self._invalid is not None:
+            self._spoiled = True
+            self._fail(ConnectionLost(self._invalid, invalid=True))
             self._close()
+            return
         if (
             not self.complete
             and self.buffered > HIGH_WATER
@@ -157,35 +199,79 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._extra:
             return
+        value = value.rstrip(b" \t")  # llhttp drops leading whitespace only; a field value has neither (RFC 9112)
+        if self._in_trailers:
+            # Trailer fields stay trailers: never merged into the head the client gets.
+            self.trailers.append((name, value))
+            self._trailer_size += len(name) + len(value)
+            if len(self.trailers) > self._limits.max_fields or self._trailer_size > self._limits.max_head:
+                self._invalid = f"sent trailers over {self._limits.max_fields} fields or {self._limits.max_head} bytes"
+                raise _Invalid
+            return
         self.headers.append((name, value))
         lower = name.lower()
         if lower == b"content-length":
             self._has_length = True
             self.content_length = int(value) if value.isdigit() else None
-        elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+        elif lower == b"transfer-encoding":
+            # Only chunked, once: another coding would reach the client undeclared (TE is hop-by-hop).
+            if self._chunked or value.strip().lower() != b"chunked":
+                self._invalid = "sent a Transfer-Encoding other than chunked"
+                raise _Invalid
             self._chunked = True
+        elif lower == b"connection":
+            if b"close" in value.lower():
+                self._close_token = True
+        elif lower == b"keep-alive":
+            self.keepalive_hint = _keepalive_timeout(value)
 
     def on_headers_complete(self) -> None:
         if self._extra:
             return
         assert self._parser is not None
+        headers, limits = self.headers, self._limits
+        if len(headers) > limits.max_fields:
+            self._invalid = f"sent more than {limits.max_fields} header fields"
+            raise _Invalid
+        if self._head_bytes + self._read_size > limits.max_head:
+            # A head that may have come whole in one large read: measured here, once (small reads never get here).
+            self._head_size += sum(len(name) + len(value) + 4 for name, value in headers)
+            if self._head_size > limits.max_head:
+                self._invalid = f"sent a response head over {limits.max_head} bytes"
+                raise _Invalid
         status = self._parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        if not 100 <= status <= 599:
+            self._invalid = f"sent status {status:03d}, outside 100-599"
+            raise _Invalid
+        if status < 200:
+            if status == 101:
+                # The proxy never asks to switch protocols (Upgrade is hop-by-hop): what follows is not HTTP.
+                self._invalid = "switched protocols without being asked to"
+                raise _Invalid
+            self._interim += 1
+            if self._interim > self._limits.max_interim:
+                self._invalid = f"sent more than {self._limits.max_interim} interim responses"
+                raise _Invalid
             self._informational = True  # 100 Continue, 103 Early Hints: wait for the real response
             self.headers = []
-            self._has_length = self._chunked = False
+            self._has_length = self._chunked = self._close_token = False
+            self.keepalive_hint = None
             return
         self.status = status
         self.head_done = True
-        self._until_eof = not self._has_length and not self._chunked and status not in (204, 304)
+        self._in_trailers = True
+        self._until_eof = not self._has_length and not self._chunked and status not in _NO_LENGTH_STATUS
         if self._head_only:
-            # The parser would wait for a body HEAD never has; the message ends here, and so does the connection.
-            self._message_complete(reusable=False)
+            # A HEAD response has no body whatever its length says: it ends here. The next response gets a parser
+            # of its own, so the connection is reusable on the head's own terms.
+            version = self._parser.get_http_version()
+            self._message_complete(reusable=not self._close_token and version == "1.1")
         else:
             self._wake_if(True)
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
+            self._spoiled = True  # a body after a HEAD response: the stream is out of step
             return
         self._chunks.append(body)
         self.buffered += len(body)
@@ -195,7 +281,7 @@ class Connection(asyncio.Protocol):
         if self._informational:
             self._informational = False
             return
-        if not self.complete:
+        if not self.complete and not self._extra:
             assert self._parser is not None
             self._message_complete(reusable=self._parser.should_keep_alive())
 
@@ -205,14 +291,17 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers = []
+        self.trailers = []
         self._chunks.clear()
         self.buffered = 0
         self.content_length = None
         self.head_done = self.complete = self.reusable = False
         self._head_only = method == "HEAD"
         self._informational = self._until_eof = self._has_length = self._chunked = self._received = False
-        self._extra = self._spoiled = False
+        self._in_trailers = self._close_token = self._extra = self._spoiled = False
+        self._interim = self._head_bytes = self._head_size = self._trailer_size = 0
         self._error = None
+        self._invalid = None
         self._want = 0
 
     def write(self, data: bytes) -> None:
@@ -236,6 +325,10 @@ class Connection(asyncio.Protocol):
                 self._want = 0
                 return
             self._want = want
+            if self._reading_paused:
+                # Paused while nobody asked for more; now someone does (without this, a body between the high
+                # water mark and `want` would wait for ever).
+                self._resume(force=True)
             self._waiter = self._loop.create_future()
             try:
                 await self._waiter
@@ -245,6 +338,8 @@ class Connection(asyncio.Protocol):
     def take(self) -> bytes:
         """Every body byte buffered so far."""
         chunks = self._chunks
+        if not chunks:
+            return b""
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.buffered = 0
@@ -264,14 +359,19 @@ class Connection(asyncio.Protocol):
         self._resume()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _resume(self) -> None:
-        if self._reading_paused and self.buffered < LOW_WATER and self.transport is not None and not self.closed:
+    def _resume(self, *, force: bool = False) -> None:
+        if (
+            self._reading_paused
+            and (force or self.buffered < LOW_WATER)
+            and self.transport is not None
+            and not self.closed
+        ):
             self._reading_paused = False
             self.transport.resume_reading()
 
     def _message_complete(self, *, reusable: bool) -> None:
         self.complete = True
-        self.reusable = reusable and not self._head_only
+        self.reusable = reusable
         self._wake_if(True)
 
     def spoil(self) -> None:
@@ -313,8 +413,22 @@ class Connection(asyncio.Protocol):
         self._pool.forget(self)
 
 
+def _keepalive_timeout(value: bytes) -> float | None:
+    """`timeout=N` from a Keep-Alive header (RFC 2068 §19.7.1.1), else None."""
+    for part in value.split(b","):
+        key, _, number = part.strip().partition(b"=")
+        if key.strip().lower() == b"timeout":
+            try:
+                seconds = float(number.strip())
+            except ValueError:
+                return None
+            return seconds if seconds >= 0 else None
+    return None
+
+
 class Response:
-    """The head of an upstream's answer; its body is read with `read_all`, `read_up_to` or `chunks`, then `close()`."""
+    """The head of an upstream's answer; its body is read with `read_all`, `read_up_to` or `read_chunk`, then
+    `close()` (back to the pool if it was read to its end) or `abort()` (never reused)."""
 
     __slots__ = ("_connection", "status", "headers", "_closed")
 
@@ -327,6 +441,19 @@ class Response:
     @property
     def complete(self) -> bool:
         return self._connection.complete
+
+    @property
+    def content_length(self) -> int | None:
+        return self._connection.content_length
+
+    @property
+    def trailers(self) -> RawHeaders:
+        """Trailer fields after a chunked body (known once it is complete); never part of `headers`."""
+        return tuple(self._connection.trailers)
+
+    def take_buffered(self) -> bytes:
+        """The body bytes that have arrived so far, without waiting."""
+        return self._connection.take()
 
     async def read_up_to(self, limit: int) -> tuple[bytes, bool]:
         """(The body, True) if it is at most `limit` bytes, else (a prefix of it, possibly empty, False)."""
@@ -357,6 +484,12 @@ class Response:
             self._closed = True
             self._connection.finish()
 
+    def abort(self) -> None:
+        """Done with it, and its connection is closed whatever state it is in (the client went away)."""
+        if not self._closed:
+            self._closed = True
+            self._connection.abort()
+
 
 class Pool:
     """Keep-alive connections to one upstream (scheme, host, port)."""
@@ -366,24 +499,34 @@ class Pool:
         host: str,
         port: int,
         *,
-        tls: bool = False,
+        tls: bool | ssl.SSLContext = False,
         limit: int = 0,
-        keepalive: float = 30.0,
+        keepalive: float = 4.0,
+        limits: Limits = Limits(),
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.host = host
         self.port = port
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
+        if isinstance(tls, ssl.SSLContext):
+            self._ssl: ssl.SSLContext | None = tls
+        else:
+            self._ssl = ssl.create_default_context() if tls else None
+        self.limits = limits
         self._limit = limit
         self._keepalive = keepalive
         self._idle: list[Connection] = []
         self._busy: set[Connection] = set()
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
 
     @property
     def open_connections(self) -> int:
         return len(self._idle) + len(self._busy)
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
 
     async def request(
         self,
@@ -392,10 +535,13 @@ class Pool:
         headers: Headers,
         body: bytes | AsyncIterable[bytes] | None,
     ) -> Response:
-        """Send the request and wait for the response's head. Cancelling it (a timeout) closes the connection."""
+        """Send the request and wait for the response's head. Cancelling it (a timeout) closes the connection.
+
+        `wire.UnsafeRequest` (before anything is sent) when the head would not be valid HTTP/1.1.
+        """
         head, chunked = _head(method, target, headers, body)
         # A pooled connection the upstream closed just now fails with nothing received: retry once on a fresh one
-        # when that cannot repeat a side effect.
+        # when that cannot repeat a side effect. A POST is never sent twice.
         retry = method in _IDEMPOTENT and not isinstance(body, AsyncIterable)
         while True:
             connection = await self._acquire()
@@ -446,22 +592,27 @@ class Pool:
     async def _acquire(self) -> Connection:
         if self._closed:
             raise RuntimeError("the pool is closed")
-        now = time.monotonic()
         idle = self._idle
-        while idle:
-            connection = idle.pop()
-            if connection.closed:
-                continue
-            if now - connection.idle_since > self._keepalive:
-                connection.abort()
-                continue
-            self._busy.add(connection)
-            return connection
+        if idle:
+            now = self.loop.time()
+            while idle:
+                connection = idle.pop()
+                if connection.closed:
+                    continue
+                if now >= connection.expires:
+                    connection.abort()
+                    continue
+                self._busy.add(connection)
+                return connection
         while self._limit and len(self._busy) >= self._limit:
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled before it ran: the turn goes to the next waiter
+                raise
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -490,9 +641,25 @@ class Pool:
         if self._closed:
             connection.abort()
             return
-        connection.idle_since = time.monotonic()
+        keep = self._keepalive
+        hint = connection.keepalive_hint
+        if hint is not None:
+            # Close before the upstream does: a request must never cross the upstream's own idle close.
+            keep = min(keep, hint - 1.0 if hint >= 2.0 else hint / 2)
+        connection.expires = self.loop.time() + keep
         self._idle.append(connection)
+        if self._sweep is None:
+            self._sweep = self.loop.call_at(connection.expires, self._close_expired)
         self._wake_one()
+
+    def _close_expired(self) -> None:
+        """Close every idle connection past its time (not only the one a request would pop next)."""
+        self._sweep = None
+        now = self.loop.time()
+        for connection in [c for c in self._idle if c.expires <= now or c.closed]:
+            connection.abort()
+        if self._idle and not self._closed:
+            self._sweep = self.loop.call_at(min(c.expires for c in self._idle), self._close_expired)
 
     def forget(self, connection: Connection) -> None:
         if connection in self._busy:
@@ -511,6 +678,9 @@ class Pool:
     def close(self) -> None:
         """Close every connection, idle or busy."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for connection in [*self._idle, *self._busy]:
             connection.abort()
         self._idle.clear()
@@ -541,23 +711,5 @@ async def _send_body(connection: Connection, body: AsyncIterable[bytes], *, chun
 
 
 def _head(method: str, target: str, headers: Headers, body: bytes | AsyncIterable[bytes] | None) -> tuple[bytes, bool]:
-    """The request head, and whether the body goes chunked."""
-    lines = [f"{method} {target} HTTP/1.1\r\n"]
-    has_length = False
-    for name, value in headers:
-        lines.append(f"{name}: {value}\r\n")
-        if not has_length and len(name) == 14 and name.lower() == "content-length":
-            has_length = True
-    if isinstance(body, bytes):
-        if not has_length:
-            lines.append(f"content-length: {len(body)}\r\n")
-    chunked = body is not None and not isinstance(body, bytes) and not has_length
-    if chunked:
-        lines.append("transfer-encoding: chunked\r\n")
-    lines.append("\r\n")
-    try:
-        return "".join(lines).encode("latin-1"), chunked
-    except UnicodeEncodeError:
-        # Only the target can hold such text (an id rewritten into the path): send it percent-encoded as UTF-8.
-        lines[0] = f"{method} {quote(target, safe=_TARGET_SAFE)} HTTP/1.1\r\n"
-        return "".join(lines).encode("latin-1"), chunked
+    """The request head, and whether the body goes chunked (see `wire.request_head`)."""
+    return wire.request_head(method, target, headers, body)
