@@ -245,6 +245,7 @@ class BatchWriter:
             raise
         except StoreUnavailable as exc:
             self._rollups.restore(cells)
+            self._inflight_rollups = 0  # back in the buffer: counted once in `pending`, also while we recover
             self._rollups_since = time.monotonic()
             await self._failed(exc, f"{exchanges} exchanges' counts kept, retrying")
             return False
@@ -276,6 +277,7 @@ class BatchWriter:
                 self._drop_example(len(batch), "unavailable", detail=f"not written within {self.retry_for:g}s: {exc}")
             else:
                 self._pending.extendleft(reversed(batch))
+            self._inflight = 0  # dropped or queued again: not in flight while we recover
             await self._failed(exc, f"{len(batch)} examples")
             return False
         except Exception:

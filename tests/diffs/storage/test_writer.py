@@ -28,6 +28,7 @@ class FakeSink:
         poison: str | None = None,
         hang: bool = False,
         examples: bool = True,
+        recover_delay: float = 0.0,
     ) -> None:
         self.batches: list[list[str]] = []
         self.counted = 0
@@ -38,6 +39,8 @@ class FakeSink:
         self.examples = examples
         self.attempts = 0
         self.recovered = 0
+        self.recover_delay = recover_delay
+        self.recovering = asyncio.Event()
 
     def choose_examples(self, comparison: Comparison) -> tuple[tuple[str, str], ...]:
         return ((comparison.endpoint, "<match>"),) if self.examples else ()
@@ -57,6 +60,8 @@ class FakeSink:
 
     async def recover(self) -> None:
         self.recovered += 1
+        self.recovering.set()
+        await asyncio.sleep(self.recover_delay)
 
 
 async def _eventually(condition: object, timeout: float = 5.0) -> None:
@@ -203,6 +208,19 @@ async def test_an_unavailable_store_loses_no_count_and_examples_only_past_retry_
 async def _counted(store: Store) -> int:
     found = await queries.totals(store, Window())
     return sum(sum(t.outcomes.values()) for t in found.values())
+
+
+async def test_pending_counts_each_exchange_once_while_the_writer_recovers() -> None:
+    # Found under load by the SQLite lock test: between putting a failed write's counts back and its next try (the
+    # checkpoint in `recover` can take a while), they were in the buffer and still "in flight": counted twice.
+    sink = FakeSink(fail=StoreUnavailable, recover_delay=0.3)
+    writer = BatchWriter(sink, rollup_every=0, max_delay=0, max_backoff=0.01)
+    writer.start()
+    for _ in range(4):
+        writer.submit(comparison())
+    await asyncio.wait_for(sink.recovering.wait(), 2)
+    assert writer.pending == 4 and writer.examples_pending == 4
+    await writer.aclose(0.1)
 
 
 async def test_sqlite_locked_by_another_process_then_released(tmp_path: Path) -> None:
