@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 LATENCY_BUCKETS_PER_E = 100
 """Latency histogram resolution: bucket = floor(ln(ms) * this), so a bucket is 1% wide."""
@@ -56,6 +58,37 @@ def merge_buckets(histograms: Iterable[Iterable[HistogramBucket]]) -> tuple[Hist
             count, weighted = totals.get(b.bucket, (0, 0.0))
             totals[b.bucket] = (count + b.count, weighted + b.mean_ms * b.count)
     return tuple(HistogramBucket(k, c, w / c) for k, (c, w) in sorted(totals.items()) if c)
+
+
+def merged_percentiles(histograms: Sequence[Iterable[HistogramBucket]]) -> Percentiles:
+    """`percentiles(merge_buckets(histograms))`, to the bit, without building the merged histogram.
+
+    Only counts are merged for every bucket; the mean is added up (in `merge_buckets`' order of operations) for the
+    three buckets the ranks land in. A report takes four of these per endpoint and per service: merging every
+    bucket into new objects was most of a report's CPU.
+    """
+    counts: dict[int, int] = {}
+    for buckets in histograms:
+        for b in buckets:
+            counts[b.bucket] = counts.get(b.bucket, 0) + b.count
+    keys = sorted(k for k, c in counts.items() if c)
+    if not keys:
+        return NO_LATENCY
+    running = list(accumulate(counts[k] for k in keys))
+    total = running[-1]
+    if total == 0:
+        return NO_LATENCY
+    ranked = {q: keys[min(bisect.bisect_left(running, max(1, math.ceil(q * total))), len(keys) - 1)] for q in _RANKS}
+    weighted = dict.fromkeys(ranked.values(), 0.0)
+    for buckets in histograms:
+        for b in buckets:
+            if b.bucket in weighted:
+                weighted[b.bucket] = weighted[b.bucket] + b.mean_ms * b.count
+    means = {k: round(w / counts[k], 3) for k, w in weighted.items()}
+    return Percentiles(total, *(means[ranked[q]] for q in _RANKS))
+
+
+_RANKS = (0.50, 0.90, 0.99)
 
 
 def percentiles(buckets: Iterable[HistogramBucket]) -> Percentiles:
@@ -121,6 +154,6 @@ def build_latency(histograms: Iterable[LatencyHistogram]) -> Latency:
         by_key.setdefault(h.app, []).append(h.buckets)
 
     def of(key: str) -> Percentiles:
-        return percentiles(merge_buckets(by_key.get(key, ())))
+        return merged_percentiles(by_key.get(key, ()))
 
     return Latency(primary=of("primary"), shadow=of("shadow"), v1=of("v1"), v2=of("v2"))

@@ -66,3 +66,22 @@ def test_latency_per_role_and_ratio() -> None:
     assert latency.primary.p99 == 40.0
     assert latency.ratio("p99") == pytest.approx(15.0 / 40.0, abs=0.001)
     assert Latency().ratio("p99") is None
+
+
+def test_merged_percentiles_are_those_of_the_merged_histogram_to_the_bit() -> None:
+    """`build_latency` ranks without merging every bucket: the numbers must be exactly the merge's."""
+    import random
+
+    from diffs.percentiles import merged_percentiles
+
+    rng = random.Random(7)
+    for _ in range(300):
+        histograms = [
+            tuple(
+                HistogramBucket(b, rng.choice([0, 1, 2, 3, 97, 1001]), rng.lognormvariate(3.0, 1.0))
+                for b in sorted(rng.sample(range(-50, 900), rng.randrange(0, 40)))
+            )
+            for _ in range(rng.randrange(0, 5))
+        ]
+        assert merged_percentiles(histograms) == percentiles(merge_buckets(histograms))
+    assert merged_percentiles([]) == percentiles(()) and merged_percentiles([(), ()]).count == 0
