@@ -268,6 +268,7 @@ class RollupRow(Base):
     __table_args__ = (
         Index("ix_rollups_service", "service", "grain", "start"),
         Index("ix_rollups_endpoint", "endpoint", "grain", "start"),
+        Index("ix_rollups_series", "service", "direction", "grain", "start", "run"),
     )
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from diffs import rollups
@@ -157,6 +157,7 @@ async def totals(
         groups = [((name,), start, False) for name, start in moved.items()]
         groups.append((tuple(moved), window.since, True))  # every other service: the window's own start
     result: dict[Key, Totals] = {}
+    queries: list[Any] = []
     async with engines.reading(_engine(store)) as conn:
         marked: dict[str, list[tuple[int, datetime]]] = {}
         for grain, start, name in await rollup_rows.pending(conn):
@@ -169,9 +170,9 @@ async def totals(
                     adjusted = rollups.around_pending(ranges, periods)
                     if adjusted != ranges:
                         apart[name] = adjusted
-            queries = [(ranges, tuple(n for n in names if n not in apart), others, tuple(apart))]
-            queries += [(adjusted, (name,), False, ()) for name, adjusted in apart.items()]
-            for covering, only, everyone_else, besides in queries:
+            parts = [(ranges, tuple(n for n in names if n not in apart), others, tuple(apart))]
+            parts += [(adjusted, (name,), False, ()) for name, adjusted in apart.items()]
+            for covering, only, everyone_else, besides in parts:
                 if not only and not everyone_else:
                     continue
                 query = select(RollupRow.__table__).where(
@@ -185,12 +186,14 @@ async def totals(
                     query = query.where(RollupRow.service.in_(only))
                 if endpoint is not None:
                     query = query.where(RollupRow.endpoint == endpoint)
-                for row in (await conn.execute(query)).all():
-                    key = (row.service, row.endpoint, row.direction)
-                    found = result.get(key)
-                    if found is None:
-                        found = result[key] = Totals()
-                    found.add_row(row)
+                queries.append(query)
+        fetched = await _all(conn, queries)  # one statement however many services start elsewhere or are pending
+    for row in fetched:
+        key = (row.service, row.endpoint, row.direction)
+        found = result.get(key)
+        if found is None:
+            found = result[key] = Totals()
+        found.add_row(row)
     return result
 
 
@@ -320,15 +323,16 @@ async def _trends(
             finding_paths.setdefault((f.endpoint, f.direction), []).append(f.path)
     r = RollupRow
     out: dict[str, Trend] = {}
+    plans: dict[str, tuple[tuple[datetime, ...], Any]] = {}
     async with engines.reading(_engine(store)) as conn:
         marked = await rollup_rows.pending(conn, starts)
+        open_start = [name for name, since in starts.items() if since is None]
+        spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run)
         for name, since in starts.items():
-            mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
             until = window.until
             if since is None:
-                span = select(func.min(r.start), func.max(r.start)).where(r.grain == rollups.GRAINS[0], *mine)
-                first, newest = (await conn.execute(span)).one()
-                if first is None:
+                first, newest = spans[name]
+                if first is None or newest is None:
                     continue
                 since = first
                 until = until or max(newest + timedelta(minutes=1), first + timedelta(seconds=1))
@@ -342,20 +346,55 @@ async def _trends(
                 [(grain, rollups.floor_time(since, grain), end)],
                 [(g, t) for g, t, name_ in marked if name_ == name],
             )
-            query = select(r.grain, r.start, r.endpoint, r.match, r.diff, r.shadow_error, r.signatures).where(
-                rollup_rows.window_clause(covering), *mine
-            )
-            samples: list[tuple[int, int]] = []
-            found: list[tuple[int, int]] = []
-            for row_grain, start, endpoint, match, diff, error, signatures in (await conn.execute(query)).all():
-                # A row goes to the bucket holding its middle: off by at most half a row at a bucket's edge.
-                index = max(0, bisect.bisect_right(edges, start + timedelta(seconds=row_grain / 2)) - 1)
-                samples.append((index, int(match or 0) + int(diff or 0) + int(error or 0)))
-                paths = finding_paths.get((endpoint, directions[name]))
-                if paths and diff and signatures and signatures != "{}":
-                    found.append((index, rollups.findings(orjson.loads(signatures), paths)))
-            out[name] = build_trend(edges, samples, found)
+            mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
+            query = select(r.service, r.grain, r.start, r.endpoint, r.match, r.diff, r.shadow_error, r.signatures)
+            plans[name] = (edges, query.where(rollup_rows.window_clause(covering), *mine))
+        fetched = await _all(conn, [plan[1] for plan in plans.values()])
+    by_service: dict[str, list[Any]] = {name: [] for name in plans}
+    for row in fetched:
+        by_service[row[0]].append(row)
+    for name, (edges, _query) in plans.items():
+        samples: list[tuple[int, int]] = []
+        found: list[tuple[int, int]] = []
+        direction = directions[name]
+        for _, row_grain, start, endpoint, match, diff, error, signatures in by_service[name]:
+            # A row goes to the bucket holding its middle: off by at most half a row at a bucket's edge.
+            index = max(0, bisect.bisect_right(edges, start + timedelta(seconds=row_grain / 2)) - 1)
+            samples.append((index, int(match or 0) + int(diff or 0) + int(error or 0)))
+            paths = finding_paths.get((endpoint, direction))
+            if paths and diff and signatures and signatures != "{}":
+                found.append((index, rollups.findings(orjson.loads(signatures), paths)))
+        out[name] = build_trend(edges, samples, found)
     return out
+
+
+async def _all(conn: AsyncConnection, queries: Sequence[Any]) -> Sequence[Any]:
+    """The rows of several selects of the same columns in one statement (UNION ALL keeps each one's plan)."""
+    if not queries:
+        return []
+    if len(queries) == 1:
+        return (await conn.execute(queries[0])).all()
+    return (await conn.execute(union_all(*queries))).all()
+
+
+async def _spans(
+    conn: AsyncConnection, series: Sequence[tuple[str, str]], run: str | None
+) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Each (service, direction)'s first and newest minute row start, in one statement: two probes of
+    `ix_rollups_series` per service. Spelled ORDER BY ... LIMIT 1, not min() and max(): PostgreSQL without fresh
+    statistics (just after a load, or autovacuum off) aggregated all 40,000 minute rows of a week instead, and SQLite
+    reads an index end for a lone min() or max() only."""
+    if not series:
+        return {}
+    r = RollupRow
+    ends = []
+    for name, direction in series:
+        mine = [r.grain == rollups.GRAINS[0], r.service == name, r.direction == direction]
+        mine += rollup_rows.run_clause(run)
+        ends += [select(r.start).where(*mine).order_by(r.start).limit(1).scalar_subquery()]
+        ends += [select(r.start).where(*mine).order_by(r.start.desc()).limit(1).scalar_subquery()]
+    found = (await conn.execute(select(*ends))).one()
+    return {name: (found[2 * n], found[2 * n + 1]) for n, (name, _) in enumerate(series)}
 
 
 # ---------------------------------------------------------------- listings
