@@ -8,7 +8,6 @@ and its latency percentiles taken from the merged histograms.
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Select, Subquery
 
 from diffs import rollups
 from diffs.exchange import Outcome
@@ -323,7 +323,7 @@ async def _trends(
             finding_paths.setdefault((f.endpoint, f.direction), []).append(f.path)
     r = RollupRow
     out: dict[str, Trend] = {}
-    plans: dict[str, tuple[tuple[datetime, ...], Any]] = {}
+    plans: dict[str, tuple[tuple[datetime, ...], Select[Any]]] = {}
     async with engines.reading(_engine(store)) as conn:
         marked = await rollup_rows.pending(conn, starts)
         open_start = [name for name, since in starts.items() if since is None]
@@ -347,25 +347,68 @@ async def _trends(
                 [(g, t) for g, t, name_ in marked if name_ == name],
             )
             mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
-            query = select(r.service, r.grain, r.start, r.endpoint, r.match, r.diff, r.shadow_error, r.signatures)
-            plans[name] = (edges, query.where(rollup_rows.window_clause(covering), *mine))
-        fetched = await _all(conn, [plan[1] for plan in plans.values()])
-    by_service: dict[str, list[Any]] = {name: [] for name in plans}
-    for row in fetched:
-        by_service[row[0]].append(row)
+            plans[name] = (edges, _trend_rows(edges).where(rollup_rows.window_clause(covering), *mine))
+        fetched = await _trend_buckets(conn, [plan[1] for plan in plans.values()])
+    samples: dict[str, list[tuple[int, int]]] = {name: [] for name in plans}
+    found: dict[str, list[tuple[int, int]]] = {name: [] for name in plans}
+    matching: dict[tuple[str, str], dict[str, bool]] = {}
+    for name, endpoint, index, compared, signatures in fetched:
+        samples[name].append((index, int(compared or 0)))
+        paths = finding_paths.get((endpoint, directions[name]))
+        if paths and signatures:
+            hits = matching.setdefault((endpoint, directions[name]), {})
+            found[name].append((index, _findings(orjson.loads(f"[{signatures}]"), paths, hits)))
     for name, (edges, _query) in plans.items():
-        samples: list[tuple[int, int]] = []
-        found: list[tuple[int, int]] = []
-        direction = directions[name]
-        for _, row_grain, start, endpoint, match, diff, error, signatures in by_service[name]:
-            # A row goes to the bucket holding its middle: off by at most half a row at a bucket's edge.
-            index = max(0, bisect.bisect_right(edges, start + timedelta(seconds=row_grain / 2)) - 1)
-            samples.append((index, int(match or 0) + int(diff or 0) + int(error or 0)))
-            paths = finding_paths.get((endpoint, direction))
-            if paths and diff and signatures and signatures != "{}":
-                found.append((index, rollups.findings(orjson.loads(signatures), paths)))
-        out[name] = build_trend(edges, samples, found)
+        out[name] = build_trend(edges, samples[name], found[name])
     return out
+
+
+def _trend_rows(edges: Sequence[datetime]) -> Select[Any]:
+    """Each rollup row's trend bucket (the one holding its middle: off by at most half a row at a bucket's edge,
+    `bisect_right(edges, start + grain / 2) - 1`, at least 0, in SQL), compared exchanges and, for rows with diffs,
+    the diff signatures; `_trend_buckets` adds them up per (service, endpoint, bucket)."""
+    r = RollupRow
+    by_grain = []
+    for grain in rollups.GRAINS:
+        half = timedelta(seconds=grain / 2)
+        later_first = [(r.start >= edges[i] - half, i) for i in range(len(edges) - 1, 0, -1)]
+        by_grain.append((r.grain == grain, case(*later_first, else_=0) if later_first else literal(0)))
+    compared = r.match + r.diff + r.shadow_error  # NOT NULL columns
+    differing = case((and_(r.diff > 0, r.signatures != "", r.signatures != "{}"), r.signatures))
+    return select(
+        r.service,
+        r.endpoint,
+        case(*by_grain, else_=0).label("bucket"),
+        compared.label("compared"),
+        differing.label("signatures"),
+    )
+
+
+async def _trend_buckets(conn: AsyncConnection, selects: Sequence[Select[Any]]) -> Sequence[Any]:
+    """(service, endpoint, bucket, compared, signatures joined by commas) for every service's trend, one statement:
+    ~150 groups instead of a week's ~2,700 hour rows through Python."""
+    if not selects:
+        return []
+    rows: Subquery = selects[0].subquery() if len(selects) == 1 else union_all(*selects).subquery()
+    joined = func.string_agg if conn.dialect.name == "postgresql" else func.group_concat
+    query = select(
+        rows.c.service, rows.c.endpoint, rows.c.bucket, func.sum(rows.c.compared), joined(rows.c.signatures, ",")
+    ).group_by(rows.c.service, rows.c.endpoint, rows.c.bucket)
+    return (await conn.execute(query)).all()
+
+
+def _findings(signatures: Iterable[Mapping[str, int]], paths: Sequence[str], hits: dict[str, bool]) -> int:
+    """`rollups.findings` over several rows' signatures, remembering which signatures have a finding (`hits`: the
+    same few signatures come back in every row of an endpoint)."""
+    total = 0
+    for one in signatures:
+        for signature, count in one.items():
+            hit = hits.get(signature)
+            if hit is None:
+                hit = hits[signature] = rollups.findings({signature: 1}, paths) > 0
+            if hit:
+                total += count
+    return total
 
 
 async def _all(conn: AsyncConnection, queries: Sequence[Any]) -> Sequence[Any]:

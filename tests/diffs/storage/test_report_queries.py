@@ -3,6 +3,8 @@ periods the store holds (one per service, endpoint or field would be an N+1 that
 
 from __future__ import annotations
 
+import bisect
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +14,12 @@ from store_fixtures import comparison
 
 from diffs.readiness import Criteria
 from diffs.report import Window
-from diffs.rollups import floor_time
+from diffs.rollups import GRAINS, OTHER_SIGNATURE, Cell, findings, floor_time
 from diffs.rules import NoiseConfig
 from diffs.storage import Store, queries
 from diffs.storage.models import PromotionRow
+from diffs.storage.rollup_rows import TABLE, values_of
+from diffs.trend import bucket_edges
 
 STATEMENTS = 7
 """Promotions, pending marks, the rollup rows (one statement), noise marks, then for the trends: the pending marks,
@@ -75,3 +79,42 @@ async def test_a_report_takes_a_fixed_number_of_statements(store: Store, service
     assert all(s.trend.buckets for s in report.services)
     every_start_moved = since_promotion and services == 1  # no open start: no first and newest minute to look up
     assert len(seen) == STATEMENTS - every_start_moved, "\n".join(seen)
+
+
+async def test_the_trend_bucket_sql_is_bisect_on_each_rows_middle(store: Store) -> None:
+    """Rows go to the bucket holding their middle, in SQL now: the same bucket as `bisect_right` on start + grain / 2,
+    at the edges to the microsecond, for every grain."""
+    since = START + timedelta(seconds=7, microseconds=123457)
+    edges = bucket_edges(since, since + timedelta(hours=30, minutes=3))
+    starts: set[tuple[int, datetime]] = set()
+    for grain in GRAINS:
+        half = timedelta(seconds=grain / 2)
+        for edge in (since - timedelta(days=1), *edges, edges[-1] + timedelta(days=1)):
+            for nudge in (timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1), timedelta(seconds=61)):
+                starts.add((grain, edge - half + nudge))
+    cell = Cell()
+    cell.add(outcome="match", primary_ms=1.0, shadow_ms=1.0, primary_status=200, shadow_status=200)
+    rows = [
+        {"grain": g, "start": t, "service": "s", "endpoint": "e", "direction": "v1>v2", "run": "", **values_of(cell)}
+        for g, t in sorted(starts)
+    ]
+    async with queries._engine(store).begin() as conn:
+        await conn.execute(insert(TABLE), rows)
+    async with queries._engine(store).connect() as conn:
+        query = queries._trend_rows(edges).add_columns(TABLE.c.grain, TABLE.c.start)
+        fetched = (await conn.execute(query)).all()
+    assert len(fetched) == len(rows)
+    for row in fetched:
+        expected = max(0, bisect.bisect_right(edges, row.start + timedelta(seconds=row.grain / 2)) - 1)
+        assert row.bucket == expected, (row.grain, row.start)
+
+
+def test_findings_over_many_rows_remembered_are_rollups_findings() -> None:
+    rng = random.Random(3)
+    paths = ["root.a", "root.b"]
+    names = ["root.a", "root.b", "root.c", "root.a\nroot.c", "root.c\nroot.d", OTHER_SIGNATURE, ""]
+    hits: dict[str, bool] = {}
+    for _ in range(50):
+        rows = [{rng.choice(names): rng.randrange(1, 9) for _ in range(3)} for _ in range(rng.randrange(4))]
+        expected = sum(findings(one, paths) for one in rows)
+        assert queries._findings(rows, paths, hits) == expected
