@@ -347,7 +347,8 @@ async def _trends(
                 [(g, t) for g, t, name_ in marked if name_ == name],
             )
             mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
-            plans[name] = (edges, _trend_rows(edges).where(rollup_rows.window_clause(covering), *mine))
+            rows = _trend_rows(edges, sorted({g for g, _, _ in covering}) or rollups.GRAINS)
+            plans[name] = (edges, rows.where(rollup_rows.window_clause(covering), *mine))
         fetched = await _trend_buckets(conn, [plan[1] for plan in plans.values()])
     samples: dict[str, list[tuple[int, int]]] = {name: [] for name in plans}
     found: dict[str, list[tuple[int, int]]] = {name: [] for name in plans}
@@ -363,13 +364,13 @@ async def _trends(
     return out
 
 
-def _trend_rows(edges: Sequence[datetime]) -> Select[Any]:
+def _trend_rows(edges: Sequence[datetime], grains: Iterable[int] = rollups.GRAINS) -> Select[Any]:
     """Each rollup row's trend bucket (the one holding its middle: off by at most half a row at a bucket's edge,
     `bisect_right(edges, start + grain / 2) - 1`, at least 0, in SQL), compared exchanges and, for rows with diffs,
     the diff signatures; `_trend_buckets` adds them up per (service, endpoint, bucket)."""
     r = RollupRow
     by_grain = []
-    for grain in rollups.GRAINS:
+    for grain in grains:  # those of the rows read: usually one
         half = timedelta(seconds=grain / 2)
         later_first = [(r.start >= edges[i] - half, i) for i in range(len(edges) - 1, 0, -1)]
         by_grain.append((r.grain == grain, case(*later_first, else_=0) if later_first else literal(0)))

@@ -84,4 +84,7 @@ def test_merged_percentiles_are_those_of_the_merged_histogram_to_the_bit() -> No
             for _ in range(rng.randrange(0, 5))
         ]
         assert merged_percentiles(histograms) == percentiles(merge_buckets(histograms))
+        jumbled = [b for h in histograms for b in h]  # one histogram out of order, with repeated buckets
+        rng.shuffle(jumbled)
+        assert merged_percentiles([tuple(jumbled)]) == percentiles(merge_buckets([jumbled]))
     assert merged_percentiles([]) == percentiles(()) and merged_percentiles([(), ()]).count == 0
