@@ -148,6 +148,22 @@ async def totals(
     The rows are those of `diffs.rollups.cover`, except that an hour or day still pending compaction for a service
     is read from that service's finer rows (`around_pending`): exact whether or not the compactor has run.
     """
+    async with engines.reading(_engine(store)) as conn:
+        marked = await rollup_rows.pending(conn)
+        return await _totals(conn, window, marked, starts=starts, service=service, endpoint=endpoint, now=now)
+
+
+async def _totals(
+    conn: AsyncConnection,
+    window: Window,
+    pending: Iterable[tuple[int, datetime, str]],
+    *,
+    starts: Mapping[str, datetime | None] | None = None,
+    service: str | None = None,
+    endpoint: str | None = None,
+    now: datetime | None = None,
+) -> dict[Key, Totals]:
+    """`totals` in a read transaction already open, given the pending periods read in it."""
     until = window.until or now or datetime.now(UTC)
     moved = {name: start for name, start in (starts or {}).items() if start != window.since}
     groups: list[tuple[tuple[str, ...], datetime | None, bool]]
@@ -158,36 +174,35 @@ async def totals(
         groups.append((tuple(moved), window.since, True))  # every other service: the window's own start
     result: dict[Key, Totals] = {}
     queries: list[Any] = []
-    async with engines.reading(_engine(store)) as conn:
-        marked: dict[str, list[tuple[int, datetime]]] = {}
-        for grain, start, name in await rollup_rows.pending(conn):
-            marked.setdefault(name, []).append((grain, start))
-        for names, since, others in groups:
-            ranges = rollups.cover(since, until)
-            apart = {}
-            for name, periods in marked.items():
-                if (name in names) != others:
-                    adjusted = rollups.around_pending(ranges, periods)
-                    if adjusted != ranges:
-                        apart[name] = adjusted
-            parts = [(ranges, tuple(n for n in names if n not in apart), others, tuple(apart))]
-            parts += [(adjusted, (name,), False, ()) for name, adjusted in apart.items()]
-            for covering, only, everyone_else, besides in parts:
-                if not only and not everyone_else:
-                    continue
-                query = select(RollupRow.__table__).where(
-                    rollup_rows.window_clause(covering), *rollup_rows.run_clause(window.run)
-                )
-                if everyone_else:
-                    excluded = (*only, *besides)
-                    if excluded:
-                        query = query.where(RollupRow.service.not_in(excluded))
-                else:
-                    query = query.where(RollupRow.service.in_(only))
-                if endpoint is not None:
-                    query = query.where(RollupRow.endpoint == endpoint)
-                queries.append(query)
-        fetched = await _all(conn, queries)  # one statement however many services start elsewhere or are pending
+    marked: dict[str, list[tuple[int, datetime]]] = {}
+    for grain, start, name in pending:
+        marked.setdefault(name, []).append((grain, start))
+    for names, since, others in groups:
+        ranges = rollups.cover(since, until)
+        apart = {}
+        for name, periods in marked.items():
+            if (name in names) != others:
+                adjusted = rollups.around_pending(ranges, periods)
+                if adjusted != ranges:
+                    apart[name] = adjusted
+        parts = [(ranges, tuple(n for n in names if n not in apart), others, tuple(apart))]
+        parts += [(adjusted, (name,), False, ()) for name, adjusted in apart.items()]
+        for covering, only, everyone_else, besides in parts:
+            if not only and not everyone_else:
+                continue
+            query = select(RollupRow.__table__).where(
+                rollup_rows.window_clause(covering), *rollup_rows.run_clause(window.run)
+            )
+            if everyone_else:
+                excluded = (*only, *besides)
+                if excluded:
+                    query = query.where(RollupRow.service.not_in(excluded))
+            else:
+                query = query.where(RollupRow.service.in_(only))
+            if endpoint is not None:
+                query = query.where(RollupRow.endpoint == endpoint)
+            queries.append(query)
+    fetched = await _all(conn, queries)  # one statement however many services start elsewhere or are pending
     for row in fetched:
         key = (row.service, row.endpoint, row.direction)
         found = result.get(key)
@@ -215,7 +230,11 @@ async def field_counts(store: Store, window: Window, service: str | None = None)
 async def noise_mark_pairs(store: Store) -> list[tuple[str, str]]:
     """Every noise mark as (endpoint, path pattern)."""
     async with engines.reading(_engine(store)) as conn:
-        fetched = (await conn.execute(select(NoiseMarkRow.endpoint, NoiseMarkRow.path))).all()
+        return await _noise_marks(conn)
+
+
+async def _noise_marks(conn: AsyncConnection) -> list[tuple[str, str]]:
+    fetched = (await conn.execute(select(NoiseMarkRow.endpoint, NoiseMarkRow.path))).all()
     return [(endpoint, path) for endpoint, path in fetched]
 
 
@@ -282,11 +301,14 @@ async def load_report(
     last = await store.last_changes()
     shown = [s for s in services if service is None or s == service]
     starts = {name: start_of(window, at) for name, at in last.items()}
-    found = await totals(store, window, starts=starts, service=service)
-    endpoints, fields, histograms = report_inputs(found, noise, await noise_mark_pairs(store))
-    every_start = {name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}}
-    current = {name: _current(primaries.get(name, "v1")) for name in every_start}
-    trends = await _trends(store, window, every_start, current, fields, now)
+    # One read transaction for the rollups, the noise marks and the trends, with the pending periods read once.
+    async with engines.reading(_engine(store)) as conn:
+        marked = await rollup_rows.pending(conn)
+        found = await _totals(conn, window, marked, starts=starts, service=service)
+        endpoints, fields, histograms = report_inputs(found, noise, await _noise_marks(conn))
+        every_start = {name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}}
+        current = {name: _current(primaries.get(name, "v1")) for name in every_start}
+        trends = await _trends(conn, window, every_start, current, fields, now, marked)
     return build_report(
         generated_at=now,
         window=window,
@@ -307,12 +329,13 @@ def _current(primary: str) -> str:
 
 
 async def _trends(
-    store: Store,
+    conn: AsyncConnection,
     window: Window,
     starts: Mapping[str, datetime | None],
     directions: Mapping[str, str],
     fields: Iterable[FieldSummary],
     now: datetime,
+    marked: Iterable[tuple[int, datetime, str]],
 ) -> dict[str, Trend]:
     """Each service's diff rate (current direction) in `TREND_BUCKETS` equal buckets over its window, from the
     rollup rows of the coarsest grain that fits a bucket. An open start begins at the service's oldest row and, with
@@ -324,32 +347,31 @@ async def _trends(
     r = RollupRow
     out: dict[str, Trend] = {}
     plans: dict[str, tuple[tuple[datetime, ...], Select[Any]]] = {}
-    async with engines.reading(_engine(store)) as conn:
-        marked = await rollup_rows.pending(conn, starts)
-        open_start = [name for name, since in starts.items() if since is None]
-        spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run)
-        for name, since in starts.items():
-            until = window.until
-            if since is None:
-                first, newest = spans[name]
-                if first is None or newest is None:
-                    continue
-                since = first
-                until = until or max(newest + timedelta(minutes=1), first + timedelta(seconds=1))
-            end = until or max(now, since + timedelta(seconds=1))
-            edges = bucket_edges(since, end)
-            if not edges:
+    marked = [(g, t, name) for g, t, name in marked if name in starts]
+    open_start = [name for name, since in starts.items() if since is None]
+    spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run)
+    for name, since in starts.items():
+        until = window.until
+        if since is None:
+            first, newest = spans[name]
+            if first is None or newest is None:
                 continue
-            width = (edges[1] - edges[0]).total_seconds() if len(edges) > 1 else 60.0
-            grain = max([g for g in rollups.GRAINS if g <= width] or [rollups.GRAINS[0]])
-            covering = rollups.around_pending(
-                [(grain, rollups.floor_time(since, grain), end)],
-                [(g, t) for g, t, name_ in marked if name_ == name],
-            )
-            mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
-            rows = _trend_rows(edges, sorted({g for g, _, _ in covering}) or rollups.GRAINS)
-            plans[name] = (edges, rows.where(rollup_rows.window_clause(covering), *mine))
-        fetched = await _trend_buckets(conn, [plan[1] for plan in plans.values()])
+            since = first
+            until = until or max(newest + timedelta(minutes=1), first + timedelta(seconds=1))
+        end = until or max(now, since + timedelta(seconds=1))
+        edges = bucket_edges(since, end)
+        if not edges:
+            continue
+        width = (edges[1] - edges[0]).total_seconds() if len(edges) > 1 else 60.0
+        grain = max([g for g in rollups.GRAINS if g <= width] or [rollups.GRAINS[0]])
+        covering = rollups.around_pending(
+            [(grain, rollups.floor_time(since, grain), end)],
+            [(g, t) for g, t, name_ in marked if name_ == name],
+        )
+        mine = (r.service == name, r.direction == directions[name], *rollup_rows.run_clause(window.run))
+        rows = _trend_rows(edges, sorted({g for g, _, _ in covering}) or rollups.GRAINS)
+        plans[name] = (edges, rows.where(rollup_rows.window_clause(covering), *mine))
+    fetched = await _trend_buckets(conn, [plan[1] for plan in plans.values()])
     samples: dict[str, list[tuple[int, int]]] = {name: [] for name in plans}
     found: dict[str, list[tuple[int, int]]] = {name: [] for name in plans}
     matching: dict[tuple[str, str], dict[str, bool]] = {}

@@ -21,9 +21,9 @@ from diffs.storage.models import PromotionRow
 from diffs.storage.rollup_rows import TABLE, values_of
 from diffs.trend import bucket_edges
 
-STATEMENTS = 7
-"""Promotions, pending marks, the rollup rows (one statement), noise marks, then for the trends: the pending marks,
-every service's first and newest minute (one statement), and every service's trend rows (one statement)."""
+STATEMENTS = 6
+"""Promotions; then in one read transaction: pending marks, the rollup rows (one statement), noise marks, every
+service's first and newest minute for the trends (one statement), and every service's trend rows (one statement)."""
 START = floor_time(datetime.now(UTC) - timedelta(hours=5), 60)
 ENDPOINTS = ("GET /api/{s}/{{id}}", "GET /api/{s}", "POST /api/{s}")
 
