@@ -164,13 +164,27 @@ def _entries(data: bytes) -> Iterator[tuple[int, int, float]]:
 
 
 class Accumulator:
-    """Many encoded histograms added up fast: dense ones a slice at a time in C (`map(add, ...)`)."""
+    """Many encoded histograms added up fast: dense ones a slice at a time in C.
 
-    __slots__ = ("counts", "sums")
+    A dense row's counts are added to every bucket at once as one integer (64 bits a bucket, from `FIRST_BUCKET`):
+    the stored little-endian int64 array read by `int.from_bytes` and shifted into place. Counts are never negative
+    and a bucket's total stays far below 2**64, so no lane carries into the next: the sums are exact. Latency sums are
+    floats and are added a bucket at a time in row order (`map(add, ...)`), so they are what adding them one by one
+    gives, to the bit.
+    """
+
+    __slots__ = ("_lanes", "_sparse", "sums")
 
     def __init__(self) -> None:
-        self.counts = [0] * SPAN
+        self._lanes = 0
+        self._sparse = [0] * SPAN
         self.sums = [0.0] * SPAN
+
+    @property
+    def counts(self) -> list[int]:
+        """Count per bucket from `FIRST_BUCKET`."""
+        dense = _array("q", self._lanes.to_bytes(8 * SPAN, "little"))
+        return list(map(add, dense, self._sparse))
 
     def add_encoded(self, data: bytes | None) -> None:
         if not data:
@@ -180,16 +194,17 @@ class Accumulator:
         if kind == _DENSE:
             start = low - FIRST_BUCKET
             end = start + n
-            self.counts[start:end] = map(add, self.counts[start:end], _array("q", data[at : at + 8 * n]))
+            self._lanes += int.from_bytes(data[at : at + 8 * n], "little") << (64 * start)
             self.sums[start:end] = map(add, self.sums[start:end], _array("d", data[at + 8 * n : at + 16 * n]))
             return
-        counts, sums = self.counts, self.sums
+        counts, sums = self._sparse, self.sums
         for bucket, count, total in _entries(data):
             counts[bucket - FIRST_BUCKET] += count
             sums[bucket - FIRST_BUCKET] += total
 
     def add(self, other: Accumulator) -> None:
-        self.counts[:] = map(add, self.counts, other.counts)
+        self._lanes += other._lanes
+        self._sparse[:] = map(add, self._sparse, other._sparse)
         self.sums[:] = map(add, self.sums, other.sums)
 
     def buckets(self) -> tuple[HistogramBucket, ...]:

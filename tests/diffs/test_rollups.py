@@ -216,3 +216,31 @@ def test_a_week_is_read_from_few_rows() -> None:
     ranges = cover(T + timedelta(hours=13, minutes=17), T + timedelta(days=7, hours=13, minutes=17))
     rows = sum((end - start).total_seconds() / grain for grain, start, end in ranges if start is not None)
     assert rows == 43 + 10 + 6 + 13 + 17  # minutes, hours, days, hours, minutes
+
+
+def test_accumulated_counts_and_sums_are_those_added_one_by_one() -> None:
+    """The accumulator adds dense rows' counts as one integer: every count and every latency sum must be exactly
+    what adding bucket by bucket, row after row, gives (dense and sparse rows mixed, buckets at both ends)."""
+    rng = random.Random(11)
+    rows = []
+    for n in range(60):
+        h = Histogram()
+        for _ in range(rng.randrange(1, 300)):
+            h.add(rng.lognormvariate(3.0, 0.4 if n % 3 else 3.0), count=rng.choice([1, 1, 2, 10**12]))
+        if n % 7 == 0:
+            h.add(0.0000001)
+            h.add(1e12)
+        rows.append(h.encode())
+    counts = [0] * rollups.SPAN
+    sums = [0.0] * rollups.SPAN
+    for data in rows:
+        for bucket, (count, total) in Histogram.decode(data)._buckets.items():
+            counts[bucket - rollups.FIRST_BUCKET] += count
+            sums[bucket - rollups.FIRST_BUCKET] = sums[bucket - rollups.FIRST_BUCKET] + total
+    merged, halves = Accumulator(), [Accumulator(), Accumulator()]
+    for i, data in enumerate(rows):
+        merged.add_encoded(data)
+        halves[i % 2].add_encoded(data)
+    assert merged.counts == counts and merged.sums == sums
+    halves[0].add(halves[1])
+    assert halves[0].counts == counts
