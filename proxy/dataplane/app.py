@@ -28,7 +28,7 @@ from proxy.dataplane.correlation import Created, IdCorrelator, created_ids
 from proxy.dataplane.forwarding import Answer, Body, TlsOptions, Upstream, error_kind
 from proxy.dataplane.headers import Inbound, read_inbound, upstream_headers
 from proxy.dataplane.http1.client import Limits
-from proxy.dataplane.http1.server import CLIENT_GONE, HANDLER_TASK
+from proxy.dataplane.http1.server import BODY_FOLLOWS, CLIENT_GONE, HANDLER_TASK
 from proxy.dataplane.metrics import ProxyMetrics
 from proxy.dataplane.mirroring import Flight, Job, Mirror, MirrorCall, answered, sent_request
 from proxy.dataplane.ordering import CausalOrder
@@ -214,6 +214,7 @@ class Proxy:
                 if answer.truncated:
                     self.metrics.too_large(service, "primary")
                     result = replace(result, body=answer.body[: self._max_response])
+                start[BODY_FOLLOWS] = True  # head and body in one write (http1.server)
                 await send(start)
                 await send({"type": "http.response.body", "body": answer.body})
                 return
@@ -241,6 +242,8 @@ class Proxy:
         truncated = answer.truncated or size > cap
         finished = False
         try:
+            if answer.body:
+                start[BODY_FOLLOWS] = True
             await send(start)
             if answer.body:
                 await send({"type": "http.response.body", "body": answer.body, "more_body": True})
@@ -378,7 +381,7 @@ class Proxy:
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", inbound.request_id.encode("latin-1")),
         ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers, BODY_FOLLOWS: True})
         await send({"type": "http.response.body", "body": body})
         self.metrics.primary_error(service, kind.value)
         self.metrics.request(service, method, status)

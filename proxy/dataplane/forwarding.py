@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from diffs.exchange import ErrorKind
@@ -82,6 +82,43 @@ class TlsOptions:
         return context
 
 
+class _Deadline:
+    """`asyncio.timeout(delay)` for the hot path: the same outcome (the task is cancelled when `delay` runs out, and
+    that cancellation leaves the block as TimeoutError unless someone else also cancelled the task), without the
+    rescheduling and state machine the stdlib one carries (~2 us less a use; two uses a proxied request)."""
+
+    __slots__ = ("_loop", "_delay", "_task", "_handle", "_expired")
+
+    def __init__(self, delay: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._delay = delay
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        task = self._task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline needs a task")
+        self._handle = self._loop.call_later(self._delay, self._expire)
+
+    def _expire(self) -> None:
+        self._handle = None
+        self._expired = True
+        assert self._task is not None
+        self._task.cancel()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+            self._handle = None
+        if self._expired:
+            assert self._task is not None
+            if self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+                raise TimeoutError
+
+
 def _why(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
 
@@ -115,7 +152,7 @@ class BodyStream:
         try:
             # Each chunk within the timeout, not the whole body: a stream of events or a large body to a slow
             # client may take long; an upstream silent for the whole timeout is cut (nginx proxy_read_timeout).
-            async with asyncio.timeout(self._timeout):
+            async with _Deadline(self._timeout):
                 return await response.read_chunk(STREAM_CHUNK)
         except (http1.ConnectionLost, OSError, TimeoutError) as exc:
             response.abort()
@@ -227,7 +264,7 @@ class Upstream:
         started = time.perf_counter()
         response: http1.Response | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with _Deadline(timeout):
                 response = await pool.request(method, self._prefix + target, headers, body)
                 length = response.content_length
                 if wait_body or (length is not None and length <= max_body):

@@ -61,10 +61,31 @@ def test_an_exchange_round_trips_exactly(item: Exchange) -> None:
 
 
 def test_bodies_are_handed_to_the_transport_as_they_are() -> None:
-    big = b"x" * 700_000
-    item = exchange(primary=primary(body=big), shadow=shadow(body=big))
+    big, other = b"x" * 700_000, b"y" * 700_000
+    item = exchange(primary=primary(body=big), shadow=shadow(body=other))
     parts = wire.exchange_parts(item)
-    assert parts[2] is big and parts[3] is big  # the same objects: nothing copied or re-encoded on the loop
+    assert parts[2] is big and parts[3] is other  # the same objects: nothing copied or re-encoded on the loop
+
+
+def test_a_body_that_is_the_primarys_is_sent_once() -> None:
+    big = b"x" * 700_000
+    item = exchange(
+        primary=primary(body=big),
+        shadow=shadow(body=bytes(bytearray(big))),  # equal bytes, another object
+        secondary=replace(secondary(body=big), sent=SentRequest("/a", (), b"rewritten")),
+    )
+    parts = wire.exchange_parts(item)
+    assert sum(len(p) for p in parts) < len(big) + 2_000
+    kind, meta, bodies = through(parts)
+    assert wire.read_exchange(meta, bodies) == item
+
+
+def test_bodies_that_differ_from_the_primarys_only_at_the_end_are_all_sent() -> None:
+    item = exchange(primary=primary(body=b"x" * 1000 + b"a"), shadow=shadow(body=b"x" * 1000 + b"b"))
+    parts = wire.exchange_parts(item)
+    assert sum(len(p) for p in parts) > 2_000
+    kind, meta, bodies = through(parts)
+    assert wire.read_exchange(meta, bodies) == item
 
 
 def test_a_drop_record_has_no_bodies_and_says_why() -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from diffs.exchange import ErrorKind
-from proxy.dataplane.forwarding import UnsafeRequest, Upstream, error_kind
+from proxy.dataplane.forwarding import UnsafeRequest, Upstream, _Deadline, error_kind
 from proxy.errors import UpstreamTimeout, UpstreamUnavailable
 from tests.proxy.upstreams import (
     GZIP_BODY,
@@ -246,3 +246,37 @@ async def test_an_unsafe_request_is_not_sent(opened: list[Upstream]) -> None:
             await send(upstream, "/orders/1\r\nX-Injected: 1")
         await send(upstream)
     assert [seen.path for seen in recorder.seen] == ["/x"]
+
+
+@pytest.mark.both_loops
+async def test_a_deadline_that_runs_out_leaves_as_a_timeout() -> None:
+    with pytest.raises(TimeoutError):
+        async with _Deadline(0.01):
+            await asyncio.sleep(5)
+    await asyncio.sleep(0)  # the task is not left cancelled
+
+
+@pytest.mark.both_loops
+async def test_a_block_done_in_time_leaves_no_timer_behind() -> None:
+    async with _Deadline(0.05):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.1)  # a timer left armed would cancel this sleep
+
+
+@pytest.mark.both_loops
+async def test_a_cancellation_from_outside_stays_a_cancellation_even_past_the_deadline() -> None:
+    entered = asyncio.Event()
+
+    async def bounded() -> None:
+        async with _Deadline(0.05):
+            entered.set()
+            try:
+                await asyncio.sleep(5)
+            finally:
+                await asyncio.sleep(0.1)  # the deadline runs out while the outer cancellation is handled
+
+    task = asyncio.create_task(bounded())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

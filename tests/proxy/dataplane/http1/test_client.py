@@ -605,3 +605,78 @@ def test_an_unreadable_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="'upstream_ca_bundle' has value"):
         TlsOptions(ca_bundle=str(tmp_path / "missing.pem")).context()
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+class _PoolStub:
+    """What a Connection asks of its pool, recording whether it was put back."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.limits = http1.Limits()
+        self.put: list[object] = []
+
+    def put_back(self, connection: object) -> None:
+        self.put.append(connection)
+
+    def forget(self, connection: object) -> None:
+        pass
+
+
+def _connection() -> tuple[http1.Connection, _PoolStub, _Transport]:
+    pool, transport = _PoolStub(), _Transport()
+    connection = http1.Connection(pool)  # type: ignore[arg-type]
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.begin("GET")
+    return connection, pool, transport
+
+
+async def test_the_reads_of_a_body_of_known_length_are_kept_as_received() -> None:
+    connection, pool, _ = _connection()
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    middle, last = b"defg", b"hij"
+    connection.data_received(middle)
+    assert not connection.complete
+    connection.data_received(last)
+    assert connection.complete and connection.reusable
+    held = list(connection._chunks)
+    assert held[1] is middle and held[2] is last  # not parsed, not copied
+    assert connection.take() == b"abcdefghij"
+    connection.finish()
+    assert pool.put == [connection]
+
+
+async def test_bytes_after_a_body_of_known_length_keep_the_connection_from_the_pool() -> None:
+    connection, pool, transport = _connection()
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab")
+    connection.data_received(b"cdefHTTP/1.1 200 OK\r\n")
+    assert connection.complete
+    assert connection.take() == b"abcdef"
+    connection.finish()
+    assert pool.put == [] and transport.closed
+
+
+async def test_a_body_of_known_length_cut_short_fails_the_response() -> None:
+    connection, _, _ = _connection()
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+    connection.data_received(b"cd")
+    connection.connection_lost(None)
+    with pytest.raises(http1.ConnectionLost):
+        await connection.wait(0)

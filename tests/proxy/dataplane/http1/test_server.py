@@ -14,9 +14,18 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from proxy.dataplane.http1.server import CLIENT_GONE, HANDLER_TASK, ProxyProtocol, ServerLimits, protocol_class
+from proxy.dataplane.http1.server import (
+    BODY_FOLLOWS,
+    CLIENT_GONE,
+    HANDLER_TASK,
+    ProxyCycle,
+    ProxyProtocol,
+    ServerLimits,
+    protocol_class,
+)
 from tests.proxy.wire import RawClient, exchange
 from tests.servers import run_server
 
@@ -208,3 +217,110 @@ async def test_a_large_body_read_with_the_start_of_the_next_head_is_not_taken_fo
         second = await client.read_reply()
     assert first.status == 200 and len(orjson.loads(first.body)["body"]) == len(body)
     assert second.status == 200 and orjson.loads(second.body)["target"] == "/second"
+
+
+class _Recorder:
+    """A transport that records each write call (a writelines call as the list of its buffers)."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes | list[bytes]] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(bytes(data))
+
+    def writelines(self, data: Any) -> None:
+        self.calls.append([bytes(part) for part in data])
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _cycle(transport: _Recorder, *, keep_alive: bool = True) -> ProxyCycle:
+    import logging
+
+    return ProxyCycle(
+        scope={"method": "GET", "type": "http"},  # type: ignore[typeddict-item]
+        transport=transport,  # type: ignore[arg-type]
+        flow=FlowControl(transport),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: None,
+    )
+
+
+def _start(length: int, **extra: Any) -> Any:
+    return {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % length)], **extra}
+
+
+HEAD_5 = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+
+
+async def test_a_head_whose_body_follows_goes_out_with_it_in_one_write() -> None:
+    transport = _Recorder()
+    cycle = _cycle(transport)
+    await cycle.send(_start(5, **{BODY_FOLLOWS: True}))
+    assert transport.calls == []
+    await cycle.send({"type": "http.response.body", "body": b"hello"})
+    assert transport.calls == [HEAD_5 + b"hello"]
+    assert cycle.response_complete
+
+
+async def test_a_head_without_the_mark_is_written_at_once() -> None:
+    # A stream's head must reach the client before its first chunk, whenever that comes.
+    transport = _Recorder()
+    cycle = _cycle(transport)
+    await cycle.send(_start(5))
+    assert transport.calls == [HEAD_5]
+    await cycle.send({"type": "http.response.body", "body": b"hello"})
+    assert transport.calls == [HEAD_5, b"hello"]
+
+
+async def test_a_large_body_goes_out_with_its_head_in_one_call_uncopied() -> None:
+    transport = _Recorder()
+    cycle = _cycle(transport, keep_alive=False)
+    body = b"x" * (700 * 1024)
+    await cycle.send(_start(len(body), **{BODY_FOLLOWS: True}))
+    await cycle.send({"type": "http.response.body", "body": body})
+    assert len(transport.calls) == 1
+    head, sent = transport.calls[0]
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and sent == body
+    assert transport.closed  # the close after a non-keep-alive response still reaches the real transport
+
+
+async def test_a_held_head_is_still_written_when_the_body_message_is_refused() -> None:
+    transport = _Recorder()
+    cycle = _cycle(transport)
+    await cycle.send(_start(5, **{BODY_FOLLOWS: True}))
+    with pytest.raises(RuntimeError):
+        await cycle.send({"type": "http.response.body", "body": b"too long"})
+    assert transport.calls == [HEAD_5]
+
+
+async def test_the_protocol_serves_requests_with_its_own_cycle() -> None:
+    seen: list[type] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(type(send.__self__))
+        await receive()
+        await send(_start(2, **{BODY_FOLLOWS: True}))
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(app) as url:
+        reply = await exchange(url, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert reply.status == 200 and reply.body == b"ok"
+    assert seen and all(issubclass(kind, ProxyCycle) for kind in seen)
