@@ -2,10 +2,11 @@
 
 A change that other processes must follow (a promotion, a noise mark, an id pair) is written with `publish`, inside
 its own transaction, as a row of the `events` table; on PostgreSQL the same transaction sends `NOTIFY`, delivered on
-commit. Each process runs one `Feed`: on PostgreSQL it LISTENs on a connection of its own and reads the new rows when
-notified; on SQLite (one host) and behind PgBouncer in transaction mode (where LISTEN cannot work) it polls the
-newest id, a one-row index lookup. Either way it also reads every `safety_interval` seconds, so a notification lost
-with a dropped connection delays an event, never loses it: events are read from the table, by id, in order.
+commit. Publishers take ids and commit one at a time, so events become visible in id order. Each process runs one
+`Feed`: on PostgreSQL it LISTENs on a connection of its own and reads the new rows when notified; on SQLite (one
+host) and behind PgBouncer in transaction mode (where LISTEN cannot work) it polls the newest id, a one-row index
+lookup. Either way it also reads every `safety_interval` seconds, so a notification lost with a dropped connection
+delays an event, never loses it: events are read from the table, by id, in order.
 
 Subscribers get each event once per process, in id order; a subscriber that raises is logged and the feed goes on.
 """
@@ -38,6 +39,9 @@ LEARNED_TEMPLATES = "learned_templates"
 ID_PAIRS = "id_pairs"
 ID_PENDING = "id_pending"
 _BATCH = 500
+_LOCK_AND_NOTIFY = text(
+    "SELECT pg_advisory_xact_lock(hashtext('shadowdiff.events.' || current_schema())), pg_notify(:channel, '')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +68,16 @@ Listen = Callable[[Callable[[], None]], Awaitable[Listening]]
 
 
 async def publish(conn: AsyncConnection, kind: str, payload: Mapping[str, Any]) -> None:
-    """Record an event inside the caller's write transaction; other processes hear of it after the commit."""
+    """Record an event inside the caller's write transaction (its last statement: the transaction holds the feed's
+    lock from here to its commit); other processes hear of it after the commit.
+
+    Events are read by id, so they must become visible in id order: an id taken by one transaction and committed
+    after a later id was read would never be read at all. On PostgreSQL a transaction-scoped advisory lock makes
+    publishers take ids and commit one at a time (SQLite's write lock already does)."""
     data = orjson.dumps(dict(payload)).decode()
-    await conn.execute(insert(EventRow).values(kind=kind, payload=data, at=datetime.now(UTC)))
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        await conn.execute(_LOCK_AND_NOTIFY, {"channel": CHANNEL})  # NOTIFY is delivered at the commit
+    await conn.execute(insert(EventRow).values(kind=kind, payload=data, at=datetime.now(UTC)))
 
 
 class Feed:

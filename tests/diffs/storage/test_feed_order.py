@@ -1,0 +1,55 @@
+"""The state feed reads events by id: an event may not become visible after a later one was read, or a reader
+that already moved past its id never hears of it (an id pair, a pending create, a promotion lost to a replica)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from store_fixtures import Database, postgres_schema
+
+from diffs.storage import engine as engines
+from diffs.storage import feed as feeds
+from diffs.storage.feed import Event
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[Database]:
+    async with postgres_schema(postgres_url) as database:
+        yield database
+
+
+async def test_an_event_committed_after_a_later_one_was_read_is_still_heard(database: Database) -> None:
+    store = await database.open()
+    writers = database.engine()
+    heard: list[int] = []
+
+    def hear(event: Event) -> None:
+        heard.append(event.payload["n"])
+
+    release = asyncio.Event()
+
+    async def publish(n: int, *, hold: bool = False) -> None:
+        async with engines.writing(writers) as conn:
+            await feeds.publish(conn, "test", {"n": n})
+            if hold:
+                await release.wait()  # its id is taken, its commit comes later
+
+    try:
+        await store.follow("test", hear)
+        first = asyncio.create_task(publish(1, hold=True))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(publish(2))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(second), 0.3)  # committed ahead of the first (unless it waits)
+        await store.feed.read()  # a reader passing by now
+        release.set()
+        await asyncio.gather(first, second)
+        await store.feed.read()
+    finally:
+        release.set()
+        await store.close()
+        await writers.dispose()
+    assert heard == [1, 2]
