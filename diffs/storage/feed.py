@@ -102,6 +102,8 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self.read_at: float | None = None
         """Monotonic time of the last successful read of the table."""
+        self.heard_from = float("-inf")
+        """Monotonic time a delivered read started at (the newest): every event committed before it has been heard."""
         self.listening = False
         self.delivered = 0
         self.failures = 0
@@ -170,10 +172,13 @@ class Feed:
 
     async def sync(self, after: float, timeout: float) -> bool:
         """Until a read that started after `after` (monotonic) has delivered what it found: every event committed
-        before that moment has then been heard. Reads are shared: callers arriving during one wait for the next.
+        before that moment has then been heard (at once when one already has: `heard_from`). Reads are shared:
+        callers arriving during one wait for the next.
         False when that took longer than `timeout` seconds (or the store could not be read)."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.heard_from >= after:
+                return True
             reading = self._reading
             if reading is not None and self._read_started >= after:
                 try:
@@ -205,8 +210,11 @@ class Feed:
 
     async def read(self) -> int:
         """Deliver the events committed since the last read; returns how many."""
+        started = time.monotonic()
         async with self._one_at_a_time:
-            return await self._read()
+            delivered = await self._read()
+        self.heard_from = max(self.heard_from, started)
+        return delivered
 
     async def _read(self) -> int:
         delivered = 0
