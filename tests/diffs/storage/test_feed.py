@@ -1,10 +1,12 @@
 """The state feed reads events by id: an event may not become visible after a later one was read, or a reader
-that already moved past its id never hears of it (an id pair, a pending create, a promotion lost to a replica)."""
+that already moved past its id never hears of it (an id pair, a pending create, a promotion lost to a replica).
+`sync` reads only when no delivered read started after the moment asked about."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -53,3 +55,23 @@ async def test_an_event_committed_after_a_later_one_was_read_is_still_heard(data
         await store.close()
         await writers.dispose()
     assert heard == [1, 2]
+
+
+async def test_sync_reads_only_when_no_read_since_the_moment_asked_about_was_delivered(database: Database) -> None:
+    # Polling (no LISTEN), and not within the test: only `read` and `sync` read.
+    store = await database.open(pool=engines.Pool(pgbouncer=True), poll_interval=60.0, safety_interval=60.0)
+    writers = database.engine()
+    heard: list[int] = []
+    try:
+        await store.follow("test", lambda event: heard.append(event.payload["n"]))
+        before = time.monotonic()
+        await store.feed.read()
+        async with engines.writing(writers) as conn:
+            await feeds.publish(conn, "test", {"n": 1})
+        assert await store.feed.sync(after=before, timeout=1.0)  # a read that started after `before` was delivered
+        assert heard == []
+        assert await store.feed.sync(after=time.monotonic(), timeout=1.0)  # none since now: reads
+        assert heard == [1]
+    finally:
+        await store.close()
+        await writers.dispose()
