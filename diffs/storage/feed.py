@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from diffs.storage import engine as engines
@@ -39,9 +39,11 @@ LEARNED_TEMPLATES = "learned_templates"
 ID_PAIRS = "id_pairs"
 ID_PENDING = "id_pending"
 _BATCH = 500
-_LOCK_AND_NOTIFY = text(
-    "SELECT pg_advisory_xact_lock(hashtext('shadowdiff.events.' || current_schema())), pg_notify(:channel, '')"
-)
+_LOCKED = select(
+    func.pg_advisory_xact_lock(func.hashtext(literal("shadowdiff.events.") + func.current_schema())),
+    func.pg_notify(CHANNEL, ""),  # delivered at the commit
+).subquery("locked")
+"""PostgreSQL: the feed's lock (per schema, until the commit) and the NOTIFY, as the row source of the insert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +77,13 @@ async def publish(conn: AsyncConnection, kind: str, payload: Mapping[str, Any]) 
     after a later id was read would never be read at all. On PostgreSQL a transaction-scoped advisory lock makes
     publishers take ids and commit one at a time (SQLite's write lock already does)."""
     data = orjson.dumps(dict(payload)).decode()
-    if conn.dialect.name == "postgresql":
-        await conn.execute(_LOCK_AND_NOTIFY, {"channel": CHANNEL})  # NOTIFY is delivered at the commit
-    await conn.execute(insert(EventRow).values(kind=kind, payload=data, at=datetime.now(UTC)))
+    row = {"kind": kind, "payload": data, "at": datetime.now(UTC)}
+    if conn.dialect.name != "postgresql":
+        await conn.execute(insert(EventRow).values(**row))
+        return
+    # One statement: the lock is held for as short a time as can be (this statement's answer, then the commit).
+    values = select(*(literal(value, EventRow.__table__.c[name].type) for name, value in row.items()))
+    await conn.execute(insert(EventRow).from_select(list(row), values.select_from(_LOCKED)))
 
 
 class Feed:
