@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,14 @@ class Listening(Protocol):
 
     async def close(self) -> None: ...
 
+    async def fetchval(self, query: str) -> Any: ...
+
+
+Newest = Callable[[], Awaitable[int | None]]
+"""The newest event id committed now, by a cheap lookup (None: cannot tell); lets `sync` skip a read that would
+deliver nothing."""
+_NEWEST = "SELECT coalesce(max(id), 0) FROM events"
+
 
 Listen = Callable[[Callable[[], None]], Awaitable[Listening]]
 """Opens a connection that LISTENs on `CHANNEL` and calls the given `wake()` on every notification."""
@@ -96,10 +105,14 @@ class Feed:
         listen: Listen | None = None,
         poll_interval: float = 0.25,
         safety_interval: float = 5.0,
+        newest: Newest | None = None,
     ) -> None:
-        """`listen`: how to open a LISTEN connection (PostgreSQL); None polls every `poll_interval` seconds."""
+        """`listen`: how to open a LISTEN connection (PostgreSQL); None polls every `poll_interval` seconds.
+        `newest`: the cheap lookup `sync` tries first (the LISTEN connection's own, when there is one)."""
         self._engine = engine
         self._listen = listen
+        self._newest = newest
+        self._listening: Listening | None = None
         self.poll_interval = poll_interval
         self.safety_interval = safety_interval
         self._subscribers: dict[str, list[Subscriber]] = {}
@@ -152,9 +165,10 @@ class Feed:
             while True:
                 if listening is not None and listening.is_closed():
                     listening, self.listening = None, False  # the database went away with it: listen again
+                    self._listening = None
                 if self._listen is not None and listening is None and time.monotonic() >= retry_listen_at:
                     try:
-                        listening = await self._listen(self.wake)
+                        listening = self._listening = await self._listen(self.wake)
                         self.listening = True
                         self._wake.set()  # read what was committed while nobody listened
                     except Exception as exc:
@@ -172,6 +186,7 @@ class Feed:
                     if self.failures == 1 or self.failures % 100 == 0:
                         log.warning("cannot read the state feed (%d times): %s", self.failures, exc)
         finally:
+            self._listening = None
             if listening is not None:
                 with contextlib.suppress(Exception):
                     await listening.close()
@@ -200,10 +215,13 @@ class Feed:
                 if time.monotonic() >= deadline:
                     return False
                 continue
-            self._read_started = time.monotonic()
+            started = self._read_started = time.monotonic()
             self._reading = asyncio.get_running_loop().create_future()
             try:
-                await self.read()
+                if await self._nothing_new():
+                    self.heard_from = max(self.heard_from, started)
+                else:
+                    await self.read()
             except Exception as exc:
                 self._reading.set_exception(exc)
                 self._reading.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
@@ -213,6 +231,24 @@ class Feed:
             finally:
                 self._reading = None
             return True
+
+    async def _nothing_new(self) -> bool:
+        """Whether every event committed by now has been delivered, by the cheap lookup (False: cannot tell).
+        Feed events commit in id order (`publish`), so none can appear later below the newest id seen now."""
+        try:
+            listening = self._listening
+            if listening is not None and not listening.is_closed():
+                newest = await listening.fetchval(_NEWEST)
+            elif self._newest is not None:
+                newest = await self._newest()
+            else:
+                return False
+        except Exception:
+            return False
+        if newest is None:
+            return False
+        async with self._one_at_a_time:  # a read under way has delivered all it took
+            return self._last_id is not None and int(newest) <= self._last_id
 
     async def read(self) -> int:
         """Deliver the events committed since the last read; returns how many."""
@@ -247,3 +283,22 @@ class Feed:
             except Exception:
                 log.exception("state feed subscriber failed on %s event %d", event.kind, event.id)
         self.delivered += 1
+
+
+def sqlite_newest(path: str) -> Newest:
+    """`Newest` for a SQLite file: a read-only connection of its own, queried in place (an indexed max, micro-
+    seconds; never waits for a lock: None then, and `sync` reads as usual)."""
+    state: dict[str, sqlite3.Connection] = {}
+
+    async def newest() -> int | None:
+        try:
+            conn = state.get("conn")
+            if conn is None:
+                conn = state["conn"] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+            [(found,)] = conn.execute(_NEWEST).fetchall()  # all: the statement ends, and its snapshot with it
+            return int(found)
+        except sqlite3.Error:
+            state.pop("conn", None)
+            return None
+
+    return newest

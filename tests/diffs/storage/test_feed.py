@@ -1,6 +1,7 @@
 """The state feed reads events by id: an event may not become visible after a later one was read, or a reader
 that already moved past its id never hears of it (an id pair, a pending create, a promotion lost to a replica).
-`sync` reads only when no delivered read started after the moment asked about."""
+`sync` reads only when no delivered read started after the moment asked about, and only when a cheap lookup of the
+newest id (SQLite's file, PostgreSQL's LISTEN connection) says there is something to read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from store_fixtures import Database, postgres_schema
@@ -71,6 +73,39 @@ async def test_sync_reads_only_when_no_read_since_the_moment_asked_about_was_del
         assert await store.feed.sync(after=before, timeout=1.0)  # a read that started after `before` was delivered
         assert heard == []
         assert await store.feed.sync(after=time.monotonic(), timeout=1.0)  # none since now: reads
+        assert heard == [1]
+    finally:
+        await store.close()
+        await writers.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        yield Database(f"sqlite+aiosqlite:///{tmp_path / 'feed.db'}")
+        return
+    async with postgres_schema(request.getfixturevalue("postgres_url")) as database:
+        yield database
+
+
+async def test_sync_looks_up_the_newest_id_first_and_reads_only_when_there_is_more(any_database: Database) -> None:
+    store = await any_database.open(poll_interval=60.0, safety_interval=60.0)
+    writers = any_database.engine()
+    heard: list[int] = []
+    feed = store.feed
+    try:
+        await store.follow("test", lambda event: heard.append(event.payload["n"]))
+        for _ in range(200):  # PostgreSQL: the lookup goes through the LISTEN connection, once it is open
+            if feed.listening or any_database.schema is None:
+                break
+            await asyncio.sleep(0.01)
+        await feed.read()
+        read_at = feed.read_at
+        assert await feed.sync(after=time.monotonic(), timeout=1.0)
+        assert feed.read_at == read_at  # nothing new: no read
+        async with engines.writing(writers) as conn:
+            await feeds.publish(conn, "test", {"n": 1})
+        assert await feed.sync(after=time.monotonic(), timeout=1.0)
         assert heard == [1]
     finally:
         await store.close()
