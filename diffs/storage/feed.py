@@ -2,10 +2,11 @@
 
 A change that other processes must follow (a promotion, a noise mark, an id pair) is written with `publish`, inside
 its own transaction, as a row of the `events` table; on PostgreSQL the same transaction sends `NOTIFY`, delivered on
-commit. Each process runs one `Feed`: on PostgreSQL it LISTENs on a connection of its own and reads the new rows when
-notified; on SQLite (one host) and behind PgBouncer in transaction mode (where LISTEN cannot work) it polls the
-newest id, a one-row index lookup. Either way it also reads every `safety_interval` seconds, so a notification lost
-with a dropped connection delays an event, never loses it: events are read from the table, by id, in order.
+commit. Publishers take ids and commit one at a time, so events become visible in id order. Each process runs one
+`Feed`: on PostgreSQL it LISTENs on a connection of its own and reads the new rows when notified; on SQLite (one
+host) and behind PgBouncer in transaction mode (where LISTEN cannot work) it polls the newest id, a one-row index
+lookup. Either way it also reads every `safety_interval` seconds, so a notification lost with a dropped connection
+delays an event, never loses it: events are read from the table, by id, in order.
 
 Subscribers get each event once per process, in id order; a subscriber that raises is logged and the feed goes on.
 """
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from diffs.storage import engine as engines
@@ -38,6 +40,11 @@ LEARNED_TEMPLATES = "learned_templates"
 ID_PAIRS = "id_pairs"
 ID_PENDING = "id_pending"
 _BATCH = 500
+_LOCKED = select(
+    func.pg_advisory_xact_lock(func.hashtext(literal("shadowdiff.events.") + func.current_schema())),
+    func.pg_notify(CHANNEL, ""),  # delivered at the commit
+).subquery("locked")
+"""PostgreSQL: the feed's lock (per schema, until the commit) and the NOTIFY, as the row source of the insert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +65,34 @@ class Listening(Protocol):
 
     async def close(self) -> None: ...
 
+    async def fetchval(self, query: str) -> Any: ...
+
+
+Newest = Callable[[], Awaitable[int | None]]
+"""The newest event id committed now, by a cheap lookup (None: cannot tell); lets `sync` skip a read that would
+deliver nothing."""
+_NEWEST = "SELECT coalesce(max(id), 0) FROM events"
+
 
 Listen = Callable[[Callable[[], None]], Awaitable[Listening]]
 """Opens a connection that LISTENs on `CHANNEL` and calls the given `wake()` on every notification."""
 
 
 async def publish(conn: AsyncConnection, kind: str, payload: Mapping[str, Any]) -> None:
-    """Record an event inside the caller's write transaction; other processes hear of it after the commit."""
+    """Record an event inside the caller's write transaction (its last statement: the transaction holds the feed's
+    lock from here to its commit); other processes hear of it after the commit.
+
+    Events are read by id, so they must become visible in id order: an id taken by one transaction and committed
+    after a later id was read would never be read at all. On PostgreSQL a transaction-scoped advisory lock makes
+    publishers take ids and commit one at a time (SQLite's write lock already does)."""
     data = orjson.dumps(dict(payload)).decode()
-    await conn.execute(insert(EventRow).values(kind=kind, payload=data, at=datetime.now(UTC)))
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    row = {"kind": kind, "payload": data, "at": datetime.now(UTC)}
+    if conn.dialect.name != "postgresql":
+        await conn.execute(insert(EventRow).values(**row))
+        return
+    # One statement: the lock is held for as short a time as can be (this statement's answer, then the commit).
+    values = select(*(literal(value, EventRow.__table__.c[name].type) for name, value in row.items()))
+    await conn.execute(insert(EventRow).from_select(list(row), values.select_from(_LOCKED)))
 
 
 class Feed:
@@ -81,10 +105,14 @@ class Feed:
         listen: Listen | None = None,
         poll_interval: float = 0.25,
         safety_interval: float = 5.0,
+        newest: Newest | None = None,
     ) -> None:
-        """`listen`: how to open a LISTEN connection (PostgreSQL); None polls every `poll_interval` seconds."""
+        """`listen`: how to open a LISTEN connection (PostgreSQL); None polls every `poll_interval` seconds.
+        `newest`: the cheap lookup `sync` tries first (the LISTEN connection's own, when there is one)."""
         self._engine = engine
         self._listen = listen
+        self._newest = newest
+        self._listening: Listening | None = None
         self.poll_interval = poll_interval
         self.safety_interval = safety_interval
         self._subscribers: dict[str, list[Subscriber]] = {}
@@ -93,6 +121,8 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self.read_at: float | None = None
         """Monotonic time of the last successful read of the table."""
+        self.heard_from = float("-inf")
+        """Monotonic time a delivered read started at (the newest): every event committed before it has been heard."""
         self.listening = False
         self.delivered = 0
         self.failures = 0
@@ -135,9 +165,10 @@ class Feed:
             while True:
                 if listening is not None and listening.is_closed():
                     listening, self.listening = None, False  # the database went away with it: listen again
+                    self._listening = None
                 if self._listen is not None and listening is None and time.monotonic() >= retry_listen_at:
                     try:
-                        listening = await self._listen(self.wake)
+                        listening = self._listening = await self._listen(self.wake)
                         self.listening = True
                         self._wake.set()  # read what was committed while nobody listened
                     except Exception as exc:
@@ -155,16 +186,20 @@ class Feed:
                     if self.failures == 1 or self.failures % 100 == 0:
                         log.warning("cannot read the state feed (%d times): %s", self.failures, exc)
         finally:
+            self._listening = None
             if listening is not None:
                 with contextlib.suppress(Exception):
                     await listening.close()
 
     async def sync(self, after: float, timeout: float) -> bool:
         """Until a read that started after `after` (monotonic) has delivered what it found: every event committed
-        before that moment has then been heard. Reads are shared: callers arriving during one wait for the next.
+        before that moment has then been heard (at once when one already has: `heard_from`). Reads are shared:
+        callers arriving during one wait for the next.
         False when that took longer than `timeout` seconds (or the store could not be read)."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.heard_from >= after:
+                return True
             reading = self._reading
             if reading is not None and self._read_started >= after:
                 try:
@@ -180,10 +215,13 @@ class Feed:
                 if time.monotonic() >= deadline:
                     return False
                 continue
-            self._read_started = time.monotonic()
+            started = self._read_started = time.monotonic()
             self._reading = asyncio.get_running_loop().create_future()
             try:
-                await self.read()
+                if await self._nothing_new():
+                    self.heard_from = max(self.heard_from, started)
+                else:
+                    await self.read()
             except Exception as exc:
                 self._reading.set_exception(exc)
                 self._reading.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
@@ -194,10 +232,31 @@ class Feed:
                 self._reading = None
             return True
 
+    async def _nothing_new(self) -> bool:
+        """Whether every event committed by now has been delivered, by the cheap lookup (False: cannot tell).
+        Feed events commit in id order (`publish`), so none can appear later below the newest id seen now."""
+        try:
+            listening = self._listening
+            if listening is not None and not listening.is_closed():
+                newest = await listening.fetchval(_NEWEST)
+            elif self._newest is not None:
+                newest = await self._newest()
+            else:
+                return False
+        except Exception:
+            return False
+        if newest is None:
+            return False
+        async with self._one_at_a_time:  # a read under way has delivered all it took
+            return self._last_id is not None and int(newest) <= self._last_id
+
     async def read(self) -> int:
         """Deliver the events committed since the last read; returns how many."""
+        started = time.monotonic()
         async with self._one_at_a_time:
-            return await self._read()
+            delivered = await self._read()
+        self.heard_from = max(self.heard_from, started)
+        return delivered
 
     async def _read(self) -> int:
         delivered = 0
@@ -224,3 +283,22 @@ class Feed:
             except Exception:
                 log.exception("state feed subscriber failed on %s event %d", event.kind, event.id)
         self.delivered += 1
+
+
+def sqlite_newest(path: str) -> Newest:
+    """`Newest` for a SQLite file: a read-only connection of its own, queried in place (an indexed max, micro-
+    seconds; never waits for a lock: None then, and `sync` reads as usual)."""
+    state: dict[str, sqlite3.Connection] = {}
+
+    async def newest() -> int | None:
+        try:
+            conn = state.get("conn")
+            if conn is None:
+                conn = state["conn"] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+            [(found,)] = conn.execute(_NEWEST).fetchall()  # all: the statement ends, and its snapshot with it
+            return int(found)
+        except sqlite3.Error:
+            state.pop("conn", None)
+            return None
+
+    return newest

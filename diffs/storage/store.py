@@ -40,7 +40,7 @@ from diffs.storage.models import (
 from diffs.storage.records import Cursor, NoiseMark, Page, PromotionRecord, StoredExchange
 from diffs.storage.retention import ExampleKey, ExampleQuota, RetentionPolicy
 from diffs.storage.schema import upgrade
-from diffs.storage.urls import async_url, is_sqlite
+from diffs.storage.urls import async_url, is_memory, is_sqlite
 from diffs.templating import LearnedTemplate
 
 __all__ = ["PromotionConflict", "Settled", "Store", "StoreUnavailable"]
@@ -175,7 +175,10 @@ class Store:
             await engine.dispose()
             raise
         listen = None if is_sqlite(url) or pool.pgbouncer else engines.listener(url, schema, feeds.CHANNEL)
-        feed = feeds.Feed(engine, listen=listen, poll_interval=poll_interval, safety_interval=safety_interval)
+        newest = feeds.sqlite_newest(url.database) if is_sqlite(url) and not is_memory(url) and url.database else None
+        feed = feeds.Feed(
+            engine, listen=listen, poll_interval=poll_interval, safety_interval=safety_interval, newest=newest
+        )
         return cls(engine, Redactor(tuple(redact_fields)), quota, feed)
 
     @classmethod

@@ -6,9 +6,10 @@ Causal order (`ordering`) makes a mirrored request wait for the creates *this* p
   new ids are published (`Store.announce_creates`, a feed event) before the response goes to the client, bounded by
   `announce_seconds`: a client that reads the new record at once, through any worker of any replica, reaches a
   process that can know of it. Past the bound the response goes anyway (`outcome="announce_late"`).
-- **A request naming an id with no pair asks before guessing.** If its resource has had creates anywhere, the
-  process first hears every event committed before the request arrived (`Feed.sync`, one shared read), then waits
-  (bounded by `wait_seconds`, the causal-order bound) for any create of that id still pending elsewhere.
+- **A request naming an id with no pair asks before guessing.** The process first hears every event committed
+  before the request arrived (`Feed.sync`: nothing to do when a read started since has been delivered, else one
+  shared read), then waits (bounded by `wait_seconds`, the causal-order bound) for any create of that id still
+  pending elsewhere: also the very first create of a resource this process had never heard of.
 - **Pairs and settled creates are pushed.** When the shadow answers a create, its pairs (maybe none: the same id on
   both sides, or a failed create) go through the outbox to the store with the create marked settled, and every
   process learns them from the feed at once.
@@ -57,8 +58,6 @@ class SharedIds:
         self.correlator: IdCorrelator = correlations.correlator
         self.wait_seconds = wait_seconds
         self.announce_seconds = announce_seconds
-        self.created: set[tuple[str, str]] = set()
-        """(service, resource) that had creates, anywhere: only their ids are worth asking about."""
         self._pending: dict[_Key, tuple[float, asyncio.Event]] = {}
         self._counter = (
             None
@@ -77,8 +76,6 @@ class SharedIds:
         """Follow the feed (before the pairs are loaded, so nothing committed in between is missed)."""
         await self.store.follow(ID_PENDING, self._pending_event)
         await self.store.follow(ID_PAIRS, self._pairs_event)
-        for pair in await self.store.load_id_pairs(limit=self.correlator.pairs.capacity):
-            self.created.add((pair.service, pair.resource))
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -90,7 +87,6 @@ class SharedIds:
     async def announce(self, service: str, from_side: str, created: Created) -> None:
         """Before the client sees a create's ids: tell every process they are pending (bounded, never raises)."""
         entries = [Settled(service, r.collection, from_side, value) for r, value in created.values()]
-        self.created.update((service, e.resource) for e in entries)
         try:
             async with asyncio.timeout(self.announce_seconds):
                 await self.store.announce_creates(entries)
@@ -115,16 +111,22 @@ class SharedIds:
         self, service: str, from_side: str, misses: Sequence[tuple[Resource, object]], arrived: float
     ) -> None:
         """Before rewriting a request that names ids with no known pair: hear every create committed before the
-        request `arrived` (monotonic), and wait (bounded) for those still pending elsewhere."""
-        asked = [(r, v) for r, v in misses if (service, r.collection) in self.created]
-        if not asked:
+        request `arrived` (monotonic), and wait (bounded) for those still pending elsewhere.
+
+        Whatever the resource: the first create of a resource this process never heard of was announced before its
+        client saw the new id too, so it may be pending although nothing here knows the resource yet. Hearing the
+        feed is free when a read that started after the request arrived has already been delivered; otherwise it
+        is one shared read of the feed, on the mirrored path only."""
+        feed = self.store.feed
+        if not misses:
             return
         deadline = time.monotonic() + self.wait_seconds
-        if await self.store.feed.sync(after=arrived, timeout=self.wait_seconds):
-            self._count("synced")
-        else:
-            self._count("sync_late")
-        for resource, value in asked:
+        if feed.heard_from < arrived:
+            if await feed.sync(after=arrived, timeout=self.wait_seconds):
+                self._count("synced")
+            else:
+                self._count("sync_late")
+        for resource, value in misses:
             text = id_text(value)
             pending = None if text is None else self._pending.get((service, resource.collection, from_side, text))
             if pending is None:
@@ -144,7 +146,6 @@ class SharedIds:
             text = id_text(id_from_event(value))
             if text is None:
                 continue
-            self.created.add((service, resource))
             self.correlator.pairs.add_resource(service, Resource(resource))
             key = (service, resource, from_side, text)
             if key not in self._pending:
@@ -159,7 +160,6 @@ class SharedIds:
         ]
         if pairs:
             self.correlator.pairs.remember(pairs)
-            self.created.update((p.service, p.resource) for p in pairs)
         for service, resource, from_side, value in payload.get("settled", ()):
             self._release(service, resource, from_side, id_from_event(value))
 
