@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from sqlalchemy import and_, case, func, literal, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Select, Subquery
@@ -504,28 +504,31 @@ async def list_exchanges(store: Store, flt: ExchangeFilter, *, before: Cursor | 
 
 
 async def field_examples(store: Store, endpoint: str) -> dict[str, str]:
-    """For each field of `endpoint` that differed, one exchange whose bodies were kept, to show the difference."""
+    """For each field of `endpoint` that differed, one exchange whose bodies were kept, to show the difference.
+
+    One statement, however many fields: per path, the newest exchange kept as an example for it, else (a field that
+    only ever differed as noise sits on "match" exchanges, kept under "<match>", not its path) the oldest of its
+    diffs whose exchange kept its bodies: quotas fill first, so the oldest diffs are the likeliest to have them. The
+    second is a correlated probe of `ix_field_diffs_endpoint_path`, evaluated only for the paths without the first.
+    """
     x, f, e = ExampleRow.__table__, FieldDiffRow.__table__, ExchangeRow.__table__
-    kept = select(x.c.path, func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint).group_by(x.c.path)
+    paths = union(
+        select(x.c.path.label("path")).where(x.c.endpoint == endpoint),
+        select(f.c.path.label("path")).where(f.c.endpoint == endpoint),
+    ).subquery()
+    kept = select(func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint, x.c.path == paths.c.path).scalar_subquery()
+    oldest = (
+        select(f.c.exchange_id)
+        .join(e, e.c.id == f.c.exchange_id)
+        .where(f.c.endpoint == endpoint, f.c.path == paths.c.path, e.c.bodies_kept.is_(True))
+        .order_by(f.c.started_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(paths.c.path, func.coalesce(kept, oldest))  # COALESCE runs the probe only where kept is NULL
     async with engines.reading(_engine(store)) as conn:
-        examples = {path: exchange_id for path, exchange_id in (await conn.execute(kept)).all()}
-        paths = select(f.c.path).where(f.c.endpoint == endpoint).distinct()
-        for (path,) in (await conn.execute(paths)).all():
-            if path in examples:
-                continue
-            # A field that only ever differed as noise sits on "match" exchanges, kept under "<match>", not its path.
-            # Quotas fill first, so the oldest diffs are the likeliest to have kept bodies.
-            query = (
-                select(f.c.exchange_id)
-                .join(e, e.c.id == f.c.exchange_id)
-                .where(f.c.endpoint == endpoint, f.c.path == path, e.c.bodies_kept.is_(True))
-                .order_by(f.c.started_at)
-                .limit(1)
-            )
-            found = (await conn.execute(query)).scalar_one_or_none()
-            if found is not None:
-                examples[path] = found
-    return {path: exchange_id for path, exchange_id in examples.items() if not path.startswith("<")}
+        fetched = (await conn.execute(query)).all()
+    return {path: found for path, found in fetched if found is not None and not path.startswith("<")}
 
 
 async def service_of(store: Store, endpoint: str) -> str | None:
