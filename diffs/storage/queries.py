@@ -304,7 +304,7 @@ async def load_report(
     # One read transaction for the rollups, the noise marks and the trends, with the pending periods read once.
     async with engines.reading(_engine(store)) as conn:
         marked = await rollup_rows.pending(conn)
-        found = await _totals(conn, window, marked, starts=starts, service=service)
+        found = await _totals(conn, window, marked, starts=starts, service=service, now=now)
         endpoints, fields, histograms = report_inputs(found, noise, await _noise_marks(conn))
         every_start = {name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}}
         current = {name: _current(primaries.get(name, "v1")) for name in every_start}
@@ -349,7 +349,8 @@ async def _trends(
     plans: dict[str, tuple[tuple[datetime, ...], Select[Any]]] = {}
     marked = [(g, t, name) for g, t, name in marked if name in starts]
     open_start = [name for name, since in starts.items() if since is None]
-    spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run)
+    before = rollups.ceil_time(now, rollups.GRAINS[0])  # the rows of minutes that began before `now`
+    spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run, before)
     for name, since in starts.items():
         until = window.until
         if since is None:
@@ -444,12 +445,12 @@ async def _all(conn: AsyncConnection, queries: Sequence[Any]) -> Sequence[Any]:
 
 
 async def _spans(
-    conn: AsyncConnection, series: Sequence[tuple[str, str]], run: str | None
+    conn: AsyncConnection, series: Sequence[tuple[str, str]], run: str | None, before: datetime
 ) -> dict[str, tuple[datetime | None, datetime | None]]:
-    """Each (service, direction)'s first and newest minute row start, in one statement: two probes of
-    `ix_rollups_series` per service. Spelled ORDER BY ... LIMIT 1, not min() and max(): PostgreSQL without fresh
-    statistics (just after a load, or autovacuum off) aggregated all 40,000 minute rows of a week instead, and SQLite
-    reads an index end for a lone min() or max() only."""
+    """Each (service, direction)'s first and newest minute row start (the newest of those before `before`), in one
+    statement: two probes of `ix_rollups_series` per service. Spelled ORDER BY ... LIMIT 1, not min() and max():
+    PostgreSQL without fresh statistics (just after a load, or autovacuum off) aggregated all 40,000 minute rows of a
+    week instead, and SQLite reads an index end for a lone min() or max() only."""
     if not series:
         return {}
     r = RollupRow
@@ -458,7 +459,8 @@ async def _spans(
         mine = [r.grain == rollups.GRAINS[0], r.service == name, r.direction == direction]
         mine += rollup_rows.run_clause(run)
         ends += [select(r.start).where(*mine).order_by(r.start).limit(1).scalar_subquery()]
-        ends += [select(r.start).where(*mine).order_by(r.start.desc()).limit(1).scalar_subquery()]
+        newest = select(r.start).where(*mine, r.start < before).order_by(r.start.desc()).limit(1)
+        ends += [newest.scalar_subquery()]
     found = (await conn.execute(select(*ends))).one()
     return {name: (found[2 * n], found[2 * n + 1]) for n, (name, _) in enumerate(series)}
 
