@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from sqlalchemy import and_, case, func, literal, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Select, Subquery
@@ -304,7 +304,7 @@ async def load_report(
     # One read transaction for the rollups, the noise marks and the trends, with the pending periods read once.
     async with engines.reading(_engine(store)) as conn:
         marked = await rollup_rows.pending(conn)
-        found = await _totals(conn, window, marked, starts=starts, service=service)
+        found = await _totals(conn, window, marked, starts=starts, service=service, now=now)
         endpoints, fields, histograms = report_inputs(found, noise, await _noise_marks(conn))
         every_start = {name: starts.get(name, window.since) for name in {*shown, *(k[0] for k in found)}}
         current = {name: _current(primaries.get(name, "v1")) for name in every_start}
@@ -349,7 +349,8 @@ async def _trends(
     plans: dict[str, tuple[tuple[datetime, ...], Select[Any]]] = {}
     marked = [(g, t, name) for g, t, name in marked if name in starts]
     open_start = [name for name, since in starts.items() if since is None]
-    spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run)
+    before = rollups.ceil_time(now, rollups.GRAINS[0])  # the rows of minutes that began before `now`
+    spans = await _spans(conn, [(name, directions[name]) for name in open_start], window.run, before)
     for name, since in starts.items():
         until = window.until
         if since is None:
@@ -444,12 +445,12 @@ async def _all(conn: AsyncConnection, queries: Sequence[Any]) -> Sequence[Any]:
 
 
 async def _spans(
-    conn: AsyncConnection, series: Sequence[tuple[str, str]], run: str | None
+    conn: AsyncConnection, series: Sequence[tuple[str, str]], run: str | None, before: datetime
 ) -> dict[str, tuple[datetime | None, datetime | None]]:
-    """Each (service, direction)'s first and newest minute row start, in one statement: two probes of
-    `ix_rollups_series` per service. Spelled ORDER BY ... LIMIT 1, not min() and max(): PostgreSQL without fresh
-    statistics (just after a load, or autovacuum off) aggregated all 40,000 minute rows of a week instead, and SQLite
-    reads an index end for a lone min() or max() only."""
+    """Each (service, direction)'s first and newest minute row start (the newest of those before `before`), in one
+    statement: two probes of `ix_rollups_series` per service. Spelled ORDER BY ... LIMIT 1, not min() and max():
+    PostgreSQL without fresh statistics (just after a load, or autovacuum off) aggregated all 40,000 minute rows of a
+    week instead, and SQLite reads an index end for a lone min() or max() only."""
     if not series:
         return {}
     r = RollupRow
@@ -458,7 +459,8 @@ async def _spans(
         mine = [r.grain == rollups.GRAINS[0], r.service == name, r.direction == direction]
         mine += rollup_rows.run_clause(run)
         ends += [select(r.start).where(*mine).order_by(r.start).limit(1).scalar_subquery()]
-        ends += [select(r.start).where(*mine).order_by(r.start.desc()).limit(1).scalar_subquery()]
+        newest = select(r.start).where(*mine, r.start < before).order_by(r.start.desc()).limit(1)
+        ends += [newest.scalar_subquery()]
     found = (await conn.execute(select(*ends))).one()
     return {name: (found[2 * n], found[2 * n + 1]) for n, (name, _) in enumerate(series)}
 
@@ -504,28 +506,31 @@ async def list_exchanges(store: Store, flt: ExchangeFilter, *, before: Cursor | 
 
 
 async def field_examples(store: Store, endpoint: str) -> dict[str, str]:
-    """For each field of `endpoint` that differed, one exchange whose bodies were kept, to show the difference."""
+    """For each field of `endpoint` that differed, one exchange whose bodies were kept, to show the difference.
+
+    One statement, however many fields: per path, the newest exchange kept as an example for it, else (a field that
+    only ever differed as noise sits on "match" exchanges, kept under "<match>", not its path) the oldest of its
+    diffs whose exchange kept its bodies: quotas fill first, so the oldest diffs are the likeliest to have them. The
+    second is a correlated probe of `ix_field_diffs_endpoint_path`, evaluated only for the paths without the first.
+    """
     x, f, e = ExampleRow.__table__, FieldDiffRow.__table__, ExchangeRow.__table__
-    kept = select(x.c.path, func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint).group_by(x.c.path)
+    paths = union(
+        select(x.c.path.label("path")).where(x.c.endpoint == endpoint),
+        select(f.c.path.label("path")).where(f.c.endpoint == endpoint),
+    ).subquery()
+    kept = select(func.max(x.c.exchange_id)).where(x.c.endpoint == endpoint, x.c.path == paths.c.path).scalar_subquery()
+    oldest = (
+        select(f.c.exchange_id)
+        .join(e, e.c.id == f.c.exchange_id)
+        .where(f.c.endpoint == endpoint, f.c.path == paths.c.path, e.c.bodies_kept.is_(True))
+        .order_by(f.c.started_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(paths.c.path, func.coalesce(kept, oldest))  # COALESCE runs the probe only where kept is NULL
     async with engines.reading(_engine(store)) as conn:
-        examples = {path: exchange_id for path, exchange_id in (await conn.execute(kept)).all()}
-        paths = select(f.c.path).where(f.c.endpoint == endpoint).distinct()
-        for (path,) in (await conn.execute(paths)).all():
-            if path in examples:
-                continue
-            # A field that only ever differed as noise sits on "match" exchanges, kept under "<match>", not its path.
-            # Quotas fill first, so the oldest diffs are the likeliest to have kept bodies.
-            query = (
-                select(f.c.exchange_id)
-                .join(e, e.c.id == f.c.exchange_id)
-                .where(f.c.endpoint == endpoint, f.c.path == path, e.c.bodies_kept.is_(True))
-                .order_by(f.c.started_at)
-                .limit(1)
-            )
-            found = (await conn.execute(query)).scalar_one_or_none()
-            if found is not None:
-                examples[path] = found
-    return {path: exchange_id for path, exchange_id in examples.items() if not path.startswith("<")}
+        fetched = (await conn.execute(query)).all()
+    return {path: found for path, found in fetched if found is not None and not path.startswith("<")}
 
 
 async def service_of(store: Store, endpoint: str) -> str | None:

@@ -81,6 +81,27 @@ async def test_a_report_takes_a_fixed_number_of_statements(store: Store, service
     assert len(seen) == STATEMENTS - every_start_moved, "\n".join(seen)
 
 
+@pytest.mark.parametrize("since", [None, START + timedelta(hours=1)])
+async def test_a_report_as_of_now_counts_up_to_now_not_the_wall_clock(store: Store, since: datetime | None) -> None:
+    """`load_report(now=...)`: every number ends at `now` (the exchanges recorded after it are not counted), as the
+    trend already did."""
+    names = await _fill(store, 2)
+    now = START + timedelta(hours=2)  # the fill runs four hours, a minute apart, up to an hour before the clock
+    report = await queries.load_report(
+        store,
+        window=Window(since=since),
+        criteria=Criteria(),
+        noise=NoiseConfig(),
+        primaries={},
+        services=names,
+        now=now,
+    )
+    minutes = 120 if since is None else 60
+    assert [s.counts.total for s in report.services] == [minutes, minutes]
+    assert report.generated_at == now
+    assert [sum(b.samples for b in s.trend.buckets) for s in report.services] == [minutes, minutes]
+
+
 async def test_the_trend_bucket_sql_is_bisect_on_each_rows_middle(store: Store) -> None:
     """Rows go to the bucket holding their middle, in SQL now: the same bucket as `bisect_right` on start + grain / 2,
     at the edges to the microsecond, for every grain."""

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from diffs.comparer import Comparer
 from diffs.exchange import SentRequest
@@ -384,3 +385,28 @@ async def test_endpoint_page_lists_findings_before_noise(make: Make) -> None:
     assert groups == ["finding", "noise"]
     total, stamp = html.index('data-path="root.total"'), html.index('data-path="root.aaa_stamp"')
     assert html.index('data-group="finding"') < total < html.index('data-group="noise"') < stamp
+
+
+ENDPOINT_PAGE_STATEMENTS = 9
+"""The endpoint's service; the report (six statements: `tests/diffs/storage/test_report_queries.py`); the noise
+marks; the field examples (one statement, whatever the number of fields)."""
+
+
+@pytest.mark.parametrize("endpoint", [GET_ORDER, "POST /api/orders"])
+async def test_the_endpoint_page_takes_a_fixed_number_of_statements(make: Make, endpoint: str) -> None:
+    client, ctx = await make()
+    await ctx.state.aclose()  # its re-reads of the promotions would land among the page's statements
+    seen: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH", "(SELECT")) and "FROM events" not in statement:
+            seen.append(statement)  # not the state feed's own poll (SQLite), whatever the page
+
+    engine = queries._engine(ctx.store).sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        response = await client.get("/endpoint", params={"endpoint": endpoint})
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert response.status_code == 200 and 'href="/exchanges/' in response.text  # an example for a field
+    assert len(seen) == ENDPOINT_PAGE_STATEMENTS, "\n\n".join(seen)
