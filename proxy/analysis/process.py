@@ -83,7 +83,7 @@ async def serve(sock: socket.socket) -> None:
         reporter.send(force=True)
         reporting = asyncio.get_running_loop().create_task(reporter.run(), name="shadowdiff-progress")
         try:
-            await _consume(reader, analyzer)
+            await consume(reader, analyzer)
         finally:
             reporting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,7 +97,7 @@ async def serve(sock: socket.socket) -> None:
         await store.close()
 
 
-async def _consume(reader: asyncio.StreamReader, analyzer: Analyzer) -> None:
+async def consume(reader: asyncio.StreamReader, analyzer: Analyzer) -> None:
     while (item := await read_frame(reader)) is not None:
         kind, meta, bodies = item
         if kind == wire.EXCHANGE:
