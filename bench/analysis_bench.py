@@ -134,15 +134,15 @@ async def process_cost(make: Case, frames: list[bytes]) -> float:
             feeding[0] = time.thread_time() - started
 
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=ours)
+            inbound = await process.connect(ours)
             feeder = threading.Thread(target=feed, daemon=True)
             started = time.process_time()
             feeder.start()
-            await process.consume(reader, analyzer)
+            await process.consume(inbound, analyzer)
             await analyzer.writer.flush()
             feeder.join(5)
             spent = time.process_time() - started - feeding[0]
-            writer.close()
+            inbound.transport.close()
         finally:
             theirs.close()
             await analyzer.aclose(5)

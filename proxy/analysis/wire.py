@@ -137,7 +137,7 @@ def progress_parts(progress: dict[str, Any]) -> list[bytes]:
     return frame(PROGRESS, orjson.dumps(progress))
 
 
-def split(payload: bytes) -> tuple[int, Any, memoryview]:
+def split(payload: bytes | memoryview) -> tuple[int, Any, memoryview]:
     """A frame without its length prefix → (kind, decoded metadata, the bodies that follow it)."""
     view = memoryview(payload)
     kind = view[0]
