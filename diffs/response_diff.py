@@ -377,6 +377,8 @@ def _header_names(primary: SideResponse, shadow: SideResponse, rules: CompiledRu
 def compare_headers(primary: SideResponse, shadow: SideResponse, rules: CompiledRules) -> Iterator[Found]:
     for name in _header_names(primary, shadow, rules):
         a, b = header_value(primary.headers, name), header_value(shadow.headers, name)
+        if a == b:
+            continue  # the usual case, settled before parsing content types
         if name == "content-type" and _content_type_key(a) == _content_type_key(b):
             continue
         if a != b and (a is None or b is None or a.strip() != b.strip()):

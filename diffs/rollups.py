@@ -220,6 +220,21 @@ FieldKey = tuple[str, str]
 """(field path, diff kind)."""
 
 
+_COMPARED = frozenset({Outcome.MATCH.value, Outcome.DIFF.value})
+_SHADOW_ERROR = Outcome.SHADOW_ERROR.value
+_STATUS_PAIRS: dict[tuple[int | None, int | None], str] = {}
+
+
+def _status_pair(primary: int | None, shadow: int | None) -> str:
+    """ "200 200": a cell's status key (memoised: a few dozen pairs in practice, bounded all the same)."""
+    found = _STATUS_PAIRS.get((primary, shadow))
+    if found is None:
+        found = f"{NO_SHADOW if primary is None else primary} {NO_SHADOW if shadow is None else shadow}"
+        if len(_STATUS_PAIRS) < 4096:
+            _STATUS_PAIRS[(primary, shadow)] = found
+    return found
+
+
 @dataclass(slots=True)
 class Cell:
     """Everything a report needs about the exchanges of one key, added up."""
@@ -266,13 +281,12 @@ class Cell:
     ) -> None:
         """Count one exchange given as plain values (what `fold` takes from a comparison, or a stored row)."""
         self.outcomes[outcome] += 1
-        compared = outcome in (Outcome.MATCH, Outcome.DIFF)
+        compared = outcome in _COMPARED
         if compared and primary_ms is not None and shadow_ms is not None:
             self.primary.add(primary_ms)
             self.shadow.add(shadow_ms)
-        if compared or outcome == Outcome.SHADOW_ERROR:
-            shadow = NO_SHADOW if shadow_status is None else str(shadow_status)
-            self.statuses[f"{NO_SHADOW if primary_status is None else primary_status} {shadow}"] += 1
+        if compared or outcome == _SHADOW_ERROR:
+            self.statuses[_status_pair(primary_status, shadow_status)] += 1
         paths: set[str] = set()
         any_diff = False
         for path, kind, noise in diffs:
@@ -342,13 +356,28 @@ class RollupKey:
         return RollupKey(grain, floor_time(self.start, grain), self.service, self.endpoint, self.direction, self.run)
 
 
+_MINUTES: dict[int, datetime] = {}
+"""Minute starts by their epoch second: `key_of` runs per exchange, and most exchanges fall in the minute before."""
+
+
+def _minute(at: datetime) -> datetime:
+    seconds = math.floor(at.timestamp())
+    seconds -= seconds % GRAINS[0]
+    start = _MINUTES.get(seconds)
+    if start is None:
+        if len(_MINUTES) >= 64:
+            _MINUTES.clear()
+        start = _MINUTES[seconds] = datetime.fromtimestamp(seconds, UTC)
+    return start
+
+
 def key_of(comparison: Comparison, *, clip: int = 512) -> RollupKey:
     """The minute row one comparison belongs to."""
     exchange = comparison.exchange
     shadow = exchange.shadow
     return RollupKey(
         GRAINS[0],
-        floor_time(exchange.started_at, GRAINS[0]),
+        _minute(exchange.started_at),
         exchange.service[:64],
         comparison.endpoint[:clip],
         direction_of(exchange.primary.app, None if shadow is None else shadow.app),

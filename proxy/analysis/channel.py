@@ -161,7 +161,8 @@ class AnalysisChannel:
         size = body_bytes(exchange)
         if self._exchanges >= self.max_exchanges or self._bytes + size > self.max_bytes:
             self.dropped += 1
-            self._record(wire.dropped_parts(exchange, "queue_full"))
+            if self._record_room():  # a record that would not fit is not encoded (the serving loop's CPU)
+                self._record(wire.dropped_parts(exchange, "queue_full"))
             return False
         self._exchanges += 1
         self._bytes += size
@@ -177,10 +178,16 @@ class AnalysisChannel:
         if pairs:
             self._record(wire.pairs_parts(pairs))
 
+    def _record_room(self) -> bool:
+        """Whether one more record fits; when not, the drop it was for is counted as `unrecorded`."""
+        if self._records < self.max_records:
+            return True
+        self.unrecorded += 1
+        self.metrics.dropped("unrecorded")
+        return False
+
     def _record(self, parts: list[bytes]) -> None:
-        if self._records >= self.max_records:
-            self.unrecorded += 1
-            self.metrics.dropped("unrecorded")
+        if not self._record_room():
             return
         self._records += 1
         self._entries.append((_RECORD, parts, 0))

@@ -15,6 +15,7 @@ import pickle
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -34,21 +35,118 @@ NICENESS = 10
 backlog here ends in counted drops, never in a slower client)."""
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, Any, memoryview] | None:
-    """The next frame, or None at the end of the stream."""
-    try:
-        (size,) = wire.LENGTH.unpack(await reader.readexactly(4))
-        return wire.split(await reader.readexactly(size))
-    except asyncio.IncompleteReadError:
-        return None
+READ = 64 * 1024
+"""Bytes read per wakeup beyond the frame being completed: about the frames handled before other tasks (the
+writer, the reporter) get a turn (~60 frames of 1 KiB bodies, a few ms)."""
+BUFFER = 256 * 1024
+
+
+class Inbound(asyncio.BufferedProtocol):
+    """Frames from the data plane, read by the transport straight into one buffer and handed on as they complete,
+    all those of a wakeup in one go. A frame's payload is a view of the buffer, valid during the handler's call
+    only (`wire.read_exchange` copies the bodies out: the one copy a body costs here).
+
+    The StreamReader this replaces copied a frame three times (into its buffer, a slice, `bytes`) and, a 64 KiB
+    limit ahead, paused and resumed the socket many times per large frame: ~1 ms of CPU for a 700 KiB frame."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(BUFFER)
+        self._view = memoryview(self._buffer)
+        self._start = 0
+        """The first byte not handed on yet."""
+        self._end = 0
+        """The end of what was read."""
+        self._handler: Callable[[int, Any, memoryview], None] | None = None
+        self._first: asyncio.Future[tuple[int, Any, bytes] | None] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done at the end of the stream; failed with what a handler raised."""
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    async def first(self) -> tuple[int, Any, bytes] | None:
+        """The first frame (the settings), its bodies copied; reading waits until `handle` says who takes the next."""
+        return await self._first
+
+    def handle(self, handler: Callable[[int, Any, memoryview], None]) -> None:
+        """Hand every further frame to `handler` (kind, metadata, a view of its bodies), starting with those read."""
+        self._handler = handler
+        self.transport.resume_reading()
+        self._frames()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        start, end = self._start, self._end
+        held = end - start
+        wanted = held + READ
+        if held >= 4:  # the frame's length is known: room for all of it (large frames are read in one piece)
+            wanted = max(wanted, 4 + wire.LENGTH.unpack_from(self._buffer, start)[0])
+        if start + wanted > len(self._buffer):
+            if wanted <= len(self._buffer):
+                self._view[:held] = bytes(self._view[start:end])  # a partial frame, moved to the front
+            else:
+                buffer = bytearray(max(wanted, BUFFER))
+                buffer[:held] = self._view[start:end]
+                self._buffer, self._view = buffer, memoryview(buffer)
+            self._start, self._end = 0, held
+            start, end = 0, held
+        return self._view[end : start + wanted]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+        self._frames()
+
+    def _frames(self) -> None:
+        view, start, end = self._view, self._start, self._end
+        try:
+            while end - start >= 4:
+                (size,) = wire.LENGTH.unpack_from(view, start)
+                if end - start < 4 + size:
+                    break
+                payload = view[start + 4 : start + 4 + size]
+                start += 4 + size
+                self._start = start
+                handler = self._handler
+                if handler is None:  # the settings: the analyzer that takes what follows is not there yet
+                    kind, meta, bodies = wire.split(payload)
+                    self._first.set_result((kind, meta, bytes(bodies)))
+                    self.transport.pause_reading()
+                    break
+                handler(*wire.split(payload))
+        except Exception as exc:  # a frame that cannot be read or handled: the process ends, as it did before
+            if not self.done.done():
+                self.done.set_exception(exc)
+            self.transport.close()
+            return
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return True  # keep our half open: the last progress report still goes out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._first.done():
+            self._first.set_result(None)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def connect(sock: socket.socket) -> Inbound:
+    """The data plane's socket, read by an `Inbound` (whose transport also carries progress back)."""
+    _, inbound = await asyncio.get_running_loop().create_unix_connection(Inbound, sock=sock)
+    return inbound
 
 
 class Reporter:
     """Sends the analyzer's progress while it changes; the first report says the process is ready."""
 
-    def __init__(self, analyzer: Analyzer, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, analyzer: Analyzer, transport: asyncio.WriteTransport) -> None:
         self.analyzer = analyzer
-        self.writer = writer
+        self.transport = transport
         self._last: tuple[int, int, int, float | None] | None = None
 
     def send(self, *, force: bool = False) -> None:
@@ -59,47 +157,58 @@ class Reporter:
         self._last = state
         report = analyzer.progress()
         report["pid"] = os.getpid()
-        if not self.writer.is_closing():
-            self.writer.writelines(wire.progress_parts(report))
+        if not self.transport.is_closing():
+            self.transport.writelines(wire.progress_parts(report))
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(REPORT_SECONDS)
             self.send()
 
+    async def flush(self, timeout: float = 1.0) -> None:
+        """Until what was sent is in the socket (or `timeout` seconds passed)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        transport = self.transport
+        while not transport.is_closing() and transport.get_write_buffer_size():
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.005)
+
 
 async def serve(sock: socket.socket) -> None:
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    first = await read_frame(reader)
-    if first is None or first[0] != wire.SETTINGS:
-        return  # the worker went away before it said anything
-    settings: Settings = pickle.loads(first[2])
-    configure_logging(settings)
-    store = await Store.from_settings(settings)
-    analyzer = Analyzer(settings, store)
-    reporter = Reporter(analyzer, writer)
+    inbound = await connect(sock)
     try:
-        await analyzer.start()
-        reporter.send(force=True)
-        reporting = asyncio.get_running_loop().create_task(reporter.run(), name="shadowdiff-progress")
+        first = await inbound.first()
+        if first is None or first[0] != wire.SETTINGS:
+            return  # the worker went away before it said anything
+        settings: Settings = pickle.loads(first[2])
+        configure_logging(settings)
+        store = await Store.from_settings(settings)
         try:
-            await _consume(reader, analyzer)
+            analyzer = Analyzer(settings, store)
+            reporter = Reporter(analyzer, inbound.transport)
+            await analyzer.start()
+            reporter.send(force=True)
+            reporting = asyncio.get_running_loop().create_task(reporter.run(), name="shadowdiff-progress")
+            try:
+                await consume(inbound, analyzer)
+            finally:
+                reporting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporting
+            await analyzer.aclose(settings.drain_seconds)
+            reporter.send(force=True)
+            await reporter.flush()
         finally:
-            reporting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporting
-        await analyzer.aclose(settings.drain_seconds)
-        reporter.send(force=True)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
+            await store.close()
     finally:
-        writer.close()
-        await store.close()
+        inbound.transport.close()
 
 
-async def _consume(reader: asyncio.StreamReader, analyzer: Analyzer) -> None:
-    while (item := await read_frame(reader)) is not None:
-        kind, meta, bodies = item
+async def consume(inbound: Inbound, analyzer: Analyzer) -> None:
+    """Hand every frame to `analyzer` until the data plane closes its end."""
+
+    def handle(kind: int, meta: Any, bodies: memoryview) -> None:
         if kind == wire.EXCHANGE:
             analyzer.exchange(wire.read_exchange(meta, bodies))
         elif kind == wire.DROPPED:
@@ -108,8 +217,9 @@ async def _consume(reader: asyncio.StreamReader, analyzer: Analyzer) -> None:
             analyzer.learned(wire.read_pairs(meta))
         else:
             log.error("unknown frame kind from the data plane", kind=kind)
-        # A backlog of frames is read without suspending: let the writer and the reporter run between two.
-        await asyncio.sleep(0)
+
+    inbound.handle(handle)
+    await inbound.done
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -137,13 +137,25 @@ def progress_parts(progress: dict[str, Any]) -> list[bytes]:
     return frame(PROGRESS, orjson.dumps(progress))
 
 
-def split(payload: bytes) -> tuple[int, Any, memoryview]:
+def split(payload: bytes | memoryview) -> tuple[int, Any, memoryview]:
     """A frame without its length prefix → (kind, decoded metadata, the bodies that follow it)."""
     view = memoryview(payload)
     kind = view[0]
     (meta_size,) = LENGTH.unpack_from(view, 1)
     meta = orjson.loads(view[5 : 5 + meta_size]) if meta_size else None
     return kind, meta, view[5 + meta_size :]
+
+
+_ROLES = {role.value: role for role in Role}
+_ERRORS = {kind.value: kind for kind in ErrorKind}
+"""Enum members by value: a dict lookup, where calling the enum costs ~2 µs (four a frame)."""
+
+
+def _headers(pairs: list[list[str]]) -> tuple[tuple[str, str], ...]:
+    headers = tuple(map(tuple, pairs))
+    if any(len(pair) != 2 for pair in headers):
+        raise ValueError("a header is not a (name, value) pair")
+    return headers  # type: ignore[return-value]
 
 
 def _read_side(data: Any, bodies: memoryview, offset: int, primary: bytes = b"") -> tuple[SideResponse | None, int]:
@@ -162,10 +174,8 @@ def _read_side(data: Any, bodies: memoryview, offset: int, primary: bytes = b"")
         if sent_size is not None:
             sent_body = bytes(bodies[offset : offset + sent_size])
             offset += sent_size
-        sent = SentRequest(target, tuple((n, v) for n, v in sent_headers), sent_body)
-    side = SideResponse(
-        Role(role), app, status, tuple((n, v) for n, v in headers), body, latency_ms, ErrorKind(error), truncated, sent
-    )
+        sent = SentRequest(target, _headers(sent_headers), sent_body)
+    side = SideResponse(_ROLES[role], app, status, _headers(headers), body, latency_ms, _ERRORS[error], truncated, sent)
     return side, offset
 
 
@@ -173,9 +183,7 @@ def read_exchange(meta: Any, bodies: memoryview) -> Exchange:
     """The exchange of an EXCHANGE or DROPPED frame (a DROPPED one has empty bodies)."""
     exchange_id, started_at, service, skip_reason, request, primary, shadow, secondary, run = meta
     method, path, query, headers, size, truncated = request
-    recorded = RecordedRequest(
-        method, path, query, tuple((n, v) for n, v in headers), bytes(bodies[:size]), body_truncated=truncated
-    )
+    recorded = RecordedRequest(method, path, query, _headers(headers), bytes(bodies[:size]), body_truncated=truncated)
     first, offset = _read_side(primary, bodies, size)
     assert first is not None
     second, offset = _read_side(shadow, bodies, offset, first.body)

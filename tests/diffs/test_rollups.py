@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from diffs import rollups
-from diffs.exchange import Outcome
+from diffs.exchange import Comparison, Outcome
 from diffs.percentiles import percentiles
 from diffs.rollups import (
     GRAINS,
@@ -244,3 +244,24 @@ def test_accumulated_counts_and_sums_are_those_added_one_by_one() -> None:
     assert merged.counts == counts and merged.sums == sums
     halves[0].add(halves[1])
     assert halves[0].counts == counts
+
+
+def test_outcomes_given_as_members_or_strings_count_alike() -> None:
+    # `fold` passes strings, stored rows may pass `Outcome` members: both are compared, latencies and statuses kept.
+    one, other = Cell(), Cell()
+    for outcome in (Outcome.MATCH, Outcome.DIFF, Outcome.SHADOW_ERROR, Outcome.SKIPPED):
+        one.add(outcome=outcome, primary_ms=5, shadow_ms=6, primary_status=None, shadow_status=502)
+        other.add(outcome=outcome.value, primary_ms=5, shadow_ms=6, primary_status=None, shadow_status=502)
+    assert one.statuses == other.statuses == {"- 502": 3}
+    assert one.primary.count == other.primary.count == 2
+
+
+def test_minute_keys_are_the_floor_of_each_exchange_time_across_many_minutes() -> None:
+    # key_of remembers minute starts: exchanges back and forth over hundreds of minutes (past what it remembers)
+    # must each land in their own minute.
+    rng = random.Random(3)
+    start = datetime(2026, 11, 30, 23, 58, 30, tzinfo=UTC)
+    for _ in range(2000):
+        at = start + timedelta(seconds=rng.uniform(-20_000, 20_000))
+        key = rollups.key_of(Comparison(f.exchange(started_at=at), "GET /x", Outcome.MATCH))
+        assert key.start == floor_time(at, GRAINS[0]) and key.start.tzinfo is UTC

@@ -25,6 +25,7 @@ from diffs.exchange import Exchange, Outcome, SentRequest
 from diffs.id_pairs import IdPair
 from diffs.report import Window
 from diffs.storage import Store, queries
+from proxy.analysis import wire
 from proxy.analysis.channel import AnalysisChannel
 from proxy.config import Settings, load_settings
 from proxy.dataplane.metrics import ProxyMetrics
@@ -145,6 +146,25 @@ async def test_the_analysis_process_applies_pairs_by_resource_aligns_lists_and_k
     assert found[("root.items", "reordered")][0] is False
     assert found[("root.items[*].stock", "changed")] == (False, "root.items[1].stock", "root.items[0].stock")
     assert row.summary.outcome is Outcome.DIFF
+
+
+async def test_a_drop_past_the_records_bound_is_counted_without_encoding_a_record(
+    tmp_path: Path, metrics: ProxyMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = AnalysisChannel(settings(tmp_path, queue_size=1), metrics)  # not started: it holds what it takes
+    channel.max_records = 1
+    encoded: list[str] = []
+    real = wire.dropped_parts
+
+    def dropped_parts(item: Exchange, reason: str) -> list[bytes]:
+        encoded.append(item.id)
+        return real(item, reason)
+
+    monkeypatch.setattr(wire, "dropped_parts", dropped_parts)
+    items = [exchange() for _ in range(3)]
+    assert [channel.submit(item) for item in items] == [True, False, False]
+    assert encoded == [items[1].id]  # the third drop's record did not fit: never built
+    assert channel.unrecorded == 1 and counted(metrics, "shadowdiff_dropped_total", reason="unrecorded") == 1
 
 
 async def test_a_full_channel_drops_counts_and_still_leaves_a_dropped_row(

@@ -57,7 +57,21 @@ def through(parts: list[bytes]) -> tuple[int, object, memoryview]:
 def test_an_exchange_round_trips_exactly(item: Exchange) -> None:
     kind, meta, bodies = through(wire.exchange_parts(item))
     assert kind == wire.EXCHANGE
-    assert wire.read_exchange(meta, bodies) == item
+    back = wire.read_exchange(meta, bodies)
+    assert back == item
+    sides = [s for s in (back.primary, back.shadow, back.secondary) if s is not None]
+    # Members, not their strings (which compare equal): the comparer tests `side.error is ErrorKind.DROPPED`.
+    assert all(type(s.role) is Role and type(s.error) is ErrorKind for s in sides)
+    headers = [h for s in sides for h in s.headers] + list(back.request.headers)
+    assert all(type(h) is tuple for h in headers)
+
+
+def test_a_header_that_is_no_pair_is_refused() -> None:
+    item = exchange()
+    _, meta, bodies = through(wire.exchange_parts(item))
+    meta[4][3].append(["x-only-a-name"])  # type: ignore[index]
+    with pytest.raises(ValueError):
+        wire.read_exchange(meta, bodies)
 
 
 def test_bodies_are_handed_to_the_transport_as_they_are() -> None:
