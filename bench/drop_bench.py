@@ -6,7 +6,7 @@
 processes' CPU per item they handled (exchanges compared, and drop records: every answer but those counted as
 `unrecorded`). Wall-clock and shared cores make the drops noisy: compare runs back to back.
 
-    python -m bench.drop_bench [--workers 2] [--concurrency 16] [--seconds 5] [--big-kib 0]
+    python -m bench.drop_bench [--workers 2] [--concurrency 1,4,16] [--seconds 5] [--big-kib 0]
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def analysis_cpu(root: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.drop_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--concurrency", default="1,4,16", help="closed-loop clients; a comma list runs each in turn on one stand"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--big-kib", type=int, default=0)
     args = parser.parse_args(argv)
@@ -60,17 +62,24 @@ def main(argv: list[str] | None = None) -> None:
             spawn("proxy", argv_, logdir=workdir, env=_clean_env(), port=port, ready_timeout=90)
         )
         time.sleep(2)  # the workers' analysis processes connect
-        run_wrk(f"http://127.0.0.1:{port}{path}", args.concurrency, 1.0)  # warm-up
-        before = {k: v for k, v in metric_values(admin, "shadowdiff_dropped_total").items() if v}
-        cpu_before = analysis_cpu(proxy.popen.pid)
-        result = run_wrk(f"http://127.0.0.1:{port}{path}", args.concurrency, args.seconds)
-        time.sleep(1)
-        cpu = analysis_cpu(proxy.popen.pid) - cpu_before
-        after = {k: v for k, v in metric_values(admin, "shadowdiff_dropped_total").items() if v}
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            measure(admin, proxy.popen.pid, f"http://127.0.0.1:{port}{path}", concurrency, args.seconds)
+
+
+def measure(admin: int, root: int, url: str, concurrency: int, seconds: float) -> None:
+    """One closed-loop run after a 1 s warm-up: requests answered, drops by reason, the analysis processes' CPU."""
+    run_wrk(url, concurrency, 1.0)
+    time.sleep(1)  # the warm-up's exchanges settle before the counts are read
+    before = {k: v for k, v in metric_values(admin, "shadowdiff_dropped_total").items() if v}
+    cpu_before = analysis_cpu(root)
+    result = run_wrk(url, concurrency, seconds)
+    time.sleep(1)
+    cpu = analysis_cpu(root) - cpu_before
+    after = {k: v for k, v in metric_values(admin, "shadowdiff_dropped_total").items() if v}
     answered = result.requests
     drops = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
     dropped = sum(drops.values())
-    print(f"{answered} answered in {args.seconds:g} s ({answered / args.seconds:,.0f} req/s), c={args.concurrency}")
+    print(f"{answered} answered in {seconds:g} s ({answered / seconds:,.0f} req/s), c={concurrency}")
     print(f"dropped: {dropped:.0f} ({dropped / max(answered, 1):.0%}) {drops or ''}")
     handled = answered - sum(v for k, v in drops.items() if '"unrecorded"' in k)
     print(f"analysis processes: {cpu:.2f} s CPU, {cpu / max(handled, 1) * 1e6:,.0f} µs per item handled")

@@ -25,6 +25,8 @@ SECTIONS = {
     "compare": "bench.compare_bench",
     "store": "bench.store_bench",
     "handoff": "bench.handoff_bench",
+    "analysis": "bench.analysis_bench",
+    "drops": "bench.drop_bench",
     "large-bodies": "bench.large_bodies",
     "replay": "bench.replay_bench",
     "rollup-reports": "bench.rollup_bench",
