@@ -6,18 +6,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from store_fixtures import Database, postgres_schema
+from store_fixtures import Database
 
 from diffs.storage import Store
+from tests.databases import sqlite_or_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        yield Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-        return
-    async with postgres_schema(request.getfixturevalue("postgres_url")) as database:
-        yield database
+    async with sqlite_or_postgres(request, tmp_path / "store.db") as found:
+        yield Database(*found)
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from diffs.exchange import (
@@ -27,6 +25,7 @@ from diffs.exchange import (
     SideResponse,
 )
 from diffs.storage import Store
+from tests.databases import fresh_schema
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -149,13 +148,5 @@ class Forwarder:
 @contextlib.asynccontextmanager
 async def postgres_schema(url: str) -> AsyncIterator[Database]:
     """A fresh schema on the test PostgreSQL, dropped afterwards, so concurrent runs never share tables."""
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    async with fresh_schema(url) as schema:
         yield Database(url, schema)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()

@@ -17,6 +17,7 @@ from store_fixtures import Database, postgres_schema
 from diffs.storage import engine as engines
 from diffs.storage import feed as feeds
 from diffs.storage.feed import Event
+from tests.databases import sqlite_or_postgres
 
 
 @pytest.fixture
@@ -81,11 +82,8 @@ async def test_sync_reads_only_when_no_read_since_the_moment_asked_about_was_del
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        yield Database(f"sqlite+aiosqlite:///{tmp_path / 'feed.db'}")
-        return
-    async with postgres_schema(request.getfixturevalue("postgres_url")) as database:
-        yield database
+    async with sqlite_or_postgres(request, tmp_path / "feed.db") as found:
+        yield Database(*found)
 
 
 async def test_sync_looks_up_the_newest_id_first_and_reads_only_when_there_is_more(any_database: Database) -> None:

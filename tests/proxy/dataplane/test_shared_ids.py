@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from diffs.storage import Store
 from diffs.storage.feed import Listening
@@ -20,26 +17,15 @@ from proxy.config import Settings
 from proxy.dataplane.correlation import IdCorrelator
 from proxy.dataplane.correlation_store import CorrelationStore
 from proxy.dataplane.shared_ids import SharedIds
+from tests.databases import sqlite_or_postgres
 from tests.proxy.upstreams import OrdersApp, Stack, proxy_stack, settings_for
 from tests.servers import run_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}", None
-        return
-    url = request.getfixturevalue("postgres_url")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield url, schema
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
+    async with sqlite_or_postgres(request, tmp_path / "shared.db") as found:
+        yield found
 
 
 @contextlib.asynccontextmanager
