@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -42,3 +42,15 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A page in a context of its own (no cookies or storage shared between tests), 10 s per action at most."""
+    context = await browser.new_context()
+    context.set_default_timeout(10_000)
+    opened = await context.new_page()
+    try:
+        yield opened
+    finally:
+        await context.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from tests.thirdparty_pair.harness import Inkwell, inkwell
 
@@ -20,17 +20,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 async def ink(tmp_path: Path) -> AsyncIterator[Inkwell]:
     async with inkwell(tmp_path, secondary=False) as stack:
         yield stack
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context()
-    context.set_default_timeout(10_000)
-    opened = await context.new_page()
-    try:
-        yield opened
-    finally:
-        await context.close()
 
 
 async def test_the_shadows_rewritten_request_line_is_shown_and_highlighted(ink: Inkwell, page: Page) -> None:

@@ -26,17 +26,6 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, ReportApp]]:
             yield url, ctx
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context()
-    context.set_default_timeout(10_000)
-    opened = await context.new_page()
-    try:
-        yield opened
-    finally:
-        await context.close()
-
-
 async def test_overview_shows_each_service_with_its_verdict(served: tuple[str, ReportApp], page: Page) -> None:
     url, _ = served
     await page.goto(url + "/")
