@@ -17,6 +17,19 @@ import h11
 MAX_EVENT = 64 * 1024 * 1024  # the upstream must be able to record whatever the proxy forwards
 
 
+async def read_until_closed(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """Read and drop until the peer closes (EOF or reset); False if the connection is still open after `timeout`."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
 @dataclass
 class Received:
     """One request as a raw upstream read it."""
@@ -48,14 +61,8 @@ class Link:
 
     async def wait_closed_by_peer(self, timeout: float) -> bool:
         """Read (and drop) until the proxy closes this connection; False if it is still open after `timeout`."""
-        try:
-            async with asyncio.timeout(timeout):
-                while await self.reader.read(65536):
-                    pass
-        except TimeoutError:
+        if not await read_until_closed(self.reader, timeout):
             return False
-        except ConnectionError:
-            pass
         self.closed.set()
         return True
 
@@ -252,15 +259,7 @@ class RawClient:
 
     async def closed_by_peer(self, timeout: float) -> bool:
         """True once the proxy has closed the connection (EOF or reset) within `timeout`, discarding what it sent."""
-        try:
-            async with asyncio.timeout(timeout):
-                while await self.reader.read(65536):
-                    pass
-        except TimeoutError:
-            return False
-        except ConnectionError:
-            pass
-        return True
+        return await read_until_closed(self.reader, timeout)
 
 
 async def exchange(url: str, data: bytes, *, method: str = "GET", timeout: float = 5.0) -> Reply:
