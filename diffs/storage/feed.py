@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from diffs.storage import engine as engines
 from diffs.storage.models import EventRow
+from diffs.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,7 @@ class Feed:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def wake(self) -> None:
         """Read now (a notification arrived, or this process just published)."""

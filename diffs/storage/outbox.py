@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from diffs.storage.engine import StoreUnavailable
+from diffs.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,7 @@ class Outbox(Generic[T]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._idle.wait()), timeout)
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         left = self.pending
         self._items.clear()
         self._inflight = 0

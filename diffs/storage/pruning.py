@@ -15,7 +15,6 @@ which the example quotas bound (see docs/scaling.md); rollups, which count every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -39,6 +38,7 @@ from diffs.storage.models import (
     PromotionRow,
 )
 from diffs.storage.retention import RetentionPolicy
+from diffs.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,7 @@ class Pruner:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         due = 0.0

@@ -22,6 +22,7 @@ import structlog
 
 from diffs.errors import ShadowdiffError
 from diffs.storage import Store
+from diffs.tasks import cancel_and_wait
 from proxy.analysis import wire
 from proxy.analysis.analyzer import Analyzer
 from proxy.config import Settings, configure_logging
@@ -193,9 +194,7 @@ async def serve(sock: socket.socket) -> None:
             try:
                 await consume(inbound, analyzer)
             finally:
-                reporting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reporting
+                await cancel_and_wait(reporting)
             await analyzer.aclose(settings.drain_seconds)
             reporter.send(force=True)
             await reporter.flush()

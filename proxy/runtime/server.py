@@ -24,6 +24,7 @@ from diffs.exchange import Exchange
 from diffs.id_pairs import IdPair
 from diffs.storage import Store
 from diffs.storage.pruning import Pruner
+from diffs.tasks import cancel_and_wait
 from proxy.analysis.channel import AnalysisChannel
 from proxy.config import Settings, check_admin_exposure
 from proxy.control.admin import create_admin_app
@@ -236,9 +237,7 @@ async def build_proxy(
         flusher = asyncio.get_running_loop().create_task(metrics.flush_every(METRICS_FLUSH_SECONDS))
 
         async def stop_flushing() -> None:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            await cancel_and_wait(flusher)
 
         stack.push_async_callback(stop_flushing)  # first in, so it runs last: after the sink has drained
     correlator = IdCorrelator(settings.correlation_capacity)

@@ -10,7 +10,6 @@ that dies is replaced; workers that keep dying at start-up stop everything. A wo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, multiprocess
 
+from diffs.tasks import cancel_and_wait
 from proxy.config import Settings, check_admin_exposure, configure_logging
 from proxy.errors import ShadowdiffError
 from proxy.runtime.server import (
@@ -214,9 +214,7 @@ async def _serve_worker(settings: Settings, sock: socket.socket, parent_pid: int
         try:
             await serve_together([(server, sock)])
         finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            await cancel_and_wait(watchdog)
 
 
 def _stop(server: Listener) -> None:
