@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 from bench.load import run_wrk
-from bench.outage_bench import metric_values
 from bench.procs import CLOCK_TICKS, free_port, spawn, tree
-from bench.systems import PATH, _clean_env, run_upstream, shadowdiff_command
+from bench.systems import PATH, _clean_env, metric_values, run_upstream, shadowdiff_command
 
 
 def analysis_cpu(root: int) -> float:

@@ -18,31 +18,18 @@ import asyncio
 import contextlib
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
 
 from bench.private_postgres import PrivatePostgres
 from bench.procs import free_port, spawn
-from bench.systems import _clean_env, run_upstream, shadowdiff_command
+from bench.systems import _clean_env, metric_values, run_upstream, shadowdiff_command
 from diffs.report import Window
 from diffs.storage import Store, queries
 
 NO_ROW = ("unrecorded", "store_buffer_full", "store_rejected", "store_shutdown")
 """Drop reasons whose exchanges have no row in the store (every other drop is also stored as a `dropped` row)."""
-
-
-def metric_values(admin_port: int, name: str) -> dict[str, float]:
-    """label text -> value of one metric family from /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            labels, _, value = line.rpartition(" ")
-            out[labels[len(name) :]] = out.get(labels[len(name) :], 0.0) + float(value)
-    return out
 
 
 async def paced(port: int, rate: float, seconds: float, on_tick: object) -> tuple[int, int]:

@@ -23,7 +23,7 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 def main_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the throughput/latency table."""
     header = ["scenario", "conc.", "req/s", "p50 ms", "p99 ms", "errors", "× direct", "× nginx"]
-    header += ["CPU µs/req", "box CPU µs/req", "primary CPU", "mirrored", "other CPU", "round"]
+    header += ["CPU µs/req", "box CPU µs/req", "primary CPU", "mirrored", "analysed", "other CPU", "round"]
     rows = []
     for row in outcome.rows:
         rows.append(
@@ -40,6 +40,7 @@ def main_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 _fmt(row.box_cpu_us_per_request, ",.0f"),
                 _fmt(row.upstream_cpu_pct, ".0f", "%"),
                 _fmt(row.mirrored, ".0%"),
+                _fmt(row.analysed, ".0%"),
                 _fmt(row.other_cpu_pct, ".0f", "%"),
                 str(row.round + 1),
             ]
@@ -60,7 +61,7 @@ def latency_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
 def bodies_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
     """Large and streamed responses: each system against nginx mirror on the same kind of response."""
     header = ["scenario", "response", "conc.", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors", "× nginx"]
-    header += ["CPU µs/req", "mirrored", "other CPU", "round"]
+    header += ["CPU µs/req", "mirrored", "analysed", "other CPU", "round"]
     rows = []
     for row in outcome.bodies:
         nginx = next((r for r in outcome.bodies if r.key == "nginx-mirror" and r.workload == row.workload), None)
@@ -79,6 +80,7 @@ def bodies_table(outcome: Outcome) -> tuple[list[str], list[list[str]]]:
                 _fmt(versus, ".2f", "×"),
                 _fmt(row.cpu_us_per_request, ",.0f"),
                 _fmt(row.mirrored, ".0%"),
+                _fmt(row.analysed, ".0%"),
                 _fmt(row.other_cpu_pct, ".0f", "%"),
                 str(row.round + 1),
             ]
@@ -202,6 +204,7 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
                 "box_cpu_us_per_request": r.box_cpu_us_per_request,
                 "primary_upstream_cpu_pct": r.upstream_cpu_pct,
                 "mirrored": r.mirrored,
+                "analysed": r.analysed,
                 "other_cpu_pct": r.other_cpu_pct,
                 "x_direct": ratio(outcome.rows, r, "direct"),
                 "x_nginx": ratio(outcome.rows, r, "nginx-mirror"),
@@ -228,6 +231,7 @@ def as_json(outcome: Outcome, meta: dict[str, Any]) -> dict[str, Any]:
                 **r.result.as_dict(),
                 "cpu_us_per_request": r.cpu_us_per_request,
                 "mirrored": r.mirrored,
+                "analysed": r.analysed,
                 "other_cpu_pct": r.other_cpu_pct,
             }
             for r in outcome.bodies
@@ -291,6 +295,8 @@ LEGENDS = {
         "everything the benchmark runs (system, both upstreams, wrk), which bounds req/s on a quiet 2-core machine. "
         "primary CPU: how busy the primary stand-in was (near 100% would make it the bottleneck). "
         "mirrored: requests the shadow received over requests the primary received. "
+        "analysed: shadowdiff's share of the requests answered that were not dropped from analysis (compared and "
+        "stored; the rest counted in shadowdiff_dropped_total), read from its /metrics. "
         "other CPU: share of all cores used by processes outside the benchmark (should be ~0%)."
     ),
     "Large and streamed responses": (

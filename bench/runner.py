@@ -16,8 +16,18 @@ from typing import Any
 
 from bench.load import LoadResult, run_load, run_paced_load
 from bench.nginx import nginx_path
-from bench.procs import Child, cpu_seconds, machine_busy_seconds, own_cpu_seconds, rss_bytes
-from bench.systems import PATH, REPO, Upstreams, run_shadowdiff, run_upstream, start_system, upstream_requests
+from bench.procs import Child, cpu_seconds, free_port, machine_busy_seconds, own_cpu_seconds, rss_bytes
+from bench.systems import (
+    PATH,
+    REPO,
+    SHADOWDIFF_MODES,
+    Upstreams,
+    metric_values,
+    run_shadowdiff,
+    run_upstream,
+    start_system,
+    upstream_requests,
+)
 
 CONCURRENCY = (1, 16, 64)
 SYSTEMS = ("direct", "shadowdiff-off", "shadowdiff-1w", "shadowdiff-2w", "nginx-mirror")
@@ -80,6 +90,9 @@ class Row:
     """How busy the primary stand-in was: near 100% would mean it, not the system, was the bottleneck."""
     mirrored: float | None = None
     """Requests the shadow received / requests the primary received, during the run."""
+    analysed: float | None = None
+    """shadowdiff with mirroring on: the share of the requests answered during the run that were not dropped from
+    analysis (compared and stored, or still queued), from its /metrics (`shadowdiff_dropped_total`)."""
     other_cpu_pct: float | None = None
     """Machine CPU used by processes that are not part of the benchmark (other work on a shared box), % of all cores."""
     round: int = 0
@@ -168,8 +181,11 @@ def measure(
     opts: Options,
     path: str = PATH,
     workload: str = "1 KB JSON",
+    admin: int | None = None,
 ) -> Row:
-    """One load run against 127.0.0.1:`port`, with CPU times and the upstreams' request counts around it."""
+    """One load run against 127.0.0.1:`port`, with CPU times and the upstreams' request counts around it (and, with
+    `admin`, shadowdiff's drops from analysis)."""
+    dropped_before = _dropped(admin)
     primary_before, shadow_before = upstream_requests(ups.primary_port), upstream_requests(ups.shadow_port)
     before = _Snapshot.take(system, ups.primary, ups.shadow)
     result = run_load(f"http://127.0.0.1:{port}{path}", concurrency, opts.seconds, tool=opts.tool)
@@ -177,6 +193,10 @@ def measure(
     time.sleep(0.2)  # let the last mirrored requests land before counting them
     primary = upstream_requests(ups.primary_port) - primary_before
     shadow = upstream_requests(ups.shadow_port) - shadow_before
+    dropped_after = _dropped(admin)
+    analysed = None
+    if dropped_before is not None and dropped_after is not None and result.requests:
+        analysed = max(0.0, 1.0 - (dropped_after - dropped_before) / result.requests)
     wall = after.at - before.at
     row = Row(
         key=key,
@@ -187,6 +207,7 @@ def measure(
         box_cpu_us_per_request=_per_request(after.ours_cpu - before.ours_cpu, result),
         upstream_cpu_pct=(after.primary_cpu - before.primary_cpu) / wall * 100,
         mirrored=shadow / primary if primary and key != "direct" else None,
+        analysed=analysed,
         other_cpu_pct=before.other_cpu_pct(after),
         workload=workload,
     )
@@ -195,6 +216,16 @@ def measure(
         f"  p99 {result.p99_ms:6.2f} ms  (other processes: {row.other_cpu_pct:.0f}% CPU)"
     )
     return row
+
+
+def _dropped(admin: int | None) -> float | None:
+    """shadowdiff's exchanges dropped from analysis so far (every reason), None without an admin port."""
+    return None if admin is None else sum(metric_values(admin, "shadowdiff_dropped_total").values())
+
+
+def _admin_port(key: str) -> int | None:
+    """An admin port for the shadowdiff systems that mirror (their drops are read from /metrics)."""
+    return free_port() if key in SHADOWDIFF_MODES and SHADOWDIFF_MODES[key][1] else None
 
 
 def warm_up(port: int, opts: Options, path: str = PATH) -> None:
@@ -218,10 +249,11 @@ def run_system(key: str, ups: Upstreams, opts: Options, outcome: Outcome) -> Non
         outcome.skipped[key] = "nginx is not installed (apt-get install -y nginx-light)"
         return
     opts.progress(f"{LABELS[key]}:")
-    with start_system(key, ups, opts.workdir) as (child, port):
+    admin = _admin_port(key)
+    with start_system(key, ups, opts.workdir, admin_port=admin) as (child, port):
         warm_up(port, opts)
         for concurrency in CONCURRENCY:
-            outcome.rows.append(measure(key, LABELS[key], port, child, ups, concurrency, opts))
+            outcome.rows.append(measure(key, LABELS[key], port, child, ups, concurrency, opts, admin=admin))
 
 
 def run_bodies(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
@@ -235,10 +267,11 @@ def run_bodies(ups: Upstreams, opts: Options, outcome: Outcome) -> None:
         if key == "nginx-mirror" and nginx_path() is None:
             outcome.skipped["bodies: nginx-mirror"] = "nginx is not installed (apt-get install -y nginx-light)"
             continue
-        with start_system(key, ups, opts.workdir) as (child, port):
+        admin = _admin_port(key)
+        with start_system(key, ups, opts.workdir, admin_port=admin) as (child, port):
             for workload, path in BODY_WORKLOADS.items():
                 warm_up(port, opts, path)
-                row = measure(key, LABELS[key], port, child, ups, BODY_CONCURRENCY, opts, path, workload)
+                row = measure(key, LABELS[key], port, child, ups, BODY_CONCURRENCY, opts, path, workload, admin)
                 outcome.bodies.append(row)
 
 

@@ -39,6 +39,18 @@ def upstream_requests(port: int) -> int:
         return count
 
 
+def metric_values(admin_port: int, name: str) -> dict[str, float]:
+    """label text -> value of one metric family from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            out[labels[len(name) :]] = out.get(labels[len(name) :], 0.0) + float(value)
+    return out
+
+
 @contextlib.contextmanager
 def run_upstream(name: str, logdir: Path, *extra: str) -> Iterator[tuple[Child, int]]:
     """A stand-in upstream subprocess on a fresh port."""
@@ -94,13 +106,20 @@ def _fresh(workdir: Path, name: str) -> str:
 
 @contextlib.contextmanager
 def run_shadowdiff(
-    name: str, workdir: Path, *, primary_port: int, shadow_port: int, workers: int, mirror: bool
+    name: str,
+    workdir: Path,
+    *,
+    primary_port: int,
+    shadow_port: int,
+    workers: int,
+    mirror: bool,
+    admin_port: int | None = None,
 ) -> Iterator[tuple[Child, int]]:
     """`shadowdiff proxy` with V1 as primary, V2 as shadow, its own SQLite store and a one-service config."""
     command = shadowdiff_command()
     if command is None:
         raise RuntimeError("`shadowdiff proxy` is not available yet (proxy/cli.py has no proxy command)")
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_port(), admin_port or free_port()
     name = _fresh(workdir, name)  # a new store (and log) for every start, also across rounds
     config = workdir / f"{name}.toml"
     config.write_text(f'[services.default]\nprefixes = ["/"]\nmirror = {"true" if mirror else "false"}\n')
@@ -113,8 +132,11 @@ def run_shadowdiff(
 
 
 @contextlib.contextmanager
-def start_system(key: str, ups: Upstreams, workdir: Path) -> Iterator[tuple[Child, int]]:
-    """The system under test for `key`: the primary itself, shadowdiff in some mode, or nginx."""
+def start_system(
+    key: str, ups: Upstreams, workdir: Path, *, admin_port: int | None = None
+) -> Iterator[tuple[Child, int]]:
+    """The system under test for `key`: the primary itself, shadowdiff in some mode (its admin listener on
+    `admin_port` when given), or nginx."""
     if key == "direct":
         yield ups.primary, ups.primary_port
     elif key == "nginx-mirror":
@@ -125,5 +147,5 @@ def start_system(key: str, ups: Upstreams, workdir: Path) -> Iterator[tuple[Chil
     else:
         workers, mirror = SHADOWDIFF_MODES[key]
         ports = {"primary_port": ups.primary_port, "shadow_port": ups.shadow_port}
-        with run_shadowdiff(key, workdir, workers=workers, mirror=mirror, **ports) as started:
+        with run_shadowdiff(key, workdir, workers=workers, mirror=mirror, admin_port=admin_port, **ports) as started:
             yield started

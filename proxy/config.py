@@ -200,8 +200,16 @@ class Settings(BaseSettings):
     On (behind a trusted proxy): the proxy appends to the client's X-Forwarded-For and Forwarded and keeps its
     X-Forwarded-Proto/-Host."""
     queue_size: int = Field(default=2_000, ge=1)
-    """Exchanges handed to the analysis process and not yet stored, per worker; beyond it (or max(8 MiB,
-    4 × max_response_body) of bodies) they are dropped and counted."""
+    """Exchanges handed to the analysis process and not yet stored, per worker; beyond it (or `queue_bytes` of
+    bodies) they are dropped and counted."""
+    analysis_niceness: int = Field(default=5, ge=0, le=19)
+    """How far below its worker each analysis process runs (Unix niceness). When the cores are saturated, serving
+    gets them first and the backlog ends in counted drops, never in a slower client: 0 shares the cores equally
+    (fewest drops, most contention), 19 takes only idle time. 5 drops ~6% of exchanges where 10 dropped ~80%, at
+    ~20% less peak throughput (bench/RESULTS.md)."""
+    queue_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """Bodies held by exchanges handed to the analysis process and not yet stored, per worker (at least
+    4 × max_response_body); beyond it exchanges are dropped and counted."""
     drain_seconds: float = Field(default=5.0, ge=0)
     correlation_capacity: int = Field(default=100_000, ge=1)
     """Id pairs remembered per resource and direction (an LRU)."""

@@ -4,7 +4,7 @@ Unix socket, bounded and counted; the process is restarted when it dies, and wha
 `submit` never blocks and never copies a body: it encodes the metadata (~2 µs) and queues the bodies themselves for
 the transport, which writes them as the socket drains (one `writelines` per loop turn, however many exchanges).
 
-Bounds, per worker: at most `queue_size` exchanges and `max(8 MiB, 4 × max_response_body)` of their bodies are held
+Bounds, per worker: at most `queue_size` exchanges and `max(queue_bytes, 4 × max_response_body)` of their bodies are held
 from `submit` until the analysis process reports them *settled* (stored, or dropped and counted). Past a bound the
 exchange is dropped: `submit` returns False (the mirror counts `dropped{queue_full}`) and a body-less drop record
 goes instead, so that the report has its `dropped` row. Records (drops, id pairs) have their own bound, `RECORDS`;
@@ -41,8 +41,6 @@ from proxy.errors import ShadowdiffError
 
 log = structlog.get_logger("shadowdiff.analysis")
 
-QUEUE_BYTES = 8 * 1024 * 1024
-"""Bodies held by exchanges handed to analysis and not yet settled (at least four of the largest)."""
 RECORDS = 5_000
 """Drop records and id pairs waiting for the analysis process."""
 START_SECONDS = 60.0
@@ -128,7 +126,7 @@ class AnalysisChannel:
         self.settings = settings
         self.metrics = AnalysisMetrics(metrics)
         self.max_exchanges = settings.queue_size
-        self.max_bytes = max(QUEUE_BYTES, 4 * settings.max_response_body)
+        self.max_bytes = max(settings.queue_bytes, 4 * settings.max_response_body)
         self.max_records = RECORDS
         self._command = tuple(command)
         self._entries: deque[Entry] = deque()

@@ -31,9 +31,6 @@ log = structlog.get_logger("shadowdiff.analysis")
 
 REPORT_SECONDS = 0.02
 """How often progress goes back to the data plane at most (its queue bound is released at this pace)."""
-NICENESS = 10
-"""Analysis is background work: when the cores are busy, the processes that answer clients get them first (and a
-backlog here ends in counted drops, never in a slower client)."""
 
 
 READ = 64 * 1024
@@ -183,6 +180,8 @@ async def serve(sock: socket.socket) -> None:
         if first is None or first[0] != wire.SETTINGS:
             return  # the worker went away before it said anything
         settings: Settings = pickle.loads(first[2])
+        with contextlib.suppress(OSError):
+            os.nice(settings.analysis_niceness)  # background work: when the cores are busy, serving gets them first
         configure_logging(settings)
         store = await Store.from_settings(settings)
         try:
@@ -225,8 +224,6 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     for sig in (signal.SIGINT, signal.SIGTERM):  # the worker decides, and closes the channel
         signal.signal(sig, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
     sock = socket.socket(fileno=int(args[0]))
     factory: Any = None
     with contextlib.suppress(ImportError):

@@ -225,7 +225,15 @@ def test_large_bodies_target_is_10_percent_or_5_ms(base: float, beside: float, m
     def result(p99: float) -> LoadResult:
         return LoadResult("python-paced", 16, 1.0, 100, 0, 1.0, p99, p99)
 
-    assert LargeBodiesResult("identical", result(base), result(beside), None).met is met
+    assert LargeBodiesResult("shadowdiff", "identical", "100/s", result(base), result(beside), None).met is met
+
+
+def test_large_bodies_analysed_share_counts_drops_over_every_request_answered_beside() -> None:
+    small = LoadResult("python-paced", 16, 1.0, 200, 0, 1.0, 2.0, 2.0)
+    large = LoadResult("python-paced", 20, 1.0, 800, 0, 1.0, 9.0, 9.0)
+    row = LargeBodiesResult("shadowdiff", "identical", "closed", small, small, large, dropped=250)
+    assert row.analysed_share == 0.75
+    assert LargeBodiesResult("nginx", "identical", "closed", small, small, large).analysed_share is None
 
 
 def test_body_rows_are_compared_with_nginx_on_the_same_response(tmp_path: Path) -> None:

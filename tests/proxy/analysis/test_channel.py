@@ -118,6 +118,19 @@ async def test_exchanges_are_compared_and_stored_by_another_process(tmp_path: Pa
     assert first.summary.outcome is Outcome.MATCH and [d.path for d in second.diffs] == ["root.total"]
 
 
+async def test_the_analysis_process_runs_at_the_configured_niceness_below_its_worker(
+    tmp_path: Path, metrics: ProxyMetrics
+) -> None:
+    channel = AnalysisChannel(settings(tmp_path, analysis_niceness=7), metrics)
+    await channel.start()
+    try:
+        assert channel.pid is not None
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+        assert os.getpriority(os.PRIO_PROCESS, channel.pid) == expected
+    finally:
+        await channel.aclose(5)
+
+
 async def test_the_analysis_process_applies_pairs_by_resource_aligns_lists_and_keeps_what_each_side_was_sent(
     tmp_path: Path, metrics: ProxyMetrics
 ) -> None:
@@ -167,10 +180,26 @@ async def test_a_drop_past_the_records_bound_is_counted_without_encoding_a_recor
     assert channel.unrecorded == 1 and counted(metrics, "shadowdiff_dropped_total", reason="unrecorded") == 1
 
 
+def test_the_body_bound_is_queue_bytes_and_never_below_four_of_the_largest_responses(
+    tmp_path: Path, metrics: ProxyMetrics
+) -> None:
+    big = b"x" * (5 * 1024 * 1024)
+    default = AnalysisChannel(settings(tmp_path), metrics)  # not started: nothing settles, the channel holds it all
+    # A burst of large exchanges fits the default (7 × 700 KiB pairs overflowed the old 8 MiB and were dropped).
+    assert [default.submit(exchange(primary=primary(body=big), shadow=shadow(body=big))) for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    floor = settings(tmp_path, queue_bytes=0, max_response_body=3 * 1024 * 1024)
+    assert AnalysisChannel(floor, ProxyMetrics(CollectorRegistry())).max_bytes == 12 * 1024 * 1024
+
+
 async def test_a_full_channel_drops_counts_and_still_leaves_a_dropped_row(
     tmp_path: Path, metrics: ProxyMetrics
 ) -> None:
-    config = settings(tmp_path, queue_size=2)
+    config = settings(tmp_path, queue_size=2, queue_bytes=8 * 1024 * 1024)
     channel = AnalysisChannel(config, metrics)  # not started yet: nothing is settled, the channel holds it all
     items = [exchange() for _ in range(3)]
     assert [channel.submit(item) for item in items] == [True, True, False]
