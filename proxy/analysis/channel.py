@@ -4,10 +4,10 @@ Unix socket, bounded and counted; the process is restarted when it dies, and wha
 `submit` never blocks and never copies a body: it encodes the metadata (~2 µs) and queues the bodies themselves for
 the transport, which writes them as the socket drains (one `writelines` per loop turn, however many exchanges).
 
-Bounds, per worker: at most `queue_size` exchanges and `max(queue_bytes, 4 × max_response_body)` of their bodies are held
-from `submit` until the analysis process reports them *settled* (stored, or dropped and counted). Past a bound the
-exchange is dropped: `submit` returns False (the mirror counts `dropped{queue_full}`) and a body-less drop record
-goes instead, so that the report has its `dropped` row. Records (drops, id pairs) have their own bound, `RECORDS`;
+Bounds, per worker: at most `queue_size` exchanges and `max(queue_bytes, 4 × max_response_body)` of their bodies
+are held from `submit` until the analysis process reports them *settled* (stored, or dropped and counted). Past a
+bound the exchange is dropped: `submit` returns False (the mirror counts `dropped{queue_full}`) and a body-less drop
+record goes instead, so that the report has its `dropped` row. Records (drops, id pairs) have their own bound, `RECORDS`;
 a drop past it is counted as `dropped{unrecorded}` and has no row.
 
 An analysis process that exits is replaced (after a back-off when it keeps exiting at once). The exchanges it had
