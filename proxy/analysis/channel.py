@@ -7,8 +7,8 @@ the transport, which writes them as the socket drains (one `writelines` per loop
 Bounds, per worker: at most `queue_size` exchanges and `max(queue_bytes, 4 × max_response_body)` of their bodies
 are held from `submit` until the analysis process reports them *settled* (stored, or dropped and counted). Past a
 bound the exchange is dropped: `submit` returns False (the mirror counts `dropped{queue_full}`) and a body-less drop
-record goes instead, so that the report has its `dropped` row. Records (drops, id pairs) have their own bound, `RECORDS`;
-a drop past it is counted as `dropped{unrecorded}` and has no row.
+record goes instead, so that the report has its `dropped` row. Records (drops, id pairs) have their own bound,
+`RECORDS`; a drop past it is counted as `dropped{unrecorded}` and has no row.
 
 An analysis process that exits is replaced (after a back-off when it keeps exiting at once). The exchanges it had
 been sent and not settled are counted as `dropped{analysis_lost}` and sent to its successor as drop records, so
