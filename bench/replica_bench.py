@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.private_postgres import PrivatePostgres
 from bench.procs import free_port, spawn
-from bench.systems import _clean_env, run_upstream, shadowdiff_command
+from bench.systems import _clean_env, metric_values, run_upstream, shadowdiff_command
 from bench.upstream import big_body
 
 TOKEN = "bench-admin-token"
@@ -168,6 +168,9 @@ def id_pairs(args: argparse.Namespace, workdir: Path) -> int:
                 break
             time.sleep(0.1)
         after = stats(v2)
+        for name, (_, admin) in (("A", a), ("B", b)):
+            sharing = {k: int(v) for k, v in metric_values(admin, "shadowdiff_id_sharing_total").items() if v}
+            print(f"replica {name}: shadowdiff_id_sharing_total {sharing}")
     found, missing = after["found"] - before["found"], after["missing"] - before["missing"]
     print(
         f"id pairs across replicas: {args.creates} creates through A, each read through B at once: "
