@@ -31,6 +31,9 @@ from proxy.dataplane.sink import ExchangeSink
 from proxy.errors import UpstreamError
 
 log = structlog.get_logger("shadowdiff.mirror")
+
+OUT_OF_ORDER = "out_of_order"
+"""The skip reason of an exchange whose mirrored side was sent past a causal-order bound (`Flight.raced`)."""
 _BODYLESS_STATUS = frozenset((204, 304))
 WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
@@ -78,6 +81,7 @@ class Flight:
         "not_sent",
         "primary",
         "primary_known",
+        "raced",
         "sent",
         "target",
         "waits",
@@ -104,6 +108,9 @@ class Flight:
         self.created: Created | None = None
         """The ids the primary's create answered with."""
         self.primary_known = False
+        self.raced = False
+        """A side was sent before what it had to wait for (earlier writes, another process's create) was settled:
+        past `causal_wait_seconds`. Its answer may show a race, not a difference: the exchange is not compared."""
 
 
 def answered(
@@ -323,9 +330,10 @@ class Mirror:
         if primary is None:
             self._metrics.drop("primary_cancelled")
             return
-        if unsafe:
-            self._metrics.skip(job.service, "unsafe_rewrite")
-        self._finish(flight, primary, results, "unsafe_rewrite" if unsafe else None)
+        reason = "unsafe_rewrite" if unsafe else OUT_OF_ORDER if flight.raced else None
+        if reason is not None:
+            self._metrics.skip(job.service, reason)
+        self._finish(flight, primary, results, reason)
 
     def _finish(
         self, flight: Flight, primary: SideResponse, results: Sequence[SideResponse], skip_reason: str | None = None
@@ -359,6 +367,7 @@ class Mirror:
             if earlier and self._order is not None:
                 in_time = await self._order.wait(earlier)
                 self._metrics.causal_wait(service, "waited" if in_time else "timeout")
+                flight.raced = flight.raced or not in_time
             path, query, body = job.target_path, request.query, request.body
             correlator = self._correlator
             if self._shared is not None and correlator is not None and job.ids is not None:
@@ -370,7 +379,8 @@ class Mirror:
                     naming=job.ids.naming, json_body=job.json_body, misses=misses,
                 )  # fmt: skip
                 if misses:  # ids with no pair here: creates other processes saw may hold them
-                    await self._shared.resolve(service, job.primary_side, misses, flight.arrived)
+                    if not await self._shared.resolve(service, job.primary_side, misses, flight.arrived):
+                        flight.raced = True
             if correlator is not None and job.ids is not None and correlator.active(service):
                 target = self.target(flight)
                 assert target is not None

@@ -109,23 +109,28 @@ class SharedIds:
 
     async def resolve(
         self, service: str, from_side: str, misses: Sequence[tuple[Resource, object]], arrived: float
-    ) -> None:
+    ) -> bool:
         """Before rewriting a request that names ids with no known pair: hear every create committed before the
         request `arrived` (monotonic), and wait (bounded) for those still pending elsewhere.
 
         Whatever the resource: the first create of a resource this process never heard of was announced before its
         client saw the new id too, so it may be pending although nothing here knows the resource yet. Hearing the
         feed is free when a read that started after the request arrived has already been delivered; otherwise it
-        is one shared read of the feed, on the mirrored path only."""
+        is one shared read of the feed, on the mirrored path only.
+
+        False when the bound ran out first (the feed was not heard in time, or a create was still pending): the
+        request then names ids this process could not resolve, and its comparison may show a race."""
         feed = self.store.feed
         if not misses:
-            return
+            return True
+        in_time = True
         deadline = time.monotonic() + self.wait_seconds
         if feed.heard_from < arrived:
             if await feed.sync(after=arrived, timeout=self.wait_seconds):
                 self._count("synced")
             else:
                 self._count("sync_late")
+                in_time = False
         for resource, value in misses:
             text = id_text(value)
             pending = None if text is None else self._pending.get((service, resource.collection, from_side, text))
@@ -137,8 +142,10 @@ class SharedIds:
                     await event.wait()
             except TimeoutError:
                 self._count("wait_timeout")
+                in_time = False
             else:
                 self._count("waited")
+        return in_time
 
     async def _pending_event(self, event: Event) -> None:
         expires = time.monotonic() + self.wait_seconds

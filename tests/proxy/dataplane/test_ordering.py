@@ -132,8 +132,12 @@ async def test_past_the_bound_the_read_is_sent_anyway_and_counted() -> None:
             exchanges = await stack.sink.wait(2)
             v2.release()
     read = next(e for e in exchanges if e.request.method == "GET")
+    write = next(e for e in exchanges if e.request.method == "PATCH")
     assert read.shadow is not None and orjson.loads(read.shadow.body) == {"id": 3, "stock": 28}  # the race, counted
     assert sample(stack.metrics, "shadowdiff_causal_waits_total", service="products", outcome="timeout") == 1
+    # ...and not compared: its stock differs because of the race, not because V2 is wrong (a false finding before).
+    assert read.skip_reason == "out_of_order" and write.skip_reason is None
+    assert sample(stack.metrics, "shadowdiff_skipped_total", service="products", reason="out_of_order") == 1
 
 
 def streams_patches(parts: int, pause: float, ended: list[float] | None = None) -> Recorder:

@@ -89,6 +89,25 @@ async def test_a_read_through_another_replica_at_once_reaches_the_shadows_own_re
     assert shared_b.counts.get("waited") == 1 and "wait_timeout" not in shared_b.counts
 
 
+async def test_a_read_whose_create_is_still_pending_past_the_bound_is_not_compared(
+    database: tuple[str, str | None],
+) -> None:
+    # V2 answers the create after the bound: B sends the read with V1's id (V2 answers 404). Before, that 404 was
+    # compared and stored as a "status differs" finding; the race is now a skipped exchange, counted.
+    v1, v2 = OrdersApp("v1", 1), OrdersApp("v2", 1000, create_delay=0.6)
+    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
+        settings = settings_for(u1, u2, causal_wait_seconds=0.2)
+        async with replica(settings, database) as (a, _), replica(settings, database) as (b, shared_b):
+            async with httpx.AsyncClient() as client:
+                await warm(client, a, shared_b)
+                created = (await client.post(f"{a.url}/api/orders", json={"customer_id": 5})).json()
+                await client.get(f"{b.url}/api/orders/{created['id']}")
+                [read] = await b.sink.wait(1)
+    assert read.shadow is not None and read.shadow.status == 404  # sent anyway, past the bound
+    assert shared_b.counts.get("wait_timeout") == 1
+    assert read.skip_reason == "out_of_order"
+
+
 async def test_the_first_create_of_a_resource_is_waited_for_by_a_replica_that_never_heard_of_it(
     database: tuple[str, str | None],
 ) -> None:
