@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from diffs.exchange import Exchange
 from diffs.storage import Store
 from diffs.storage.feed import Listening
 from proxy.config import Settings
@@ -70,23 +73,51 @@ async def warm(client: httpx.AsyncClient, a: Stack, b: SharedIds) -> None:
     raise AssertionError("replica B never heard of the first create")
 
 
+@dataclass
+class Crossed:
+    """A create through replica A, then a read of it through replica B at once."""
+
+    created: dict[str, Any]
+    got: httpx.Response
+    read: Exchange
+    """The read's exchange, as replica B recorded it."""
+    shared_b: SharedIds
+
+
+async def create_then_read_elsewhere(
+    v1: OrdersApp,
+    v2: OrdersApp,
+    database: tuple[str, str | None],
+    *,
+    warm_up: bool = True,
+    hears_late: float = 0.0,
+    **overrides: Any,
+) -> Crossed:
+    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
+        settings = settings_for(u1, u2, **overrides)
+        async with (
+            replica(settings, database) as (a, _),
+            replica(settings, database, hears_late=hears_late) as (b, shared_b),
+        ):
+            async with httpx.AsyncClient() as client:
+                if warm_up:
+                    await warm(client, a, shared_b)
+                created = (await client.post(f"{a.url}/api/orders", json={"customer_id": 5})).json()
+                got = await client.get(f"{b.url}/api/orders/{created['id']}")  # at once, through the other replica
+                [read] = await b.sink.wait(1)
+    return Crossed(created, got, read, shared_b)
+
+
 async def test_a_read_through_another_replica_at_once_reaches_the_shadows_own_record(
     database: tuple[str, str | None],
 ) -> None:
     # Replica B never saw the create: without sharing it sent V2 `GET /api/orders/1` (V1's id), a 404 finding.
     v1, v2 = OrdersApp("v1", 1), OrdersApp("v2", 1000, create_delay=0.3)
-    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
-        settings = settings_for(u1, u2)
-        async with replica(settings, database) as (a, _), replica(settings, database) as (b, shared_b):
-            async with httpx.AsyncClient() as client:
-                await warm(client, a, shared_b)
-                created = (await client.post(f"{a.url}/api/orders", json={"customer_id": 5})).json()
-                got = await client.get(f"{b.url}/api/orders/{created['id']}")  # at once, through the other replica
-                [read] = await b.sink.wait(1)
-    assert created["id"] == 2 and got.status_code == 200
+    crossed = await create_then_read_elsewhere(v1, v2, database)
+    assert crossed.created["id"] == 2 and crossed.got.status_code == 200
     assert shadow_targets(v2)[1:] == ["/api/orders", "/api/orders/1001"]  # B waited for A's create and its pair
-    assert read.shadow is not None and read.shadow.status == 200
-    assert shared_b.counts.get("waited") == 1 and "wait_timeout" not in shared_b.counts
+    assert crossed.read.shadow is not None and crossed.read.shadow.status == 200
+    assert crossed.shared_b.counts.get("waited") == 1 and "wait_timeout" not in crossed.shared_b.counts
 
 
 async def test_a_read_whose_create_is_still_pending_past_the_bound_is_not_compared(
@@ -95,17 +126,10 @@ async def test_a_read_whose_create_is_still_pending_past_the_bound_is_not_compar
     # V2 answers the create after the bound: B sends the read with V1's id (V2 answers 404). Before, that 404 was
     # compared and stored as a "status differs" finding; the race is now a skipped exchange, counted.
     v1, v2 = OrdersApp("v1", 1), OrdersApp("v2", 1000, create_delay=0.6)
-    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
-        settings = settings_for(u1, u2, causal_wait_seconds=0.2)
-        async with replica(settings, database) as (a, _), replica(settings, database) as (b, shared_b):
-            async with httpx.AsyncClient() as client:
-                await warm(client, a, shared_b)
-                created = (await client.post(f"{a.url}/api/orders", json={"customer_id": 5})).json()
-                await client.get(f"{b.url}/api/orders/{created['id']}")
-                [read] = await b.sink.wait(1)
-    assert read.shadow is not None and read.shadow.status == 404  # sent anyway, past the bound
-    assert shared_b.counts.get("wait_timeout") == 1
-    assert read.skip_reason == "out_of_order"
+    crossed = await create_then_read_elsewhere(v1, v2, database, causal_wait_seconds=0.2)
+    assert crossed.read.shadow is not None and crossed.read.shadow.status == 404  # sent anyway, past the bound
+    assert crossed.shared_b.counts.get("wait_timeout") == 1
+    assert crossed.read.skip_reason == "out_of_order"
 
 
 async def test_the_first_create_of_a_resource_is_waited_for_by_a_replica_that_never_heard_of_it(
@@ -114,20 +138,11 @@ async def test_the_first_create_of_a_resource_is_waited_for_by_a_replica_that_ne
     # No warm-up: replica B knows nothing of /api/orders when the read arrives (its feed hears of the create later),
     # and it sent V2 `GET /api/orders/1` (V1's id). Announced before the client saw the id, so B must ask first.
     v1, v2 = OrdersApp("v1", 1), OrdersApp("v2", 1000, create_delay=0.2)
-    async with run_server(v1.recorder) as u1, run_server(v2.recorder) as u2:
-        settings = settings_for(u1, u2)
-        async with (
-            replica(settings, database) as (a, _),
-            replica(settings, database, hears_late=0.3) as (b, shared_b),
-        ):
-            async with httpx.AsyncClient() as client:
-                created = (await client.post(f"{a.url}/api/orders", json={"customer_id": 5})).json()
-                got = await client.get(f"{b.url}/api/orders/{created['id']}")  # at once, through the other replica
-                [read] = await b.sink.wait(1)
-    assert created["id"] == 1 and got.status_code == 200
+    crossed = await create_then_read_elsewhere(v1, v2, database, warm_up=False, hears_late=0.3)
+    assert crossed.created["id"] == 1 and crossed.got.status_code == 200
     assert shadow_targets(v2) == ["/api/orders", "/api/orders/1000"]
-    assert read.shadow is not None and read.shadow.status == 200
-    assert shared_b.counts.get("waited") == 1 and "wait_timeout" not in shared_b.counts
+    assert crossed.read.shadow is not None and crossed.read.shadow.status == 200
+    assert crossed.shared_b.counts.get("waited") == 1 and "wait_timeout" not in crossed.shared_b.counts
 
 
 async def test_a_create_with_the_same_id_on_both_sides_releases_the_others_at_once(
